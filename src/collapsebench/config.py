@@ -1,0 +1,265 @@
+"""The experiment schema: load one YAML file, apply ``a.b=value`` overrides, fingerprint sections.
+
+Every place where a plug-in is chosen is a :class:`Spec`: a bare name or ``{name: ..., <kwargs>}``.
+Unknown keys are errors that name the key and suggest the closest one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collapsebench.errors import UserError, did_you_mean
+
+PHASES = ("curate", "train", "generate", "evaluate")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Spec(BaseModel):
+    """A plug-in choice: ``name`` plus keyword arguments passed to the plug-in."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def dump(self) -> dict[str, Any]:
+        return {"name": self.name, **self.kwargs}
+
+
+class DataConfig(Strict):
+    source: Spec = Field(default_factory=lambda: Spec(name="ground_truth_language"),
+                         description="where the real data comes from (data_sources registry)")
+    text_field: str = Field("text", description="column holding the text")
+    holdout: float = Field(0.1, gt=0, description="held-out real data: a fraction (<1) or a number of rows")
+    max_documents: int | None = Field(None, gt=0, description="cap on real documents (train + holdout)")
+    preprocess: list[Spec] = Field(default_factory=list, description="one-time preprocessing of the real data")
+
+
+class TokenizerConfig(Strict):
+    path: str | None = Field(None, description="tokenizer folder or hub name; default: the base model's, "
+                             "or a byte-level BPE trained on the real training split")
+    vocab_size: int = Field(1024, ge=260, description="vocabulary size of a tokenizer trained from scratch")
+
+
+class ModelConfig(Strict):
+    init: Literal["scratch", "base", "previous"] = Field(
+        "previous",
+        description="where each iteration's model starts: 'scratch' (fresh random init every iteration), "
+        "'base' (the base model every iteration), 'previous' (iteration k-1's model; iteration 1 starts "
+        "from the base model, or from scratch when there is none)",
+    )
+    base: str | None = Field(None, description="base model: a local folder or a hub name")
+    gguf_file: str | None = Field(None, description="GGUF file name inside the base model folder")
+    architecture: dict[str, Any] = Field(
+        default_factory=lambda: {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64},
+        description="transformers config for models built from scratch (model_type + AutoConfig kwargs)",
+    )
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+
+    @model_validator(mode="after")
+    def _base_needed(self) -> "ModelConfig":
+        if self.init == "base" and not self.base:
+            raise ValueError("model.init is 'base' but model.base is not set")
+        return self
+
+
+class CurateConfig(Strict):
+    regime: Spec = Field(default_factory=lambda: Spec(name="replace", alpha=1.0),
+                         description="how D(k+1) is made from the real data and S(1..k) (regimes registry)")
+    preprocess: list[Spec] = Field(default_factory=list, description="preprocessing of each curated dataset")
+
+
+class TrainConfig(Strict):
+    trainer: Spec = Field(default_factory=lambda: Spec(name="causal_lm"), description="trainers registry")
+
+
+class GenerateConfig(Strict):
+    generator: Spec = Field(default_factory=lambda: Spec(name="transformers"), description="generators registry")
+    prompts: Spec = Field(default_factory=lambda: Spec(name="unconditional"), description="prompt_sources registry")
+    num_samples: int | None = Field(None, gt=0, description="accepted samples per iteration; "
+                                    "default: the number of real training documents")
+    shard_size: int = Field(256, gt=0, description="samples per output shard (the unit of resumption)")
+    validators: list[Spec] = Field(default_factory=list, description="validators registry, applied in order")
+
+
+class EvaluateConfig(Strict):
+    evaluations: list[Spec] = Field(default_factory=lambda: [Spec(name="perplexity"), Spec(name="sample_stats")],
+                                    description="evaluations registry; each returns a dict of numbers")
+
+
+class Config(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]+$", description="experiment name")
+    output_dir: str | None = Field(None, description="run directory; default runs/<name> under the working dir")
+    seed: int = Field(0, description="experiment seed; per-(iteration, phase) seeds derive from it")
+    iterations: int = Field(..., ge=1, description="number of train/generate/evaluate/curate rounds")
+    plugins: list[str] = Field(default_factory=list, description="user plug-ins: .py paths (relative to the "
+                               "config file) or importable modules")
+    config_dir: str | None = Field(None, description="folder that relative paths resolve against "
+                                   "(set to the config file's folder when loaded)")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    executor: Union[Spec, dict[str, Spec]] = Field(
+        default_factory=lambda: Spec(name="inline"),
+        description="where phases run (executors registry): one spec, or a mapping phase -> spec",
+    )
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name" not in value:
+            unknown = [k for k in value if k not in PHASES]
+            if unknown:
+                raise ValueError(f"executor mapping keys must be phases {PHASES}, got {unknown}")
+        return value
+
+    def executor_for(self, phase: str) -> Spec:
+        if isinstance(self.executor, Spec):
+            return self.executor
+        return self.executor.get(phase, Spec(name="inline"))
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or Path("runs") / self.name).resolve()
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(path).expanduser()
+        if p.is_absolute() or self.config_dir is None:
+            return p
+        return Path(self.config_dir) / p
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------- loading
+
+
+def _set_override(tree: dict[str, Any], dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node: Any = tree
+    for i, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif isinstance(child, str):  # a bare plug-in name gaining kwargs
+            child = node[key] = {"name": child}
+        elif not isinstance(child, dict):
+            raise UserError(f"override '{dotted}': '{'.'.join(keys[: i + 1])}' is not a mapping")
+        node = child
+    try:
+        node[keys[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise UserError(f"override '{dotted}={raw}': value is not valid YAML: {exc}") from None
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"override '{item}' is not of the form key.sub=value")
+        out.append((key.strip(), value))
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the sub-model at ``loc`` (for did-you-mean on unknown keys)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return []
+        ann = current.model_fields[part].annotation
+        current = ann if isinstance(ann, type) else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "Spec"))))
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        if err["type"] == "extra_forbidden":
+            hint = did_you_mean(str(loc[-1]), _fields_at(Config, loc[:-1]))
+            lines.append(f"unknown key '{key}'{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"missing key '{key}'")
+        else:
+            lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+    return f"{source}: invalid config\n  " + "\n  ".join(dict.fromkeys(lines))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file, apply overrides (``a.b=value``, values parsed as YAML), validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the top level must be a mapping of keys")
+    for key, value in parse_overrides(overrides or []):
+        _set_override(raw, key, value)
+    raw.setdefault("config_dir", str(path.resolve().parent))
+    return config_from_dict(raw, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()
+
+
+# ----------------------------------------------------------------------------------- fingerprints
+
+# What each phase's output depends on, besides the phase before it (fingerprints chain).
+PHASE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "curate": ("seed", "plugins", "data", "curate"),
+    "train": ("model", "train"),
+    "generate": ("generate",),
+    "evaluate": ("evaluate",),
+}
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def section_fingerprint(config: Config, phase: str) -> str:
+    dumped = config.dump()
+    return digest({k: dumped[k] for k in PHASE_SECTIONS[phase]})
+
+
+def phase_seed(seed: int, iteration: int, phase: str) -> int:
+    """A seed for (iteration, phase), derived from the experiment seed."""
+    return int(hashlib.sha256(f"{seed}:{iteration}:{phase}".encode()).hexdigest()[:8], 16)

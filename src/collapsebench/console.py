@@ -1,0 +1,27 @@
+"""Terminal output: one rich console, progress bars that stay quiet when output is not a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``. Draws a rich bar on a terminal; off with COLLAPSEBENCH_PROGRESS=0."""
+    enabled = os.environ.get("COLLAPSEBENCH_PROGRESS", "1") != "0" and sys.stderr.isatty()
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)
