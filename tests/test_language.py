@@ -260,3 +260,33 @@ def test_language_evaluations_refuse_another_data_source(tmp_path):
     ctx = make_ctx(tmp_path, {"name": "local", "path": "x.jsonl"})
     with pytest.raises(UserError, match="ground_truth_language"):
         spec_from_config(ctx.config)
+
+
+def test_language_kl_evaluation_with_a_tiny_model(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("collapsebench.backends.scoring")
+    import datasets
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from collapsebench.backends.tokenizer import train_tokenizer
+    from collapsebench.toy.language_metrics import language_kl
+
+    ctx = make_ctx(tmp_path, {"name": "ground_truth_language", "vocab_size": 200, "n_topics": 3},
+                   iteration=1, phase="evaluate")
+    spec = spec_from_config(ctx.config)
+    model_dir = tmp_path / "iter_001" / "train" / "model"
+    train_tokenizer(datasets.Dataset.from_dict({"text": sample(spec, 300, seed=0)}), "text", 300, model_dir)
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_layer=1, n_head=2, n_embd=16, n_positions=256)).save_pretrained(
+        str(model_dir))
+    # the "model samples" are the very truth samples the evaluation draws: the two KL estimates then
+    # average the same log-ratio with opposite signs
+    truth = sample(spec, 40, seed=ctx.seed)
+    datasets.Dataset.from_dict({"text": truth}).save_to_disk(str(tmp_path / "iter_001" / "generate" / "samples"))
+    out = language_kl(ctx, n_true=40, entropy_samples=200)
+    assert out["lang_kl_model_truth_per_doc"] == pytest.approx(-out["lang_kl_truth_model_per_doc"], rel=1e-9)
+    # an untrained model is far from the truth: its cross-entropy is well above the entropy floor
+    assert out["lang_kl_truth_model_per_doc"] > 4 * out["lang_kl_truth_model_per_doc_se"]
+    assert out["lang_model_xent_per_word"] > out["lang_entropy_per_word"]
+    assert out["lang_model_samples_valid_fraction"] == 1.0 and out["lang_n_model_samples"] == 40
+    assert out["lang_kl_model_truth_invalid_per_doc"] == 0.0
+    assert (ctx.out_dir / "language_kl.npz").exists()

@@ -54,8 +54,13 @@ def kl_from_samples(logp_self: np.ndarray, logp_other: np.ndarray, n_words: np.n
 
 
 def kl_metrics(truth_on_truth: np.ndarray, model_on_truth: np.ndarray, truth_words: np.ndarray,
-               model_on_model: np.ndarray, truth_on_model: np.ndarray, model_words: np.ndarray) -> dict[str, float]:
-    """KL(truth‖model) from truth samples, KL(model‖truth) from model samples, and the model's cross-entropy."""
+               model_on_model: np.ndarray, truth_on_model: np.ndarray, model_words: np.ndarray,
+               model_valid: np.ndarray) -> dict[str, float]:
+    """KL(truth‖model) from truth samples, KL(model‖truth) from model samples, and the model's cross-entropy.
+
+    ``lang_kl_model_truth_invalid_per_doc`` is the share of the KL(model‖truth) estimate that comes from
+    model samples outside the language (scored by the escape branch).
+    """
     out: dict[str, float] = {}
     for name, args in (("kl_truth_model", (truth_on_truth, model_on_truth, truth_words)),
                        ("kl_model_truth", (model_on_model, truth_on_model, model_words))):
@@ -64,6 +69,9 @@ def kl_metrics(truth_on_truth: np.ndarray, model_on_truth: np.ndarray, truth_wor
     out["lang_model_xent_per_doc"], out["lang_model_xent_per_doc_se"] = mean_se(-np.asarray(model_on_truth))
     out["lang_model_xent_per_word"], out["lang_model_xent_per_word_se"] = ratio_se(-np.asarray(model_on_truth),
                                                                                  truth_words)
+    d = np.asarray(model_on_model, dtype=np.float64) - np.asarray(truth_on_model, dtype=np.float64)
+    out["lang_kl_model_truth_invalid_per_doc"] = float(np.mean(d * ~np.asarray(model_valid))) if d.size else float("nan")
+    out["lang_model_samples_valid_fraction"] = float(np.mean(model_valid)) if d.size else float("nan")
     return out
 
 
@@ -172,10 +180,9 @@ def language_kl(ctx: Any, n_true: int = 1000, batch_size: int = 16, max_samples:
         model_on_model.append(sequence_logprobs(model, tokenizer, texts, batch_size=batch_size)[0])
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
     out = kl_metrics(truth_scores.log_prob, model_on_truth, truth_scores.n_words,
-                     cat(model_on_model), cat(on_model), cat(words))
+                     cat(model_on_model), cat(on_model), cat(words), cat(valid).astype(bool))
     entropy = true_entropy(spec, entropy_samples, seed=ctx.seed)
     out.update({f"lang_{k}": v for k, v in entropy.items() if not k.startswith("mc_")})
-    out["lang_model_samples_valid_fraction"] = float(cat(valid).mean()) if valid else float("nan")
     out["lang_n_model_samples"] = float(sum(len(x) for x in valid))
     np.savez(ctx.out_dir / "language_kl.npz", truth_on_truth=truth_scores.log_prob, model_on_truth=model_on_truth,
              truth_words=truth_scores.n_words, model_on_model=cat(model_on_model), truth_on_model=cat(on_model),
