@@ -14,9 +14,9 @@ from collapsebench.config import config_from_dict
 from collapsebench.context import PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.toy.language import (LanguageSpec, build_language, escape_logprob, language_spec, log_prob,
-                                        parse, render, sample, score, true_entropy)
-from collapsebench.toy.language_metrics import (doc_length_pmf, expected_distinct, kl_from_samples, rare_mask,
-                                                spec_from_config, tail_stats, word_counts)
+                                        parse, render, sample, score)
+from collapsebench.toy.language_metrics import (doc_length_pmf, expected_distinct, kl_from_samples, kl_metrics,
+                                                rare_mask, spec_from_config, tail_stats, true_entropy, word_counts)
 
 TINY = LanguageSpec(vocab_size=5, n_topics=2, zipf_exponent=1.0, topic_zipf_exponent=1.0, shared_weight=0.3,
                     words_per_sentence_min=1, words_per_sentence_max=2, words_per_sentence_stop=0.4,
@@ -172,6 +172,22 @@ def test_kl_is_zero_for_the_truth_and_grows_with_the_perturbation():
         rev = kl_from_samples(q.log_prob, score(one_topic, reverse_samples).log_prob, q.n_words)
         assert abs(rev["per_word"] - float(np.sum(wq * np.log(wq / wp)))) < 4 * rev["per_word_se"]
     assert kls[1] > kls[0]
+
+
+def test_kl_metrics_split_out_samples_outside_the_language():
+    spec = SMALL.model_copy(update={"zipf_exponent": 1.3})
+    truth = sample(SMALL, 500, seed=1)
+    model_samples = sample(spec, 300, seed=2) + ["not a document", "Ne ne ne"]
+    p, q = score(SMALL, truth), score(SMALL, model_samples)
+    qq = score(spec, model_samples)
+    out = kl_metrics(p.log_prob, score(spec, truth).log_prob, p.n_words, qq.log_prob, q.log_prob, q.n_words,
+                     q.valid)
+    d = qq.log_prob - q.log_prob
+    assert out["lang_model_samples_valid_fraction"] == pytest.approx(300 / 302)
+    assert out["lang_kl_model_truth_invalid_per_doc"] == pytest.approx(d[300:].sum() / 302)
+    assert out["lang_kl_model_truth_per_doc"] == pytest.approx(d.mean())
+    assert out["lang_model_xent_per_doc"] == pytest.approx(-score(spec, truth).log_prob.mean())
+    assert out["lang_kl_truth_model_per_doc"] > 0
 
 
 # ---------------------------------------------------------------------------------------------- tails
