@@ -174,3 +174,7 @@ evaluations.lazy("perplexity", f"{_B}.backends.hf_evaluate:perplexity")
 evaluations.lazy("sample_stats", f"{_B}.evaluation.samples:sample_stats")
 executors.lazy("inline", f"{_B}.executors:inline")
 executors.lazy("subprocess", f"{_B}.executors:subprocess")
+
+# Ground-truth language (toy): exact metrics against the known distribution.
+evaluations.lazy("language_kl", f"{_B}.toy.language_metrics:language_kl")
+evaluations.lazy("language_tails", f"{_B}.toy.language_metrics:language_tails")
