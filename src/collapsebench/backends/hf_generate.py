@@ -3,12 +3,13 @@ written in Parquet shards as it goes; finished shards are skipped when a killed 
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from collapsebench.backends.scoring import device, load_tokenizer
+from collapsebench.backends.scoring import context_length, device, load_tokenizer
 from collapsebench.context import PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.phases.generate import num_samples
@@ -56,6 +57,12 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen_config: A
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     encoded = [[bos, *ids] for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     width = max(len(e) for e in encoded)
+    room = context_length(model) - width
+    if room < 1:
+        raise UserError(f"generate: a prompt of {width} tokens leaves no room in the model's context")
+    if gen_config.max_new_tokens > room:  # stay inside the model's position embeddings
+        gen_config = copy.deepcopy(gen_config)
+        gen_config.max_new_tokens = room
     ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, e in enumerate(encoded):  # left padding

@@ -86,8 +86,6 @@ def build_model(ctx: PhaseContext, tokenizer: Any, block_size: int) -> Any:
     model_type = arch.pop("model_type", None)
     if not model_type:
         raise UserError("model.architecture.model_type is required to build a model from scratch")
-    for key in ("n_positions", "max_position_embeddings"):
-        arch.setdefault(key, max(block_size, 128)) if key == "n_positions" and model_type == "gpt2" else None
     special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                "pad_token_id": tokenizer.pad_token_id}
     try:
