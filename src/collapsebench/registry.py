@@ -174,3 +174,6 @@ evaluations.lazy("perplexity", f"{_B}.backends.hf_evaluate:perplexity")
 evaluations.lazy("sample_stats", f"{_B}.evaluation.samples:sample_stats")
 executors.lazy("inline", f"{_B}.executors:inline")
 executors.lazy("subprocess", f"{_B}.executors:subprocess")
+
+# Evaluation suite: calibration, knowledge retention, diversity, distribution shift, lm-eval, judges.
+evaluations.lazy("calibration", f"{_B}.evaluation.calibration:calibration")
