@@ -178,3 +178,4 @@ executors.lazy("subprocess", f"{_B}.executors:subprocess")
 # Evaluation suite: calibration, knowledge retention, diversity, distribution shift, lm-eval, judges.
 evaluations.lazy("calibration", f"{_B}.evaluation.calibration:calibration")
 evaluations.lazy("knowledge", f"{_B}.evaluation.knowledge:knowledge")
+evaluations.lazy("diversity", f"{_B}.evaluation.diversity:diversity")
