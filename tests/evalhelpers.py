@@ -37,3 +37,17 @@ def save_samples(ctx: PhaseContext, iteration: int, texts: list[str]) -> None:
         "parent": [""] * len(texts),
         "text": texts,
     }).save_to_disk(str(path))
+
+
+def save_real(ctx: PhaseContext, texts: list[str], split: str = "real") -> None:
+    """Commit the real training split (``real``) or the holdout (``holdout``) of iteration 0."""
+    import datasets
+
+    path = ctx.phase_dir(0, "curate") / split
+    datasets.Dataset.from_dict({
+        "id": [f"r{i}" for i in range(len(texts))],
+        "origin": ["real"] * len(texts),
+        "generation": [0] * len(texts),
+        "parent": [""] * len(texts),
+        "text": texts,
+    }).save_to_disk(str(path))
