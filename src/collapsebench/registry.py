@@ -175,6 +175,10 @@ evaluations.lazy("sample_stats", f"{_B}.evaluation.samples:sample_stats")
 executors.lazy("inline", f"{_B}.executors:inline")
 executors.lazy("subprocess", f"{_B}.executors:subprocess")
 
+# Ground-truth language (toy): exact metrics against the known distribution.
+evaluations.lazy("language_kl", f"{_B}.toy.language_metrics:language_kl")
+evaluations.lazy("language_tails", f"{_B}.toy.language_metrics:language_tails")
+
 # Evaluation suite: calibration, knowledge retention, diversity, distribution shift, lm-eval, judges.
 evaluations.lazy("calibration", f"{_B}.evaluation.calibration:calibration")
 evaluations.lazy("knowledge", f"{_B}.evaluation.knowledge:knowledge")
