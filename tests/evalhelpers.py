@@ -9,7 +9,7 @@ from collapsebench.config import config_from_dict
 from collapsebench.context import PhaseContext
 
 
-def make_ctx(tmp_path: Path, iteration: int = 1, **config) -> PhaseContext:
+def eval_ctx(tmp_path: Path, iteration: int = 1, **config) -> PhaseContext:
     raw = {"name": "t", "iterations": 3, "config_dir": str(tmp_path), **config}
     run_dir = tmp_path / "run"
     out_dir = run_dir / f"iter_{iteration:03d}" / "evaluate.tmp"

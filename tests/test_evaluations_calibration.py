@@ -10,7 +10,7 @@ from collapsebench.evaluation.calibration import (
     ece_alert,
     expected_calibration_error,
 )
-from evalhelpers import make_ctx, write_metrics
+from evalhelpers import eval_ctx, write_metrics
 
 
 def test_perfectly_calibrated_ece_near_zero():
@@ -62,7 +62,7 @@ def test_ece_alert(series, level):
 
 
 def test_alert_level_reads_earlier_iterations(tmp_path):
-    ctx = make_ctx(tmp_path, iteration=3)
+    ctx = eval_ctx(tmp_path, iteration=3)
     write_metrics(ctx.run_dir, [
         {"iteration": 1, "knowledge_ece": 0.1},
         {"stage": "x"},
@@ -71,5 +71,17 @@ def test_alert_level_reads_earlier_iterations(tmp_path):
     ])
     assert add_ece_alert(ctx, {"knowledge_ece": 0.22}, "knowledge_ece")["knowledge_ece_alert_level"] == 2.0
     assert add_ece_alert(ctx, {"knowledge_ece": 0.16}, "knowledge_ece")["knowledge_ece_alert_level"] == 1.0
-    first = make_ctx(tmp_path / "other", iteration=1)
+    first = eval_ctx(tmp_path / "other", iteration=1)
     assert add_ece_alert(first, {"knowledge_ece": 0.5}, "knowledge_ece")["knowledge_ece_alert_level"] == 0.0
+
+
+def test_alert_history_falls_back_to_committed_evaluations(tmp_path):
+    import json
+
+    ctx = eval_ctx(tmp_path, iteration=3)
+    write_metrics(ctx.run_dir, [{"iteration": 1, "calibration_ece": 0.1}])
+    committed = ctx.phase_dir(2, "evaluate")
+    committed.mkdir(parents=True)
+    (committed / "metrics.json").write_text(json.dumps({"calibration_ece": None}))  # NaN stored as null
+    m = add_ece_alert(ctx, {"calibration_ece": 0.17}, "calibration_ece")
+    assert m["calibration_ece_alert_level"] == 1.0

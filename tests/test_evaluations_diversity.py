@@ -12,7 +12,7 @@ from collapsebench.evaluation.diversity import (
     resolve_embedding_model,
     self_bleu,
 )
-from evalhelpers import make_ctx, save_samples
+from evalhelpers import eval_ctx, save_samples
 
 VARIED = [
     "The quick brown fox jumps over the lazy dog.",
@@ -56,11 +56,11 @@ def test_embedding_diversity_formula():
 
 
 def test_diversity_evaluation_on_committed_samples(tmp_path):
-    ctx = make_ctx(tmp_path, iteration=1)
+    ctx = eval_ctx(tmp_path, iteration=1)
     save_samples(ctx, 1, ["the cat sat on the mat"] * 30)
     save_samples(ctx, 2, VARIED * 2)
     m1 = diversity(ctx)
-    ctx2 = make_ctx(tmp_path, iteration=2)
+    ctx2 = eval_ctx(tmp_path, iteration=2)
     m2 = diversity(ctx2, max_samples=5, self_bleu_samples=3)
     assert m1["self_bleu"] == pytest.approx(100.0)
     assert m2["self_bleu"] < 50.0

@@ -14,7 +14,7 @@ from collapsebench.evaluation.judges import (
     parse_score,
     parse_verdict,
 )
-from evalhelpers import make_ctx, save_real, save_samples, tiny_causal_lm
+from evalhelpers import eval_ctx, save_real, save_samples, tiny_causal_lm
 
 
 @pytest.mark.parametrize("text,score", [
@@ -66,7 +66,7 @@ TEXTS = ["the cat sat on the mat .", "a dog ran in the park .", "birds sing at d
 
 
 def _ctx_with_data(tmp_path):
-    ctx = make_ctx(tmp_path, iteration=1)
+    ctx = eval_ctx(tmp_path, iteration=1)
     save_samples(ctx, 1, TEXTS[:3])
     save_real(ctx, TEXTS, split="holdout")
     return ctx

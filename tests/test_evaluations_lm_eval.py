@@ -5,7 +5,7 @@ import pytest
 
 from collapsebench.errors import UserError
 from collapsebench.evaluation.lm_eval import choice_loglikelihoods, flatten_results, samples_calibration
-from evalhelpers import make_ctx, tiny_causal_lm
+from evalhelpers import eval_ctx, tiny_causal_lm
 
 FACTS = ["the sky is blue .", "grass is green .", "snow is white .", "coal is black ."]
 ROWS = [{"q": "the sky is", "choices": ["blue", "green", "white", "black"], "label": 0},
@@ -53,7 +53,7 @@ def test_lm_eval_on_local_task(tmp_path, tiny_task):
     pytest.importorskip("lm_eval")
     from collapsebench.evaluation.lm_eval import lm_eval
 
-    ctx = make_ctx(tmp_path, iteration=1)
+    ctx = eval_ctx(tmp_path, iteration=1)
     tiny_causal_lm(ctx.phase_dir(1, "train") / "model", FACTS, train_steps=150)
     m = lm_eval(ctx, ["tiny_colors"], num_fewshot=0, batch_size=4, include_path=str(tiny_task / "tasks"),
                 bootstrap_iters=0)

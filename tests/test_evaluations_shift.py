@@ -6,7 +6,7 @@ import pytest
 
 from collapsebench.errors import UserError
 from collapsebench.evaluation.shift import count_unigrams, log_ppl_summary, unigram_kl, unigram_kl_evaluation
-from evalhelpers import make_ctx, save_real, save_samples
+from evalhelpers import eval_ctx, save_real, save_samples
 
 REAL = ["the cat sat on the mat.", "a dog ran in the park!", "birds sing at dawn, loudly."] * 5
 
@@ -24,12 +24,12 @@ def test_unigram_kl_identical_is_zero_and_matches_hand_value():
 
 
 def test_unigram_kl_evaluation_counts_in_batches(tmp_path):
-    ctx = make_ctx(tmp_path, iteration=1)
+    ctx = eval_ctx(tmp_path, iteration=1)
     save_real(ctx, REAL)
     save_samples(ctx, 1, list(REAL))
     assert unigram_kl_evaluation(ctx, read_batch=4)["unigram_kl_synthetic_real"] == pytest.approx(0.0, abs=1e-12)
     save_samples(ctx, 2, ["the the the the cat"] * 10)
-    m = unigram_kl_evaluation(make_ctx(tmp_path, iteration=2), read_batch=3)
+    m = unigram_kl_evaluation(eval_ctx(tmp_path, iteration=2), read_batch=3)
     assert m["unigram_kl_synthetic_real"] > 0.5
     assert m["unigram_vocab_synthetic"] == 2.0
 

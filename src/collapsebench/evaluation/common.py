@@ -74,17 +74,22 @@ def earlier_metrics(run_dir: Path, before_iteration: int) -> list[dict[str, Any]
     """Rows of ``run_dir/metrics.jsonl`` of iterations before ``before_iteration``, in order.
 
     Rows without an ``iteration`` key (per-stage rows) are skipped; for an iteration written more
-    than once (a re-run), the last row wins.
+    than once (a re-run), the last row wins. An iteration missing from the file but with a committed
+    ``evaluate/metrics.json`` is read from there.
     """
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.jsonl"
     by_iteration: dict[int, dict[str, Any]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        it = row.get("iteration")
-        if isinstance(it, int) and it < before_iteration:
-            by_iteration[it] = row
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            it = row.get("iteration")
+            if isinstance(it, int) and it < before_iteration:
+                by_iteration[it] = row
+    for it in range(1, before_iteration):  # committed evaluations not (yet) in metrics.jsonl
+        committed = run_dir / f"iter_{it:03d}" / "evaluate" / "metrics.json"
+        if it not in by_iteration and committed.is_file():
+            by_iteration[it] = {"iteration": it, **json.loads(committed.read_text(encoding="utf-8"))}
     return [by_iteration[k] for k in sorted(by_iteration)]
