@@ -56,7 +56,7 @@ def test_lm_eval_on_local_task(tmp_path, tiny_task):
     ctx = eval_ctx(tmp_path, iteration=1)
     tiny_causal_lm(ctx.phase_dir(1, "train") / "model", FACTS, train_steps=150)
     m = lm_eval(ctx, ["tiny_colors"], num_fewshot=0, batch_size=4, include_path=str(tiny_task / "tasks"),
-                bootstrap_iters=0)
+                bootstrap_iters=0, include_defaults=False)
     acc = m["lm_eval/tiny_colors/acc"]
     assert acc >= 0.75  # trained on the facts: far above the 1-in-4 chance
     assert m["lm_eval/tiny_colors/calibration_items"] == 4.0
@@ -70,4 +70,4 @@ def test_lm_eval_on_local_task(tmp_path, tiny_task):
     assert m["lm_eval/tiny_colors/overconfidence"] == pytest.approx(m["lm_eval/tiny_colors/confidence"] - acc)
     assert json.loads((ctx.out_dir / "lm_eval_results.json").read_text())["results"]["tiny_colors"]
     with pytest.raises(UserError, match="unknown task"):
-        lm_eval(ctx, ["no_such_task_xyz"], include_path=str(tiny_task / "tasks"))
+        lm_eval(ctx, ["no_such_task_xyz"], include_path=str(tiny_task / "tasks"), include_defaults=False)

@@ -67,6 +67,8 @@ def test_metrics_rows_hold_every_evaluation(run):
         assert 0.0 <= row["knowledge_accuracy"] <= 1.0
         assert row["unigram_kl_synthetic_real"] >= 0.0
     assert rows[0]["knowledge_ece_alert_level"] == 0.0  # nothing to compare the first iteration with
+    real = [{k: v for k, v in r.items() if k.startswith("real_")} for r in rows]
+    assert real[0] == real[1]  # the real reference does not move between iterations
 
 
 def test_per_sample_outputs_in_each_evaluation_folder(run):

@@ -152,10 +152,11 @@ def diversity(ctx: Any, *, max_samples: int = 2000, self_bleu_samples: int = 100
     metrics: dict[str, float] = {}
     for prefix, ds in sources:
         require_column(ds, ctx.text_field, what="samples" if not prefix else "real holdout")
-        texts = subsample_texts(ds, ctx.text_field, max_samples, ctx.seed)
+        seed = ctx.seed if not prefix else ctx.config.seed  # the real reference is the same every iteration
+        texts = subsample_texts(ds, ctx.text_field, max_samples, seed)
         emb = None
         if embedding_model:
             emb = embed_texts(texts[:embedding_samples], embedding_model, batch_size=batch_size)
-        values = diversity_metrics(texts, self_bleu_samples=self_bleu_samples, seed=ctx.seed, embeddings=emb)
+        values = diversity_metrics(texts, self_bleu_samples=self_bleu_samples, seed=seed, embeddings=emb)
         metrics.update({prefix + k: v for k, v in values.items()})
     return metrics
