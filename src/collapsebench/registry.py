@@ -178,3 +178,15 @@ executors.lazy("subprocess", f"{_B}.executors:subprocess")
 # Ground-truth language (toy): exact metrics against the known distribution.
 evaluations.lazy("language_kl", f"{_B}.toy.language_metrics:language_kl")
 evaluations.lazy("language_tails", f"{_B}.toy.language_metrics:language_tails")
+
+# Evaluation suite: calibration, knowledge retention, diversity, distribution shift, lm-eval, judges.
+evaluations.lazy("calibration", f"{_B}.evaluation.calibration:calibration")
+evaluations.lazy("knowledge", f"{_B}.evaluation.knowledge:knowledge")
+evaluations.lazy("diversity", f"{_B}.evaluation.diversity:diversity")
+evaluations.lazy("reference_perplexity", f"{_B}.evaluation.shift:reference_perplexity")
+evaluations.lazy("unigram_kl", f"{_B}.evaluation.shift:unigram_kl_evaluation")
+evaluations.lazy("lm_eval", f"{_B}.evaluation.lm_eval:lm_eval")
+evaluations.lazy("judge_quality", f"{_B}.evaluation.judges:judge_quality")
+evaluations.lazy("judge_pairwise", f"{_B}.evaluation.judges:judge_pairwise")
+evaluations.lazy("qualitative", f"{_B}.evaluation.qualitative:qualitative")
+trackers.lazy("wandb", f"{_B}.tracking:WandbTracker")

@@ -1,0 +1,143 @@
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from collapsebench.errors import UserError
+from collapsebench.evaluation.judges import (
+    aggregate_pairwise,
+    judge_pairwise,
+    judge_quality,
+    make_judge,
+    parse_score,
+    parse_verdict,
+)
+from evalhelpers import eval_ctx, save_real, save_samples, tiny_causal_lm
+
+
+@pytest.mark.parametrize("text,score", [
+    ("Score: 4", 4.0),
+    ("score:3", 3.0),
+    ("I think... SCORE: **5** because", 5.0),
+    ("Score: 4/5", 4.0),
+    ("Score: 10, no wait, 2", 2.0),        # 10 is out of range: the first valid integer wins
+    ("Score: 3.5", math.nan),               # not an integer
+    ("Score: 7", math.nan),
+    ("The answer is 4", math.nan),          # no marker
+    ("4 stars. Score: 1", 1.0),             # numbers before the marker do not count
+    ("Score: x4 then 0", 0.0),              # digits inside words do not count
+    ("", math.nan),
+])
+def test_parse_score(text, score):
+    got = parse_score(text)
+    assert (math.isnan(got) and math.isnan(score)) or got == score
+
+
+@pytest.mark.parametrize("text,verdict", [
+    ("Verdict: A", "A"),
+    ("verdict: b", None),                   # lower-case b is not a verdict
+    ("Verdict: Text B is better", "B"),
+    ("Verdict: TIE", "tie"),
+    ("Verdict: a tie", "tie"),              # the article 'a' is not the letter A
+    ("A is better. Verdict: B", "B"),
+    ("Verdict: neither", None),
+    ("no marker A", None),
+])
+def test_parse_verdict(text, verdict):
+    assert parse_verdict(text) == verdict
+
+
+def test_pairwise_aggregation_cancels_position_bias():
+    always_a = aggregate_pairwise(["A"] * 5, ["A"] * 5)
+    assert always_a["synthetic_win_rate"] == 0.5 and always_a["real_win_rate"] == 0.5
+    assert always_a["position_a_rate"] == 1.0
+    real_better = aggregate_pairwise(["B", "B", "tie", None], ["A", "A", "A", "tie"])
+    assert real_better["real_win_rate"] == pytest.approx(5 / 7)
+    assert real_better["tie_rate"] == pytest.approx(2 / 7)
+    assert real_better["synthetic_win_rate"] == 0.0
+    assert real_better["synthetic_score"] == pytest.approx(1 / 7)
+    assert real_better["unparsed_rate"] == pytest.approx(1 / 8)
+    assert math.isnan(aggregate_pairwise([None], [None])["synthetic_win_rate"])
+
+
+TEXTS = ["the cat sat on the mat .", "a dog ran in the park .", "birds sing at dawn .", "fish swim in the sea ."]
+
+
+def _ctx_with_data(tmp_path):
+    ctx = eval_ctx(tmp_path, iteration=1)
+    save_samples(ctx, 1, TEXTS[:3])
+    save_real(ctx, TEXTS, split="holdout")
+    return ctx
+
+
+def test_local_random_judge_counts_unparsed(tmp_path):
+    ctx = _ctx_with_data(tmp_path)
+    model = tiny_causal_lm(tmp_path / "judge", TEXTS)  # random weights: babble, never "Score: n"
+    m = judge_quality(ctx, {"type": "transformers", "model": str(model), "max_new_tokens": 5}, n_samples=2)
+    assert m["judge_quality_n"] == 2.0
+    assert m["judge_quality_unparsed_rate"] == 1.0
+    assert math.isnan(m["judge_quality_mean"])
+    rows = [json.loads(line) for line in (ctx.out_dir / "judge_quality.jsonl").open()]
+    assert len(rows) == 2 and all(r["score"] is None and isinstance(r["response"], str) for r in rows)
+    p = judge_pairwise(ctx, {"type": "transformers", "model": str(model), "max_new_tokens": 3}, n_pairs=2)
+    assert p["judge_pairwise_pairs"] == 2.0 and p["judge_pairwise_unparsed_rate"] == 1.0
+
+
+class _Canned(BaseHTTPRequestHandler):
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Canned.seen.append((self.path, self.headers.get("Authorization"), body))
+        prompt = body["messages"][0]["content"]
+        content = "Verdict: A" if "Text A" in prompt else "Sure. Score: 4"
+        data = json.dumps({"id": "x", "object": "chat.completion",
+                           "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                        "finish_reason": "stop"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def endpoint():
+    pytest.importorskip("httpx")
+    server = HTTPServer(("127.0.0.1", 0), _Canned)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Canned.seen.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_compatible_endpoint(tmp_path, endpoint, monkeypatch):
+    monkeypatch.setenv("MY_JUDGE_KEY", "sekret")
+    ctx = _ctx_with_data(tmp_path)
+    spec = {"type": "openai", "base_url": endpoint, "model": "judge-1", "api_key_env": "MY_JUDGE_KEY"}
+    m = judge_quality(ctx, spec, n_samples=3)
+    assert m == {"judge_quality_mean": 4.0, "judge_quality_unparsed_rate": 0.0, "judge_quality_n": 3.0}
+    path, auth, body = _Canned.seen[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer sekret" and body["model"] == "judge-1"
+    p = judge_pairwise(ctx, spec, n_pairs=3)
+    # the canned judge always says A: both orders cancel out
+    assert p["judge_pairwise_synthetic_win_rate"] == 0.5 and p["judge_pairwise_position_a_rate"] == 1.0
+    assert len(_Canned.seen) == 3 + 6
+
+
+def test_judge_spec_errors(monkeypatch):
+    monkeypatch.delenv("NOPE_KEY", raising=False)
+    with pytest.raises(UserError, match="judge.type"):
+        make_judge({"type": "magic"})
+    with pytest.raises(UserError, match="'type'"):
+        make_judge({"model": "x"})
+    if pytest.importorskip("httpx"):
+        with pytest.raises(UserError, match="NOPE_KEY"):
+            make_judge({"type": "openai", "base_url": "http://127.0.0.1:1", "model": "m", "api_key_env": "NOPE_KEY"})

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from collapsebench.errors import UserError
+from collapsebench.registry import trackers
+
+pytest.importorskip("wandb")
+
+
+def test_wandb_offline_run_holds_config_metrics_and_samples(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "wb").mkdir()
+    config = {"name": "exp-a", "iterations": 2, "data": {"text_field": "text"}}
+    tracker = trackers.get("wandb")(config, tmp_path / "run", project="p", mode="offline", sample_rows=2)
+    samples = datasets.Dataset.from_dict({"id": ["a", "b", "c"], "origin": ["synthetic"] * 3,
+                                          "generation": [1] * 3, "parent": [""] * 3, "text": ["x", "y", "z"]})
+    tracker.log_iteration(1, {"distinct_1": 0.5, "self_bleu": 12.0, "note": "skip"}, samples)
+    tracker.log_iteration(2, {"distinct_1": 0.25, "self_bleu": float("nan")}, None)
+    tracker.finish()
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    # offline runs keep their records (protobuf, uncompressed) in run-<id>.wandb
+    log = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for key in (b"distinct_1", b"self_bleu", b"exp-a", b"text_field", b"samples"):
+        assert key in log, key
+    assert b"skip" not in log  # non-numeric metrics are not logged
+    tables = list((runs[0] / "files" / "media" / "table").glob("samples_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == ["iteration", "id", "origin", "generation", "parent", "text"]
+    assert [row[-1] for row in table["data"]] == ["x", "y"]
+    assert (tmp_path / "run" / "wandb_run_id").read_text() in runs[0].name
+
+
+def test_wandb_bad_mode(tmp_path):
+    with pytest.raises(UserError, match="mode"):
+        trackers.get("wandb")({"name": "x"}, tmp_path, mode="sometimes")
