@@ -136,6 +136,9 @@ class Config(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tracking: list[Spec] = Field(default_factory=list, description="trackers registry: mirror the config, "
+                                 "each iteration's metrics and sample tables (e.g. {name: wandb, mode: offline}); "
+                                 "the run directory stays the source of truth")
     executor: Union[Spec, dict[str, Spec]] = Field(
         default_factory=lambda: Spec(name="inline"),
         description="where phases run (executors registry): one spec, or a mapping phase -> spec",

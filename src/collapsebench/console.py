@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from collapsebench.config import Config, phase_seed
 from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.plugins import load_plugins
-from collapsebench.registry import executors
+from collapsebench.registry import executors, trackers
 from collapsebench.run import RunDir, Step, fingerprints, now, parse_step, step_key, steps
 
 
@@ -73,6 +73,7 @@ def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool 
         state.setdefault("name", config.name)
         state.setdefault("created", now())
         fps = fingerprints(config)
+        trackers = Trackers(config, run)
         for step in steps(config.iterations):
             key = step_key(step)
             if run.is_committed(*step):
@@ -84,6 +85,9 @@ def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool 
                     run.write_state(state)
                 continue
             _execute(run, state, config, step, fps[key], quiet)
+            if step[1] == "evaluate":
+                trackers.log(step[0])
+        trackers.finish()
         if config.iterations >= 1 and not quiet:
             console.print(f"[green]done[/]: {run.path}")
         from collapsebench.analysis.report import write_report
@@ -92,6 +96,33 @@ def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool 
         return run
     finally:
         run.unlock()
+
+
+class Trackers:
+    """The config's trackers, started on first use; each gets every newly evaluated iteration."""
+
+    def __init__(self, config: Config, run: RunDir):
+        self.config, self.run, self.active = config, run, None
+
+    def log(self, iteration: int) -> None:
+        if not self.config.tracking:
+            return
+        if self.active is None:
+            self.active = [trackers.get(s.name, key=f"tracking[{i}]")(self.config.dump(), self.run.path, **s.kwargs)
+                           for i, s in enumerate(self.config.tracking)]
+        row = next((r for r in self.run.read_metrics() if r["iteration"] == iteration), {})
+        samples = self.run.phase_dir(iteration, "generate") / "samples"
+        dataset = None
+        if samples.exists():
+            import datasets
+
+            dataset = datasets.load_from_disk(str(samples))
+        for tracker in self.active:
+            tracker.log_iteration(iteration, row, dataset)
+
+    def finish(self) -> None:
+        for tracker in self.active or []:
+            tracker.finish()
 
 
 def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool) -> None:

@@ -13,6 +13,7 @@ from collapsebench.config import PHASES
 from collapsebench.console import console
 from collapsebench.run import LOCK_FILE, RunDir, step_key, steps
 
+ALERTS = {0: "[green]ok[/]", 1: "[yellow]warning[/]", 2: "[bold red]critical[/]"}  # ECE early warning
 COUNTS = {"curate": ("size", "real_size"), "generate": ("samples",), "train": ("loss",)}
 
 
@@ -56,7 +57,7 @@ def status_table(run_dir: str | Path) -> Table:
     active = is_locked(run)
     metrics = {row["iteration"]: row for row in run.read_metrics()}
     shown = [k for k in ("holdout_perplexity", "holdout_cross_entropy") if any(k in r for r in metrics.values())]
-    alert = [k for k in ("ece_alert",) if any(k in r for r in metrics.values())]
+    alert = sorted({k for r in metrics.values() for k in r if k.endswith("_alert_level")})
     table = Table("iter", *PHASES, *shown, *alert, title=f"{config.name}  ({run.path})")
     by_iter: dict[int, list[str]] = {}
     for step in steps(config.iterations):
@@ -67,7 +68,7 @@ def status_table(run_dir: str | Path) -> Table:
             cells = cells + [""] * (len(PHASES) - 1)
         row = metrics.get(k, {})
         extra = [f"{row[m]:.4g}" if isinstance(row.get(m), float) else "" for m in shown]
-        extra += [str(row.get(m, "")) for m in alert]
+        extra += [ALERTS.get(row.get(m), "") for m in alert]
         table.add_row("0 (real)" if k == 0 else str(k), *cells, *extra)
     return table
 

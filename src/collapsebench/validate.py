@@ -25,6 +25,8 @@ def specs(config: Config) -> Iterator[tuple[str, R.Registry, Spec, int]]:
         yield f"generate.validators[{i}]", R.validators, s, 2
     for i, s in enumerate(config.evaluate.evaluations):
         yield f"evaluate.evaluations[{i}]", R.evaluations, s, 1
+    for i, s in enumerate(config.tracking):
+        yield f"tracking[{i}]", R.trackers, s, 2
     if isinstance(config.executor, Spec):
         yield "executor", R.executors, config.executor, 3
     else:

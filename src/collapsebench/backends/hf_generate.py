@@ -11,7 +11,7 @@ from typing import Any
 
 from collapsebench.backends.scoring import context_length, device, load_tokenizer
 from collapsebench.context import PhaseContext
-from collapsebench.errors import UserError
+from collapsebench.errors import UserError, did_you_mean
 from collapsebench.phases.generate import num_samples
 from collapsebench.registry import prompt_sources
 
@@ -23,6 +23,10 @@ def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, toke
     """Build and validate a `GenerationConfig` from the defaults and the config's ``sampling``."""
     from transformers import GenerationConfig
 
+    known = set(GenerationConfig().to_dict())
+    for key in sampling or {}:
+        if key not in known:  # GenerationConfig would keep a misspelt key as an inert attribute
+            raise UserError(f"generate.generator.sampling: unknown parameter '{key}'{did_you_mean(key, known)}")
     merged = {**DEFAULT_SAMPLING, "max_new_tokens": max_new_tokens, **(sampling or {})}
     if tokenizer is not None:
         merged.setdefault("pad_token_id", tokenizer.pad_token_id)

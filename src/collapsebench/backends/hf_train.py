@@ -32,7 +32,10 @@ def training_arguments(args: dict[str, Any] | None, output_dir: Path, seed: int)
 
     import sys
 
-    merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
+    import torch
+
+    merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), "dataloader_pin_memory": torch.cuda.is_available(),
+              **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
     try:
         return TrainingArguments(**merged)
     except (TypeError, ValueError) as exc:

@@ -1,0 +1,25 @@
+"""Every shipped config validates, and starts with a comment giving its command."""
+
+from pathlib import Path
+
+import pytest
+
+from collapsebench.config import load_config
+from collapsebench.validate import check_backends, validate_config
+from conftest import REPO
+
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def test_there_are_configs():
+    assert (REPO / "configs" / "quickstart.yaml") in CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_shipped_config_validates(path):
+    first = path.read_text().splitlines()[0]
+    rel = path.relative_to(REPO)
+    assert first.startswith("# collapsebench ") and str(rel) in first, f"{rel} must start with its command"
+    config = load_config(path)
+    validate_config(config)
+    check_backends(config)
