@@ -154,3 +154,31 @@ def test_lock_refuses_second_driver(tmp_path):
     finally:
         run.unlock()
     RunDir(tmp_path / "r").lock()
+
+
+def test_subprocess_executor_matches_inline(reference, tmp_path):
+    """Workers re-read the run directory's config and re-import plug-ins: same results as inline."""
+    _, ref_config = reference
+    cfg = ref_config.dump()
+    cfg.update(output_dir=str(tmp_path / "run"), iterations=1, executor={"train": "subprocess", "generate": "subprocess"})
+    run_experiment(config_from_dict(cfg), quiet=True)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["steps"]["1.train"]["executor"] == "subprocess"
+    ours = comparable(metrics(tmp_path / "run"))[0]
+    theirs = comparable(metrics(ref_config.run_dir()))[0]
+    for key in theirs:
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-5), key
+
+
+def test_user_error_in_worker_is_reported(reference, tmp_path):
+    _, ref_config = reference
+    cfg = ref_config.dump()
+    cfg.update(output_dir=str(tmp_path / "run"), iterations=1, executor="subprocess")
+    cfg["curate"] = {"regime": {"name": "replace", "alpha": 1.0, "size": 10_000}}
+    run_experiment(config_from_dict(dict(cfg, iterations=1)), quiet=True)  # iteration 1 trains on real data only
+    cfg["iterations"] = 2
+    with pytest.raises(UserError, match="2.curate failed"):
+        run_experiment(config_from_dict(cfg), quiet=True)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["steps"]["2.curate"]["status"] == "failed"
+    assert state["steps"]["1.evaluate"]["status"] == "done"  # nothing already written is lost
