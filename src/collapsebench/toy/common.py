@@ -6,6 +6,7 @@ Every toy model folder holds ``toy.json`` with at least ``{"kind": ...}``; :func
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from pathlib import Path
@@ -79,7 +80,7 @@ def vector_dataset(x: np.ndarray) -> "datasets.Dataset":
     import datasets
     import pyarrow as pa
 
-    return datasets.Dataset(pa.table({VECTOR_FIELD: vector_table(x)}))
+    return datasets.Dataset(pa.table({VECTOR_FIELD: vector_table(x)}), fingerprint=_fingerprint(x, "real"))
 
 
 def samples_dataset(x: np.ndarray, iteration: int) -> "datasets.Dataset":
@@ -96,7 +97,12 @@ def samples_dataset(x: np.ndarray, iteration: int) -> "datasets.Dataset":
         "parent": pa.array([""] * n, type=pa.string()),
         VECTOR_FIELD: vector_table(x.reshape(n, -1) if n else np.zeros((0, 1))),
     })
-    return datasets.Dataset(table)
+    return datasets.Dataset(table, fingerprint=_fingerprint(x, f"g{iteration}"))
+
+
+def _fingerprint(x: np.ndarray, tag: str) -> str:
+    """A content hash (cheaper than the one `datasets` computes from the Arrow table)."""
+    return hashlib.sha256(tag.encode() + np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------ phases
