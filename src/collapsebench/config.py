@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -17,6 +18,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from collapsebench.errors import UserError, did_you_mean
 
 PHASES = ("curate", "train", "generate", "evaluate")
+
+
+class YamlLoader(yaml.SafeLoader):
+    """Safe YAML that also reads ``1e-3`` as a float (YAML 1.2), as users write learning rates."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class Strict(BaseModel):
@@ -156,20 +172,35 @@ class Config(Strict):
 # --------------------------------------------------------------------------------------- loading
 
 
+def _default_at(keys: list[str]) -> Any:
+    """The schema's default value at a dotted path (as plain data), or {} when there is none."""
+    model: Any = Config
+    value: Any = {}
+    for key in keys:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+            return {}
+        field = model.model_fields[key]
+        default = field.get_default(call_default_factory=True)
+        value = default.dump() if isinstance(default, Spec) else (
+            default.model_dump(mode="json") if isinstance(default, BaseModel) else default)
+        model = field.annotation
+    return value if isinstance(value, dict) else {}
+
+
 def _set_override(tree: dict[str, Any], dotted: str, raw: str) -> None:
     keys = dotted.split(".")
     node: Any = tree
     for i, key in enumerate(keys[:-1]):
         child = node.get(key)
         if child is None:
-            child = node[key] = {}
+            child = node[key] = _default_at(keys[: i + 1])
         elif isinstance(child, str):  # a bare plug-in name gaining kwargs
             child = node[key] = {"name": child}
         elif not isinstance(child, dict):
             raise UserError(f"override '{dotted}': '{'.'.join(keys[: i + 1])}' is not a mapping")
         node = child
     try:
-        node[keys[-1]] = yaml.safe_load(raw)
+        node[keys[-1]] = read_yaml(raw)
     except yaml.YAMLError as exc:
         raise UserError(f"override '{dotted}={raw}': value is not valid YAML: {exc}") from None
 
@@ -225,7 +256,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -242,22 +273,8 @@ def json_schema() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------- fingerprints
 
-# What each phase's output depends on, besides the phase before it (fingerprints chain).
-PHASE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "curate": ("seed", "plugins", "data", "curate"),
-    "train": ("model", "train"),
-    "generate": ("generate",),
-    "evaluate": ("evaluate",),
-}
-
-
 def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def section_fingerprint(config: Config, phase: str) -> str:
-    dumped = config.dump()
-    return digest({k: dumped[k] for k in PHASE_SECTIONS[phase]})
 
 
 def phase_seed(seed: int, iteration: int, phase: str) -> int:

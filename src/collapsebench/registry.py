@@ -175,6 +175,10 @@ evaluations.lazy("sample_stats", f"{_B}.evaluation.samples:sample_stats")
 executors.lazy("inline", f"{_B}.executors:inline")
 executors.lazy("subprocess", f"{_B}.executors:subprocess")
 
+# Ground-truth language (toy): exact metrics against the known distribution.
+evaluations.lazy("language_kl", f"{_B}.toy.language_metrics:language_kl")
+evaluations.lazy("language_tails", f"{_B}.toy.language_metrics:language_tails")
+
 # Toy settings (Gaussian, Gaussian mixture / KDE, VAE on digits) and the truncation mitigation.
 data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source")
 data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source")

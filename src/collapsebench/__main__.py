@@ -1,0 +1,3 @@
+from collapsebench.cli import main
+
+raise SystemExit(main())

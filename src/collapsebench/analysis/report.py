@@ -1,0 +1,79 @@
+"""The run's report: plots of every metric across iterations and an HTML page with the table."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from collapsebench.run import RunDir
+
+HEADLINE = "holdout_perplexity"
+
+
+def numeric_series(rows: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """metric -> (iterations, values) for every numeric metric."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key == "iteration" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value):
+                continue
+            xs, ys = series.setdefault(key, ([], []))
+            xs.append(row["iteration"])
+            ys.append(float(value))
+    return series
+
+
+def plot_metric(xs: list[int], ys: list[float], name: str, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(xs, ys, marker="o")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(name)
+    ax.set_title(title or name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(run: RunDir) -> Path | None:
+    """Write report/<metric>.png for every numeric metric and report/report.html; None if no metrics yet."""
+    rows = run.read_metrics()
+    if not rows:
+        return None
+    out = run.report_dir
+    out.mkdir(exist_ok=True)
+    series = numeric_series(rows)
+    name = run.load_config().name
+    images = []
+    for metric, (xs, ys) in sorted(series.items(), key=lambda kv: (kv[0] != HEADLINE, kv[0])):
+        file = metric.replace("/", "__") + ".png"
+        plot_metric(xs, ys, metric, out / file, title=f"{name}: {metric}")
+        images.append(file)
+    keys = ["iteration"] + sorted({k for r in rows for k in r if k != "iteration"})
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys) + "</tr>" for r in rows
+    )
+    figures = "".join(f'<img src="{html.escape(f)}" alt="{html.escape(f)}">' for f in images)
+    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>"
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:2px 6px;font-size:12px}img{width:420px}</style>"
+            f"<h1>{html.escape(name)}</h1><p>{html.escape(str(run.path))}</p>"
+            f"<table><tr>{head}</tr>{body}</table><h2>Metrics per iteration</h2>{figures}")
+    (out / "report.html").write_text(page)
+    return out / "report.html"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return html.escape("" if value is None else str(value))

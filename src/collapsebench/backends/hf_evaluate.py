@@ -1,0 +1,38 @@
+"""Cross-entropy and perplexity of the iteration's model on the held-out REAL data."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from collapsebench.backends.scoring import load_causal_lm, sequence_logprobs
+from collapsebench.context import PhaseContext
+
+
+def perplexity(ctx: PhaseContext, batch_size: int = 16, max_documents: int | None = None) -> dict[str, Any]:
+    """Token-weighted cross-entropy (nats/token) and perplexity on the holdout; per-document
+    values go to ``per_document.parquet`` (id, tokens, nll, perplexity)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model, tokenizer = load_causal_lm(ctx.model_dir())
+    holdout = ctx.holdout()
+    if max_documents:
+        holdout = holdout.select(range(min(max_documents, len(holdout))))
+    field = ctx.text_field
+    total_nll, total_tokens = 0.0, 0
+    schema = pa.schema([("id", pa.string()), ("tokens", pa.int64()), ("nll", pa.float64()), ("perplexity", pa.float64())])
+    with pq.ParquetWriter(ctx.out_dir / "per_document.parquet", schema) as writer, \
+            ctx.progress("perplexity", len(holdout)) as advance:
+        for batch in holdout.select_columns(["id", field]).iter(batch_size=max(batch_size * 8, 64)):
+            logp, n = sequence_logprobs(model, tokenizer, batch[field], batch_size=batch_size)
+            total_nll -= float(logp.sum())
+            total_tokens += int(n.sum())
+            nll = -logp
+            writer.write_table(pa.table({"id": batch["id"], "tokens": n, "nll": nll,
+                                         "perplexity": np.exp(nll / np.maximum(n, 1))}, schema=schema))
+            advance(len(batch["id"]))
+    ce = total_nll / max(total_tokens, 1)
+    return {"holdout_cross_entropy": ce, "holdout_perplexity": math.exp(ce), "holdout_tokens": total_tokens}

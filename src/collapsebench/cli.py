@@ -1,0 +1,181 @@
+"""The command line: run, resume, status, validate, ls, phase, report, schema.
+
+`--help`, `validate`, `status` and `ls` import no torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from collapsebench import __version__
+from collapsebench.console import console
+from collapsebench.errors import UserError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from collapsebench.config import load_config
+    from collapsebench.loop import run_experiment
+
+    config = load_config(args.config, args.overrides)
+    run_experiment(config, redo_from=args.redo_from)
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from collapsebench.loop import run_experiment
+    from collapsebench.run import RunDir
+
+    config = RunDir(args.run_dir).load_config()
+    if Path(config.run_dir()) != Path(args.run_dir).resolve():
+        config = config.model_copy(update={"output_dir": str(Path(args.run_dir).resolve())})
+    run_experiment(config, redo_from=args.redo_from)
+    return 0
+
+
+def _cmd_phase(args: argparse.Namespace) -> int:
+    from collapsebench.phases import execute
+    from collapsebench.run import parse_step
+
+    iteration, phase = parse_step(args.step)
+    execute(args.run_dir, iteration, phase)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from collapsebench.status import print_status
+
+    print_status(args.run_dir)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from collapsebench.config import load_config
+    from collapsebench.validate import validate_config
+
+    config = load_config(args.config, args.overrides)
+    for line in validate_config(config):
+        console.print(f"  [green]ok[/] {line}")
+    if not args.no_backend:
+        import yaml
+
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+            yaml.safe_dump(config.dump(), fh)
+        result = subprocess.run([sys.executable, "-m", "collapsebench", "check-backends", fh.name])
+        Path(fh.name).unlink()
+        if result.returncode != 0:
+            return result.returncode
+    console.print(f"[green]valid[/]: {args.config} (run directory {config.run_dir()})")
+    return 0
+
+
+def _cmd_check_backends(args: argparse.Namespace) -> int:
+    from collapsebench.config import load_config
+    from collapsebench.validate import check_backends
+
+    for line in check_backends(load_config(args.config)):
+        console.print(f"  [green]ok[/] {line}")
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from collapsebench.registry import ALL
+
+    table = Table("registry", "name", "target")
+    for reg_name, reg in ALL.items():
+        if args.registry and args.registry not in (reg_name, reg.kind):
+            continue
+        for name in reg.names():
+            table.add_row(reg_name, name, reg.target(name))
+    if args.registry and not table.rows:
+        from collapsebench.errors import did_you_mean
+
+        raise UserError(f"unknown registry '{args.registry}'{did_you_mean(args.registry, ALL)}; known: {', '.join(ALL)}")
+    console.print(table)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from collapsebench.analysis.report import write_report
+    from collapsebench.run import RunDir
+
+    run = RunDir(args.run_dir)
+    run.load_config()
+    path = write_report(run)
+    console.print(f"report: {path}" if path else "no evaluated iteration yet")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from collapsebench.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collapsebench", description="Model-collapse experiments from one YAML file.")
+    parser.add_argument("--version", action="version", version=f"collapsebench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="start or continue the run of a config")
+    p.add_argument("config", help="experiment YAML file")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
+    p.add_argument("--from", dest="redo_from", metavar="ITER.PHASE", help="redo from this phase on (e.g. 2.train)")
+    p.set_defaults(fn=_cmd_run)
+
+    p = sub.add_parser("resume", help="continue a run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--from", dest="redo_from", metavar="ITER.PHASE", help="redo from this phase on (e.g. 2.train)")
+    p.set_defaults(fn=_cmd_resume)
+
+    p = sub.add_parser("status", help="iterations x phases: status, durations, counts, latest metrics")
+    p.add_argument("run_dir")
+    p.set_defaults(fn=_cmd_status)
+
+    p = sub.add_parser("validate", help="check a config without running it")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--no-backend", action="store_true",
+                   help="skip building the backends' argument objects (which imports torch in a child process)")
+    p.set_defaults(fn=_cmd_validate)
+
+    p = sub.add_parser("check-backends", help=argparse.SUPPRESS)
+    p.add_argument("config")
+    p.set_defaults(fn=_cmd_check_backends)
+
+    p = sub.add_parser("ls", help="registered plug-in names")
+    p.add_argument("registry", nargs="?", help="one registry (e.g. regimes, trainers)")
+    p.set_defaults(fn=_cmd_ls)
+
+    p = sub.add_parser("phase", help="run one phase of one iteration (the executors' entry point)")
+    p.add_argument("run_dir")
+    p.add_argument("step", metavar="ITER.PHASE")
+    p.set_defaults(fn=_cmd_phase)
+
+    p = sub.add_parser("report", help="(re)write the run's plots and report.html")
+    p.add_argument("run_dir")
+    p.set_defaults(fn=_cmd_report)
+
+    p = sub.add_parser("schema", help="print the config's JSON Schema")
+    p.set_defaults(fn=_cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as exc:
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]; continue with: collapsebench resume RUN_DIR")
+        return 130

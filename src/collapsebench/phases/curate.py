@@ -1,0 +1,69 @@
+"""curate: iteration 0 prepares the real data once; iteration k builds D(k) with the chosen regime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collapsebench import data
+from collapsebench.context import PhaseContext
+from collapsebench.errors import UserError
+from collapsebench.registry import data_sources, preprocessors, regimes
+
+
+def _preprocess(ctx: PhaseContext, ds: Any, specs: list, key: str) -> Any:
+    for i, spec in enumerate(specs):
+        ds = preprocessors.get(spec.name, key=f"{key}[{i}]")(ctx, ds, **spec.kwargs)
+    return ds
+
+
+def prepare(ctx: PhaseContext) -> dict[str, Any]:
+    """Load the real data, add lineage, split off the held-out part, train a tokenizer if needed."""
+    cfg = ctx.config.data
+    source = data_sources.get(cfg.source.name, key="data.source")
+    ds = source(ctx, **cfg.source.kwargs)
+    where = f"data.source ({cfg.source.name})"
+    if len(ds) == 0:
+        raise UserError(f"{where}: the dataset is empty")
+    is_text = ctx.text_field in ds.column_names
+    if is_text:
+        data.check_text(ds, ctx.text_field, where)
+        n_before = len(ds)
+        ds = data.drop_blank(ds, ctx.text_field)
+        if len(ds) == 0:
+            raise UserError(f"{where}: every row of '{ctx.text_field}' is blank ({n_before} rows)")
+    ds = data.add_lineage(ds, origin="real", generation=0, prefix="real-", parent="")
+    ds = _preprocess(ctx, ds, cfg.preprocess, "data.preprocess")
+    ds = ds.shuffle(seed=ctx.seed % 2**32)
+    if cfg.max_documents:
+        ds = ds.select(range(min(cfg.max_documents, len(ds))))
+    n_holdout = int(round(cfg.holdout * len(ds))) if cfg.holdout < 1 else int(cfg.holdout)
+    if not 0 < n_holdout < len(ds):
+        raise UserError(f"data.holdout: {cfg.holdout} leaves {n_holdout} of {len(ds)} rows held out; "
+                        "it must keep at least one row on each side")
+    holdout, real = ds.select(range(n_holdout)), ds.select(range(n_holdout, len(ds)))
+    data.save(real, ctx.out_dir / "real")
+    data.save(holdout, ctx.out_dir / "holdout")
+    stats: dict[str, Any] = {"metrics": {"real_size": len(real), "holdout_size": len(holdout)}}
+    m = ctx.config.model
+    if is_text and m.tokenizer.path is None and m.base is None:
+        from collapsebench.backends.tokenizer import train_tokenizer
+
+        stats["tokenizer"] = train_tokenizer(real, ctx.text_field, m.tokenizer.vocab_size, ctx.out_dir / "tokenizer")
+    return stats
+
+
+def run(ctx: PhaseContext) -> dict[str, Any]:
+    if ctx.iteration == 0:
+        return prepare(ctx)
+    real = ctx.real()
+    synthetic = [ctx.samples(j) for j in range(1, ctx.iteration)]
+    spec = ctx.config.curate.regime
+    ds = regimes.get(spec.name, key="curate.regime")(ctx, real, synthetic, **spec.kwargs)
+    ds = _preprocess(ctx, ds, ctx.config.curate.preprocess, "curate.preprocess")
+    if len(ds) == 0:
+        raise UserError(f"curate: regime '{spec.name}' produced an empty dataset at iteration {ctx.iteration}")
+    data.save(ds, ctx.out_dir / "dataset")
+    by_generation = data.count_by(ds, "generation")
+    synthetic_rows = sum(c for g, c in by_generation.items() if g != "0")
+    return {"metrics": {"size": len(ds), "synthetic_fraction": synthetic_rows / len(ds)},
+            "rows_by_generation": by_generation}

@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny corpora and configs the project makes itself (no download)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+os.environ.setdefault("COLLAPSEBENCH_PROGRESS", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def write_corpus(path: Path, n: int = 240, seed: int = 0) -> Path:
+    """A small corpus of English-like lines from a fixed vocabulary (one document per line)."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "cat", "dog", "sat", "on", "mat", "ran", "far", "a", "big", "small", "red", "tree", "saw",
+             "bird", "sang", "song", "sun", "rose", "early", "and", "then", "slept", "under", "blue", "sky"]
+    p = 1.0 / np.arange(1, len(words) + 1)
+    p /= p.sum()
+    lines = []
+    for _ in range(n):
+        k = int(rng.integers(6, 16))
+        sent = " ".join(rng.choice(words, size=k, p=p))
+        lines.append(sent.capitalize() + ".")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_config(tmp_path: Path, **sections: Any) -> dict[str, Any]:
+    """A config dict for a very small, fast text run on a generated corpus."""
+    corpus = tmp_path / "corpus.txt"
+    if not corpus.exists():
+        write_corpus(corpus)
+    cfg: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 3,
+        "iterations": 2,
+        "output_dir": str(tmp_path / "run"),
+        "data": {"source": {"name": "local", "path": str(corpus), "sample_by": "line"}, "holdout": 40},
+        "model": {"init": "scratch", "architecture": {"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 32},
+                  "tokenizer": {"vocab_size": 300}},
+        "curate": {"regime": {"name": "replace", "alpha": 0.5}},
+        "train": {"trainer": {"name": "causal_lm", "block_size": 32,
+                              "args": {"num_train_epochs": 1, "per_device_train_batch_size": 8, "save_steps": 4}}},
+        "generate": {"generator": {"name": "transformers", "batch_size": 32, "max_new_tokens": 24}, "shard_size": 50},
+        "evaluate": {"evaluations": ["perplexity", "sample_stats"]},
+    }
+    for key, value in sections.items():
+        cfg[key] = value
+    return cfg
+
+
+def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_ctx(tmp_path):
+    """Build a PhaseContext over a run directory under tmp_path (for plug-in unit tests)."""
+    from collapsebench.config import config_from_dict
+    from collapsebench.context import PhaseContext
+
+    def make(iteration: int = 1, phase: str = "curate", seed: int = 0, **cfg: Any) -> PhaseContext:
+        raw = tiny_config(tmp_path, **cfg)
+        config = config_from_dict(raw)
+        out = tmp_path / "run" / f"iter_{iteration:03d}" / f"{phase}.tmp"
+        out.mkdir(parents=True, exist_ok=True)
+        return PhaseContext(config=config, run_dir=tmp_path / "run", iteration=iteration, phase=phase,
+                            seed=seed, out_dir=out)
+
+    return make

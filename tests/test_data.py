@@ -1,0 +1,87 @@
+"""Real data sources: every supported file kind, and one clear error per kind of bad input."""
+
+import json
+
+import datasets
+import pytest
+
+from collapsebench.data import check_text, local_source
+from collapsebench.errors import UserError
+from collapsebench.phases.curate import prepare
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "csv", "parquet", "saved"])
+def test_local_formats(tmp_path, make_ctx, kind):
+    texts = [f"document number {i}" for i in range(20)]
+    ds = datasets.Dataset.from_dict({"text": texts})
+    path = tmp_path / f"data.{kind}"
+    if kind == "txt":
+        path.write_text("\n".join(texts) + "\n")
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    elif kind == "csv":
+        ds.to_csv(str(path), index=False)
+    elif kind == "parquet":
+        ds.to_parquet(str(path))
+    else:
+        ds.save_to_disk(str(path))
+    ctx = make_ctx(iteration=0)
+    out = local_source(ctx, str(path), sample_by="line")
+    assert sorted(out["text"]) == sorted(texts)
+
+
+def test_paragraphs_of_a_text_file(tmp_path, make_ctx):
+    path = tmp_path / "a.txt"
+    path.write_text("first line\nstill first\n\nsecond\n")
+    out = local_source(make_ctx(iteration=0), str(path))
+    assert len(out) == 2 and out[1]["text"].strip() == "second"
+
+
+def test_missing_file_is_named(tmp_path, make_ctx):
+    with pytest.raises(UserError, match="data.source.path: file not found: .*nope.txt"):
+        local_source(make_ctx(iteration=0), str(tmp_path / "nope.txt"))
+
+
+def test_unsupported_and_malformed_files(tmp_path, make_ctx):
+    weird = tmp_path / "x.docx"
+    weird.write_text("x")
+    with pytest.raises(UserError, match="cannot read"):
+        local_source(make_ctx(iteration=0), str(weird))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": \n')
+    with pytest.raises(UserError, match="cannot parse .*bad.jsonl"):
+        local_source(make_ctx(iteration=0), str(bad))
+
+
+def test_row_without_text_is_named():
+    ds = datasets.Dataset.from_dict({"text": ["a", "b", None, "d"]})
+    with pytest.raises(UserError, match="row 2"):
+        check_text(ds, "text", "data.source (local)")
+    with pytest.raises(UserError, match="no column 'body'"):
+        check_text(ds, "body", "data.source (local)")
+
+
+def test_empty_dataset_is_refused(tmp_path, make_ctx):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    ctx = make_ctx(iteration=0, data={"source": {"name": "local", "path": str(empty)}, "holdout": 0.1})
+    with pytest.raises(UserError, match="empty"):
+        prepare(ctx)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n   \n")
+    ctx = make_ctx(iteration=0, data={"source": {"name": "local", "path": str(blank), "sample_by": "line"},
+                                      "holdout": 0.1})
+    with pytest.raises(UserError, match="blank"):
+        prepare(ctx)
+
+
+def test_prepare_splits_and_adds_lineage(make_ctx):
+    ctx = make_ctx(iteration=0)
+    stats = prepare(ctx)
+    real = datasets.load_from_disk(str(ctx.out_dir / "real"))
+    holdout = datasets.load_from_disk(str(ctx.out_dir / "holdout"))
+    assert len(holdout) == 40 and len(real) == stats["metrics"]["real_size"] == 240 - 40
+    assert set(real["id"]).isdisjoint(holdout["id"])
+    assert set(real["origin"]) == {"real"} and set(real["generation"]) == {0}
+    assert (ctx.out_dir / "tokenizer" / "tokenizer.json").exists()
+    assert stats["tokenizer"]["vocab_size"] <= 300

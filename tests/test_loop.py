@@ -1,0 +1,156 @@
+"""The loop end to end on a tiny model: run directory, journal, resume after kills, config drift."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from collapsebench.config import config_from_dict
+from collapsebench.errors import UserError
+from collapsebench.loop import run_experiment
+from collapsebench.run import RunDir
+from conftest import tiny_config, write_config
+
+CLI = [sys.executable, "-m", "collapsebench"]
+
+
+def metrics(run_dir):
+    return [json.loads(l) for l in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
+
+
+def comparable(rows):
+    """Metrics that depend only on data and model (not on wall-clock speed)."""
+    return [{k: v for k, v in r.items() if "per_second" not in k} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run, shared by the tests that compare against it."""
+    tmp = tmp_path_factory.mktemp("reference")
+    config = config_from_dict(tiny_config(tmp))
+    run_experiment(config, quiet=True)
+    return tmp, config
+
+
+def test_layout_journal_and_metrics(reference):
+    tmp, config = reference
+    run = RunDir(config.run_dir())
+    assert (run.path / "config.yaml").exists()
+    for k in (1, 2):
+        for phase in ("curate", "train", "generate", "evaluate"):
+            assert (run.phase_dir(k, phase) / "stats.json").exists()
+            assert not run.tmp_dir(k, phase).exists()
+    assert (run.phase_dir(1, "train") / "model" / "config.json").exists()
+    assert (run.phase_dir(1, "evaluate") / "per_document.parquet").exists()
+    state = json.loads((run.path / "state.json").read_text())
+    assert {v["status"] for v in state["steps"].values()} == {"done"}
+    seeds = [v["seed"] for v in state["steps"].values()]
+    assert len(set(seeds)) == len(seeds)  # one derived seed per (iteration, phase)
+    rows = metrics(run.path)
+    assert [r["iteration"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["holdout_perplexity"] == pytest.approx(2.718281828 ** r["holdout_cross_entropy"])
+        assert 1 < r["holdout_perplexity"] < 300
+    assert rows[0]["curate/synthetic_fraction"] == 0 and rows[1]["curate/synthetic_fraction"] == 0.5
+    assert (run.path / "report" / "holdout_perplexity.png").stat().st_size > 1000
+    # iteration 2's samples come from iteration 2's model, with lineage
+    samples = __import__("datasets").load_from_disk(str(run.phase_dir(2, "generate") / "samples"))
+    assert set(samples["generation"]) == {2} and set(samples["origin"]) == {"synthetic"}
+    assert len(samples) == 200
+
+
+def test_same_config_same_results(reference, tmp_path):
+    _, config = reference
+    again = config.model_copy(update={"output_dir": str(tmp_path / "again")})
+    run_experiment(again, quiet=True)
+    assert comparable(metrics(tmp_path / "again")) == comparable(metrics(config.run_dir()))
+
+
+def test_completed_run_is_not_redone(reference):
+    _, config = reference
+    run = RunDir(config.run_dir())
+    before = (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns
+    run_experiment(config, quiet=True)
+    assert (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns == before
+
+
+def _kill_when(cmd, condition, timeout=240):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        if proc.poll() is not None:
+            raise AssertionError(f"finished before the kill point: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("kill point never reached")
+
+
+@pytest.mark.parametrize("where", ["between_phases", "inside_train", "inside_generate"])
+def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path, where):
+    ref_tmp, ref_config = reference
+    cfg = ref_config.dump()
+    cfg["output_dir"] = str(tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    path = write_config(tmp_path, cfg)
+    conditions = {
+        "between_phases": lambda: run.is_committed(1, "train"),
+        "inside_train": lambda: any(run.tmp_dir(2, "train").glob("checkpoints/checkpoint-*/trainer_state.json")),
+        "inside_generate": lambda: any(run.tmp_dir(1, "generate").glob("shards/shard_*.parquet")),
+    }
+    _kill_when(CLI + ["run", str(path)], conditions[where])
+    state = json.loads((run.path / "state.json").read_text())
+    assert any(v["status"] == "running" for v in state["steps"].values())
+    out = subprocess.run(CLI + ["resume", str(run.path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    if where == "inside_train":
+        assert run.committed_stats(2, "train")["resumed_from"].startswith("checkpoint-")
+    if where == "inside_generate":
+        assert run.committed_stats(1, "generate")["shards_resumed"] >= 1
+    ours, theirs = comparable(metrics(run.path)), comparable(metrics(ref_config.run_dir()))
+    assert [r["iteration"] for r in ours] == [1, 2]
+    for a, b in zip(ours, theirs):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5), key
+
+
+def test_config_drift_is_refused_then_redone(reference, tmp_path):
+    _, ref_config = reference
+    cfg = ref_config.dump()
+    cfg["output_dir"] = str(tmp_path / "run")
+    cfg["iterations"] = 1
+    run_experiment(config_from_dict(cfg), quiet=True)
+    changed = dict(cfg, generate={**cfg["generate"], "generator": {**cfg["generate"]["generator"], "max_new_tokens": 12}})
+    with pytest.raises(UserError) as err:
+        run_experiment(config_from_dict(changed), quiet=True)
+    assert "1.generate" in str(err.value) and "1.evaluate" in str(err.value)
+    assert "1.train" not in str(err.value) and "--from 1.generate" in str(err.value)
+    run = RunDir(tmp_path / "run")
+    train_mtime = (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns
+    run_experiment(config_from_dict(changed), redo_from="1.generate", quiet=True)
+    assert (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns == train_mtime
+    assert run.committed_stats(1, "generate")["sampling"]["max_new_tokens"] == 12
+    # more iterations extend a finished run without redoing it
+    run_experiment(config_from_dict(dict(changed, iterations=2)), quiet=True)
+    assert [r["iteration"] for r in metrics(run.path)] == [1, 2]
+    assert (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns == train_mtime
+
+
+def test_lock_refuses_second_driver(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.lock()
+    try:
+        with pytest.raises(UserError, match="in use by pid"):
+            RunDir(tmp_path / "r").lock()
+    finally:
+        run.unlock()
+    RunDir(tmp_path / "r").lock()
