@@ -398,17 +398,23 @@ def test_loop_gaussian_replace_and_truncation(tmp_path):
     assert ll[dropped].min() > ll[~dropped].max()
 
 
-def test_loop_gmm_kde_vae(tmp_path):
+def test_loop_gmm_and_kde(tmp_path):
     _, rows = _run(tmp_path, "gmm_replace", "iterations=2")
     assert {"gmm_weight_entropy", "fitted_cov_trace", "holdout_loglik_mean"} <= set(rows[-1])
+    assert rows[-1]["gmm_weight_entropy"] <= np.log(3) + 1e-9
     _, rows = _run(tmp_path, "kde_replace", "iterations=2")
     # a Gaussian-kernel KDE has the variance of its data plus bandwidth^2 (0.3^2): each round adds it
     assert rows[1]["fitted_var"] == pytest.approx(rows[0]["sample_var"] + 0.09)
     assert rows[0]["fitted_var"] > 0.09
+
+
+@pytest.mark.slow
+def test_loop_vae_writes_sample_grids(tmp_path):
     path, rows = _run(tmp_path, "vae_digits_replace", "iterations=2", "data.source.n=300", "data.holdout=50",
                       "train.trainer.epochs=2", "train.trainer.hidden=32")
+    assert (path / "iter_001/evaluate/samples.png").stat().st_size > 1000
     assert (path / "iter_002/evaluate/samples.png").stat().st_size > 1000
-    assert all(np.isfinite(r["holdout_recon_mse"]) for r in rows)
+    assert all(np.isfinite(r["holdout_recon_mse"]) and r["holdout_loglik_mean"] < 0 for r in rows)
 
 
 @pytest.mark.slow
