@@ -108,12 +108,6 @@ def _fingerprint(x: np.ndarray, tag: str) -> str:
 # ------------------------------------------------------------------------------------ phases
 
 
-def num_samples(ctx: "PhaseContext") -> int:
-    """``generate.num_samples``, or as many as the real training rows."""
-    n = ctx.config.generate.num_samples
-    return int(n) if n is not None else len(ctx.real())
-
-
 def save_samples(ctx: "PhaseContext", x: np.ndarray) -> dict[str, float]:
     """Write ``x`` as the accepted samples of this iteration; return sample statistics."""
     samples_dataset(x, ctx.iteration).save_to_disk(str(ctx.out_dir / "samples"))
@@ -127,6 +121,8 @@ def generate_from_model(ctx: "PhaseContext", kind: str) -> dict[str, float]:
     if found != kind:
         raise UserError(f"generate.generator '{kind}' cannot sample the '{found}' model in {model_dir}; "
                         f"use the generator that matches the trainer")
+    from collapsebench.phases.generate import num_samples
+
     return save_samples(ctx, sample(model_dir, num_samples(ctx), ctx.seed))
 
 
