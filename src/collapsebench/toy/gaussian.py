@@ -1,0 +1,102 @@
+"""The Gaussian toy setting: N(mean, cov) data, maximum-likelihood fit, sampling from the fit.
+
+With ``ddof=0`` (the default) the fitted variance is the biased MLE ``1/n * sum (x - mean)^2``;
+under recursive refitting on its own samples its expectation shrinks by ``(n-1)/n`` per round,
+which is what drives the collapse of the Gaussian to a point.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from collapsebench.errors import UserError
+from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, \
+    write_meta
+
+if TYPE_CHECKING:
+    import datasets
+
+    from collapsebench.context import PhaseContext
+
+
+def gaussian_params(dim: int, mean: Any, std: Any, cov: Any, *, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean vector and covariance matrix from scalar-or-list ``mean``/``std`` or a full ``cov``."""
+    if dim < 1:
+        raise UserError(f"{key}.dim must be >= 1, got {dim}")
+    m = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+    if m.ndim != 1 or len(m) not in (1, dim):
+        raise UserError(f"{key}.mean must be one number or {dim} of them (dim is {dim}), got {mean!r}")
+    mu = np.broadcast_to(m, (dim,)).copy()
+    if cov is not None:
+        sigma = np.atleast_2d(np.asarray(cov, dtype=np.float64))
+        if sigma.shape != (dim, dim):
+            raise UserError(f"{key}.cov must be a {dim}x{dim} matrix, got shape {sigma.shape}")
+        if not np.allclose(sigma, sigma.T) or np.linalg.eigvalsh(sigma).min() < 0:
+            raise UserError(f"{key}.cov must be symmetric positive semi-definite")
+        return mu, sigma
+    s = np.atleast_1d(np.asarray(std, dtype=np.float64))
+    if len(s) not in (1, dim) or (s < 0).any():
+        raise UserError(f"{key}.std must be one non-negative number or {dim} of them, got {std!r}")
+    return mu, np.diag(np.broadcast_to(s, (dim,)) ** 2)
+
+
+def gaussian_source(ctx: "PhaseContext", *, n: int = 1000, dim: int = 1, mean: Any = 0.0, std: Any = 1.0,
+                    cov: Any = None) -> "datasets.Dataset":
+    """``n`` real rows (train + holdout) drawn from N(mean, cov); ``std`` sets a diagonal covariance."""
+    if n < 2:
+        raise UserError(f"data.source.n must be >= 2, got {n}")
+    mu, sigma = gaussian_params(dim, mean, std, cov, key="data.source")
+    rng = np.random.default_rng(ctx.seed)
+    return vector_dataset(rng.multivariate_normal(mu, sigma, size=n, method="cholesky" if cov is None else "svd"))
+
+
+def gaussian_mle(ctx: "PhaseContext", dataset: "datasets.Dataset", *, ddof: int = 0) -> dict[str, float]:
+    """Fit mean and covariance by maximum likelihood (``ddof=0``) or unbiased (``ddof=1``); save json."""
+    x = as_matrix(dataset, what=f"training dataset of iteration {ctx.iteration}")
+    if len(x) <= ddof or len(x) < 2:
+        raise UserError(f"train.trainer gaussian_mle: the training dataset of iteration {ctx.iteration} "
+                        f"has {len(x)} rows; at least 2 are needed")
+    mean = x.mean(axis=0)
+    cov = np.atleast_2d(np.cov(x, rowvar=False, ddof=ddof))
+    write_meta(ctx.out_dir / "model", {"kind": "gaussian", "mean": mean.tolist(), "cov": cov.tolist(),
+                                       "n": len(x), "ddof": ddof})
+    return {"n": float(len(x)), **cov_summary(mean, cov, prefix="fitted")}
+
+
+def load(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    meta = read_meta(model_dir)
+    if meta["kind"] != "gaussian":
+        raise UserError(f"{model_dir}: expected a gaussian model, found '{meta['kind']}'")
+    return np.asarray(meta["mean"], dtype=np.float64), np.atleast_2d(np.asarray(meta["cov"], dtype=np.float64))
+
+
+def sample(model_dir: Path, n: int, seed: int) -> np.ndarray:
+    mean, cov = load(model_dir)
+    return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n, method="svd")
+
+
+def log_likelihood(model_dir: Path, x: np.ndarray) -> np.ndarray:
+    from scipy.stats import multivariate_normal
+
+    mean, cov = load(model_dir)
+    return np.atleast_1d(multivariate_normal(mean, cov, allow_singular=True).logpdf(x.reshape(len(x), -1)))
+
+
+def mahalanobis(model_dir: Path, x: np.ndarray) -> np.ndarray:
+    """Distance of each row from the mean in standard deviations (|x - mu| / sigma in 1-D)."""
+    mean, cov = load(model_dir)
+    d = x.reshape(len(x), -1) - mean
+    return np.sqrt(np.einsum("ij,ij->i", d @ np.linalg.pinv(cov, hermitian=True), d))
+
+
+def gaussian_generator(ctx: "PhaseContext") -> dict[str, float]:
+    """Draw ``generate.num_samples`` rows from this iteration's fitted Gaussian."""
+    return generate_from_model(ctx, "gaussian")
+
+
+def summary(model_dir: Path) -> dict[str, float]:
+    mean, cov = load(model_dir)
+    return cov_summary(mean, cov, prefix="fitted")

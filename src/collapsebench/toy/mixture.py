@@ -1,0 +1,160 @@
+"""Mixture toy settings: a known Gaussian mixture as data; GMM and KDE (scikit-learn) as models.
+
+Trainer keyword arguments go straight to ``sklearn.mixture.GaussianMixture`` and
+``sklearn.neighbors.KernelDensity``; the fitted estimator is saved with joblib.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from collapsebench.errors import UserError
+from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, \
+    write_meta
+from collapsebench.toy.gaussian import gaussian_params
+
+if TYPE_CHECKING:
+    import datasets
+
+    from collapsebench.context import PhaseContext
+
+ESTIMATOR_FILE = "estimator.joblib"
+
+
+def gaussian_mixture_source(ctx: "PhaseContext", *, means: list[Any], n: int = 1000, weights: list[float] | None = None,
+                            stds: Any = 1.0, covs: list[Any] | None = None) -> "datasets.Dataset":
+    """``n`` rows from a known mixture: ``means`` (one number or vector per component), ``weights``
+    (default uniform), ``stds`` (one for all, or one per component) or full ``covs``."""
+    k = len(means)
+    if k < 1 or n < 2:
+        raise UserError("data.source: gaussian_mixture needs at least one entry in 'means' and n >= 2")
+    dim = len(np.atleast_1d(means[0]))
+    w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(w) != k or (w < 0).any() or w.sum() <= 0:
+        raise UserError(f"data.source.weights must be {k} non-negative numbers (one per mean), got {weights!r}")
+    if covs is not None and len(covs) != k:
+        raise UserError(f"data.source.covs must hold {k} matrices (one per mean), got {len(covs)}")
+    per_std = stds if isinstance(stds, (list, tuple)) and len(stds) == k and k > 1 else [stds] * k
+    params = [gaussian_params(dim, means[j], per_std[j], None if covs is None else covs[j],
+                              key=f"data.source (component {j})") for j in range(k)]
+    rng = np.random.default_rng(ctx.seed)
+    component = rng.choice(k, size=n, p=w / w.sum())
+    x = np.empty((n, dim))
+    for j, (mu, sigma) in enumerate(params):
+        rows = np.flatnonzero(component == j)
+        x[rows] = rng.multivariate_normal(mu, sigma, size=len(rows), method="svd")
+    return vector_dataset(x)
+
+
+def _fit(ctx: "PhaseContext", dataset: "datasets.Dataset", make: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    x = as_matrix(dataset, what=f"training dataset of iteration {ctx.iteration}")
+    try:
+        estimator = make(**kwargs)
+        return x, estimator.fit(x)
+    except (InvalidParameterError, TypeError) as exc:
+        raise UserError(f"train.trainer {name}: {exc}") from None
+    except ValueError as exc:
+        if len(x) < 2:
+            raise UserError(f"train.trainer {name}: the training dataset of iteration {ctx.iteration} "
+                            f"has {len(x)} rows") from None
+        raise
+
+
+def _save(ctx: "PhaseContext", estimator: Any, kind: str, n: int) -> Path:
+    import joblib
+
+    model_dir = ctx.out_dir / "model"
+    write_meta(model_dir, {"kind": kind, "n": n})
+    joblib.dump(estimator, model_dir / ESTIMATOR_FILE)
+    return model_dir
+
+
+def gmm(ctx: "PhaseContext", dataset: "datasets.Dataset", **kwargs: Any) -> dict[str, float]:
+    """Fit ``sklearn.mixture.GaussianMixture(**kwargs)`` (seeded from the context unless given)."""
+    from sklearn.mixture import GaussianMixture
+
+    kwargs.setdefault("random_state", ctx.seed % 2**32)
+    x, estimator = _fit(ctx, dataset, GaussianMixture, "gmm", kwargs)
+    model_dir = _save(ctx, estimator, "gmm", len(x))
+    return {"n": float(len(x)), "gmm_converged": float(estimator.converged_), **summary(model_dir)}
+
+
+def kde(ctx: "PhaseContext", dataset: "datasets.Dataset", **kwargs: Any) -> dict[str, float]:
+    """Fit ``sklearn.neighbors.KernelDensity(**kwargs)`` (a Gaussian kernel unless given)."""
+    from sklearn.neighbors import KernelDensity
+
+    kwargs.setdefault("kernel", "gaussian")
+    if kwargs["kernel"] not in ("gaussian", "tophat"):
+        raise UserError(f"train.trainer kde: kernel '{kwargs['kernel']}' cannot be sampled; "
+                        "scikit-learn samples only the 'gaussian' and 'tophat' kernels")
+    x, estimator = _fit(ctx, dataset, KernelDensity, "kde", kwargs)
+    model_dir = _save(ctx, estimator, "kde", len(x))
+    return {"n": float(len(x)), **summary(model_dir)}
+
+
+def load(model_dir: Path) -> tuple[str, Any]:
+    import joblib
+
+    return read_meta(model_dir)["kind"], joblib.load(Path(model_dir) / ESTIMATOR_FILE)
+
+
+def sample(model_dir: Path, n: int, seed: int) -> np.ndarray:
+    kind, estimator = load(model_dir)
+    if n == 0:
+        return np.zeros((0, estimator.n_features_in_))
+    if kind == "kde":
+        return estimator.sample(n, random_state=seed % 2**32)
+    estimator.random_state = seed % 2**32
+    x, _ = estimator.sample(n)
+    return np.random.default_rng(seed).permutation(x)  # GaussianMixture.sample returns rows sorted by component
+
+
+def log_likelihood(model_dir: Path, x: np.ndarray) -> np.ndarray:
+    _, estimator = load(model_dir)
+    return estimator.score_samples(x.reshape(len(x), -1))
+
+
+def _full_covariances(estimator: Any) -> np.ndarray:
+    k, d = estimator.means_.shape
+    cov, kind = estimator.covariances_, estimator.covariance_type
+    if kind == "full":
+        return cov
+    if kind == "tied":
+        return np.broadcast_to(cov, (k, d, d))
+    if kind == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return cov[:, None, None] * np.eye(d)[None]
+
+
+def summary(model_dir: Path) -> dict[str, float]:
+    """Mean and covariance of the fitted density (exact for GMMs and Gaussian-kernel KDEs)."""
+    kind, estimator = load(model_dir)
+    if kind == "gmm":
+        w, mu = estimator.weights_, estimator.means_
+        mean = w @ mu
+        cov = np.einsum("k,kij->ij", w, _full_covariances(estimator) + np.einsum("ki,kj->kij", mu, mu))
+        cov -= np.outer(mean, mean)
+        weights_entropy = float(-(w * np.log(np.clip(w, 1e-300, None))).sum())
+        return {**cov_summary(mean, cov, prefix="fitted"), "gmm_weight_entropy": weights_entropy}
+    data = np.asarray(estimator.tree_.data)
+    h = float(estimator.bandwidth_)
+    out = {"kde_bandwidth": h}
+    if estimator.kernel == "gaussian":
+        cov = np.atleast_2d(np.cov(data, rowvar=False, ddof=0)) + h**2 * np.eye(data.shape[1])
+        out.update(cov_summary(data.mean(axis=0), cov, prefix="fitted"))
+    return out
+
+
+def gmm_generator(ctx: "PhaseContext") -> dict[str, float]:
+    """Draw ``generate.num_samples`` rows from this iteration's Gaussian mixture."""
+    return generate_from_model(ctx, "gmm")
+
+
+def kde_generator(ctx: "PhaseContext") -> dict[str, float]:
+    """Draw ``generate.num_samples`` rows from this iteration's kernel density estimate."""
+    return generate_from_model(ctx, "kde")

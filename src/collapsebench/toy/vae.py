@@ -1,0 +1,181 @@
+"""The VAE toy setting: scikit-learn's 8x8 digits, a small fully connected VAE (torch, CPU).
+
+The decoder is Bernoulli (pixels scaled to [0, 1], binary cross-entropy); the encoder outputs the
+mean and log-variance of a diagonal Gaussian posterior. Generated digits are decoder means of
+``z ~ N(0, I)``. The per-row log-likelihood used by evaluations and truncation is the ELBO, with the
+posterior mean as the latent code (a deterministic lower-bound estimate).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from collapsebench.errors import UserError
+from collapsebench.toy.common import as_matrix, generate_from_model, read_meta, vector_dataset, write_meta
+
+if TYPE_CHECKING:
+    import datasets
+
+    from collapsebench.context import PhaseContext
+
+WEIGHTS_FILE = "vae.pt"
+
+
+def digits_source(ctx: "PhaseContext", *, n: int | None = None) -> "datasets.Dataset":
+    """The 1797 8x8 digits shipped with scikit-learn, flattened to 64 floats in [0, 1], shuffled."""
+    from sklearn.datasets import load_digits
+
+    x = load_digits().data / 16.0
+    x = x[np.random.default_rng(ctx.seed).permutation(len(x))]
+    if n is not None:
+        if n < 2:
+            raise UserError(f"data.source.n must be >= 2, got {n}")
+        x = x[:n]
+    return vector_dataset(x)
+
+
+def build(dim: int, latent_dim: int, hidden: int) -> Any:
+    import torch.nn as nn
+
+    return nn.ModuleDict({
+        "encoder": nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim)),
+        "decoder": nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim)),
+    })
+
+
+def elbo_terms(net: Any, x: Any, noise: Any | None) -> tuple[Any, Any, Any]:
+    """Per-row reconstruction log-likelihood, KL to the prior, and decoder means."""
+    import torch
+    import torch.nn.functional as F
+
+    mu, logvar = net["encoder"](x).chunk(2, dim=-1)
+    z = mu if noise is None else mu + torch.exp(0.5 * logvar) * noise
+    logits = net["decoder"](z)
+    recon = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+    return recon, kl, torch.sigmoid(logits)
+
+
+def _init_weights(ctx: "PhaseContext", net: Any, meta: dict[str, Any]) -> str:
+    import torch
+
+    init = ctx.config.model.init
+    source = None
+    if init == "previous" and ctx.iteration > 1:
+        source = ctx.model_dir(ctx.iteration - 1)
+    elif init == "base":
+        source = ctx.config.resolve_path(ctx.config.model.base)
+    if source is None:
+        return "scratch"
+    old = read_meta(source)
+    if any(old.get(k) != meta[k] for k in ("kind", "dim", "latent_dim", "hidden")):
+        raise UserError(f"model.init '{init}': the VAE in {source} has a different shape; "
+                        "use model.init: scratch or the same latent_dim/hidden")
+    net.load_state_dict(torch.load(Path(source) / WEIGHTS_FILE, weights_only=True))
+    return str(source)
+
+
+def vae(ctx: "PhaseContext", dataset: "datasets.Dataset", *, latent_dim: int = 8, hidden: int = 128,
+        epochs: int = 30, lr: float = 1e-3, batch_size: int = 64, beta: float = 1.0) -> dict[str, float]:
+    """Train a VAE on the rows' ``x`` vectors (values in [0, 1]); honours ``model.init``."""
+    import torch
+
+    x_np = as_matrix(dataset, what=f"training dataset of iteration {ctx.iteration}")
+    if len(x_np) < 2:
+        raise UserError(f"train.trainer vae: the training dataset of iteration {ctx.iteration} has {len(x_np)} rows")
+    if x_np.min() < 0 or x_np.max() > 1:
+        raise UserError("train.trainer vae: values of 'x' must lie in [0, 1] (Bernoulli decoder)")
+    if min(latent_dim, hidden, epochs, batch_size) < 1 or lr <= 0:
+        raise UserError("train.trainer vae: latent_dim, hidden, epochs, batch_size and lr must be positive")
+    gen = torch.Generator().manual_seed(ctx.seed)
+    meta = {"kind": "vae", "dim": x_np.shape[1], "latent_dim": latent_dim, "hidden": hidden, "n": len(x_np)}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        net = build(x_np.shape[1], latent_dim, hidden)
+    init = _init_weights(ctx, net, meta)
+    x = torch.tensor(x_np, dtype=torch.float32)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+            noise = torch.randn(len(idx), latent_dim, generator=gen)
+            recon, kl, _ = elbo_terms(net, x[idx], noise)
+            loss = (-recon + beta * kl).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    meta["init"] = init
+    model_dir = ctx.out_dir / "model"
+    write_meta(model_dir, meta)
+    torch.save(net.state_dict(), model_dir / WEIGHTS_FILE)
+    return {"n": float(len(x_np)), **scores(model_dir, x_np, prefix="train")}
+
+
+def load(model_dir: Path) -> tuple[dict[str, Any], Any]:
+    import torch
+
+    meta = read_meta(model_dir)
+    if meta["kind"] != "vae":
+        raise UserError(f"{model_dir}: expected a vae model, found '{meta['kind']}'")
+    net = build(meta["dim"], meta["latent_dim"], meta["hidden"])
+    net.load_state_dict(torch.load(Path(model_dir) / WEIGHTS_FILE, weights_only=True))
+    return meta, net.eval()
+
+
+def sample(model_dir: Path, n: int, seed: int) -> np.ndarray:
+    import torch
+
+    meta, net = load(model_dir)
+    with torch.no_grad():
+        z = torch.randn(n, meta["latent_dim"], generator=torch.Generator().manual_seed(seed))
+        return torch.sigmoid(net["decoder"](z)).double().numpy()
+
+
+def log_likelihood(model_dir: Path, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    _, net = load(model_dir)
+    with torch.no_grad():
+        recon, kl, _ = elbo_terms(net, torch.tensor(x, dtype=torch.float32), None)
+    return (recon - kl).double().numpy()
+
+
+def scores(model_dir: Path, x: np.ndarray, *, prefix: str) -> dict[str, float]:
+    """Mean ELBO (nats per image) and reconstruction MSE per pixel of ``x``."""
+    import torch
+
+    _, net = load(model_dir)
+    with torch.no_grad():
+        recon, kl, means = elbo_terms(net, torch.tensor(x, dtype=torch.float32), None)
+    return {f"{prefix}_elbo_mean": float((recon - kl).mean()),
+            f"{prefix}_recon_mse": float(((means.double().numpy() - x) ** 2).mean())}
+
+
+def save_grid(x: np.ndarray, path: Path, *, title: str = "") -> None:
+    """A PNG grid of up to 16 vectors shown as square grey images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = x[:16]
+    side = int(math.isqrt(x.shape[1]))
+    shape = (side, side) if side * side == x.shape[1] else (1, x.shape[1])
+    fig, axes = plt.subplots(4, 4, figsize=(4, 4))
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < len(x):
+            ax.imshow(x[i].reshape(shape), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def vae_generator(ctx: "PhaseContext") -> dict[str, float]:
+    """Decode ``generate.num_samples`` latent draws of this iteration's VAE."""
+    return generate_from_model(ctx, "vae")
