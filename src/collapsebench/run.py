@@ -161,7 +161,11 @@ class RunDir:
             raise UserError(f"{self.state_file} is corrupt: {exc}") from None
 
     def write_state(self, state: dict[str, Any]) -> None:
-        atomic_write(self.state_file, json.dumps(state, indent=1, sort_keys=True))
+        # one step per line: readable, and encoded by json's C encoder (indent= would not use it)
+        head = {k: v for k, v in state.items() if k != "steps"}
+        lines = [f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True, default=float)}" for k, v in state["steps"].items()]
+        body = json.dumps(head, sort_keys=True)[:-1] + (", " if head else "") + '"steps": {\n' + ",\n".join(lines) + "\n}}\n"
+        atomic_write(self.state_file, body)
 
     # lock
     def lock(self) -> None:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from collapsebench import data
 from collapsebench.context import PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.registry import data_sources, preprocessors, regimes
+
+
+class SyntheticHistory(Sequence):
+    """S(1..k-1) as a sequence whose datasets are opened only when a regime touches them, so a
+    regime that reads only the latest generation costs O(1) per iteration, not O(k)."""
+
+    def __init__(self, ctx: PhaseContext):
+        self.ctx = ctx
+        self.iterations = list(range(1, ctx.iteration))
+
+    def __len__(self) -> int:
+        return len(self.iterations)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.ctx.samples(k) for k in self.iterations[index]]
+        return self.ctx.samples(self.iterations[index])
 
 
 def _preprocess(ctx: PhaseContext, ds: Any, specs: list, key: str) -> Any:
@@ -56,7 +74,7 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     if ctx.iteration == 0:
         return prepare(ctx)
     real = ctx.real()
-    synthetic = [ctx.samples(j) for j in range(1, ctx.iteration)]
+    synthetic = SyntheticHistory(ctx)
     spec = ctx.config.curate.regime
     ds = regimes.get(spec.name, key="curate.regime")(ctx, real, synthetic, **spec.kwargs)
     ds = _preprocess(ctx, ds, ctx.config.curate.preprocess, "curate.preprocess")
