@@ -178,3 +178,11 @@ executors.lazy("subprocess", f"{_B}.executors:subprocess")
 # Ground-truth language (toy): exact metrics against the known distribution.
 evaluations.lazy("language_kl", f"{_B}.toy.language_metrics:language_kl")
 evaluations.lazy("language_tails", f"{_B}.toy.language_metrics:language_tails")
+
+# Generation: prompt sources, validators, the vLLM generator.
+prompt_sources.lazy("real_blocks", f"{_B}.generation.prompts:real_blocks")
+prompt_sources.lazy("prompt_dataset", f"{_B}.generation.prompts:prompt_dataset")
+validators.lazy("jinja", f"{_B}.generation.validators:jinja")
+validators.lazy("classifier", f"{_B}.generation.validators:classifier")
+validators.lazy("perplexity_tier", f"{_B}.generation.validators:perplexity_tier")
+generators.lazy("vllm", f"{_B}.backends.vllm_generate:generate")
