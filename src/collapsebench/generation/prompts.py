@@ -93,6 +93,8 @@ def real_blocks(ctx: "PhaseContext", n: int | None, tokenizer: Any, block_tokens
             stream.extend([*ids, eos])
             owner.extend([doc_id] * (len(ids) + 1))
         starts = range(0, len(stream) // block_tokens * block_tokens, block_tokens)
+        if not starts:
+            return {"prompt": [], "parent": []}
         return {"prompt": tokenizer.batch_decode([stream[s : s + block_tokens] for s in starts]),
                 "parent": [owner[s] for s in starts]}
 
@@ -130,6 +132,7 @@ def prompt_dataset(ctx: "PhaseContext", n: int | None, tokenizer: Any, path: str
     hub name. Each row is rendered through ``template``: ``"{field}"`` placeholders (str.format), or
     a Jinja2 template (sandboxed) when it contains ``{{`` or ``{%``. The parent is the row's
     ``id_field`` value, else ``prompt-<row index>``."""
+    from collapsebench.config import digest
     from collapsebench.generation.validators import render_template
 
     ds = _load_prompts(ctx, path, config_name, split, sample_by)
@@ -153,8 +156,9 @@ def prompt_dataset(ctx: "PhaseContext", n: int | None, tokenizer: Any, path: str
             parents.append(str(row[id_field]) if id_field in row else f"prompt-{i}")
         return {"prompt": prompts, "parent": parents}
 
+    key = digest([path, template, config_name, split, id_field, sample_by])  # an explicit cache file is reused as is
     rendered = ds.map(render, batched=True, batch_size=1000, with_indices=True, remove_columns=columns,
-                      cache_file_name=str(ctx.cache_dir / "prompt_dataset.arrow"))
+                      cache_file_name=str(ctx.cache_dir / f"prompt_dataset_{key}.arrow"))
     return _select(rendered, n, ctx.seed)
 
 
