@@ -72,3 +72,22 @@ def test_beam_search_on_real_blocks(base, tmp_path):
     assert stats["target"] == len(blocks) == len(samples)  # num_samples null: one sample per block
     assert samples["prompt"] == blocks["prompt"] and samples["parent"] == blocks["parent"]
     assert stats["sampling"]["num_beams"] == 3
+
+
+@pytest.mark.parametrize("name", ["wikitext_blocks", "validated_chat"])
+def test_shipped_generation_configs_validate(name):
+    from pathlib import Path
+
+    from collapsebench.config import load_config
+    from collapsebench.validate import check_backends, validate_config
+
+    path = Path(__file__).parents[1] / "configs" / "generation" / f"{name}.yaml"
+    assert path.read_text().startswith(f"# collapsebench run configs/generation/{name}.yaml")
+    config = load_config(path)
+    checked = validate_config(config)
+    assert any("generate.prompts" in line for line in checked)
+    built = check_backends(config)
+    assert "generate.generator: transformers arguments build" in built
+    if name == "wikitext_blocks":
+        assert config.resolve_path(config.data.source.kwargs["path"]).resolve() == (
+            Path(__file__).parents[2] / "shared" / "data" / "wikitext-2" / "valid.txt").resolve()
