@@ -45,7 +45,8 @@ def test_vllm_generates_with_samples_per_prompt(tmp_path_factory, tmp_path):
         subprocess.run([VLLM_PYTHON, "-c", "import vllm"], check=True)
     base = build_base(tmp_path_factory.mktemp("base"))
     ctx = gen_ctx(base, tmp_path, num_samples=12, shard_size=4, prompts={"name": "real_prefix", "tokens": 2})
-    stats = VG.generate(ctx, engine={"dtype": "float32", "max_model_len": 256, "enforce_eager": True},
+    stats = VG.generate(ctx, engine={"dtype": "float32", "max_model_len": 256, "enforce_eager": True,
+                                                "gpu_memory_utilization": 0.1},
                         sampling={"n": 2, "temperature": 1.0}, max_new_tokens=8, python=VLLM_PYTHON)
     samples = datasets.load_from_disk(str(ctx.out_dir / "samples"))
     assert len(samples) == 12 and len(set(samples["id"])) == 12 and stats["samples_per_prompt"] == 2

@@ -14,7 +14,7 @@ from typing import Any
 from collapsebench.backends.scoring import load_causal_lm
 from collapsebench.context import PhaseContext
 from collapsebench.errors import UserError
-from collapsebench.generation.quota import Job, run_quota, write_raw_shard
+from collapsebench.generation.quota import Job, read_prompts, run_quota, write_raw_shard
 
 # Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
@@ -81,11 +81,12 @@ def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
     gen_config = generation_config(sampling, max_new_tokens, tokenizer)
     per_prompt = gen_config.num_return_sequences or 1
 
-    def write_raw(round_: int, prompts: dict[str, list], jobs: list[Job]) -> int:
+    def write_raw(round_: int, prompts_path: Any, jobs: list[Job]) -> int:
         tokens = 0
         for job in jobs:
             torch.manual_seed(job.seed)
-            chunk = prompts["prompt"][job.lo : job.hi]
+            rows = read_prompts(prompts_path, job.lo, job.hi)
+            chunk = rows["prompt"]
             texts: list[str] = [""] * (len(chunk) * per_prompt)
             lengths = [0] * len(texts)
             order = sorted(range(len(chunk)), key=lambda i: len(chunk[i]))
@@ -97,7 +98,7 @@ def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
                         texts[i * per_prompt + j] = outs[pos * per_prompt + j]
                         lengths[i * per_prompt + j] = lens[pos * per_prompt + j]
             tokens += sum(lengths)
-            write_raw_shard(job.path, chunk, prompts["parent"][job.lo : job.hi], texts, lengths, per_prompt)
+            write_raw_shard(job.path, chunk, rows["parent"], texts, lengths, per_prompt)
         return tokens
 
     start = time.time()

@@ -72,15 +72,15 @@ def generate(ctx: Any, engine: dict[str, Any] | None = None, sampling: dict[str,
     work = ctx.out_dir / "vllm"
     work.mkdir(exist_ok=True)
 
-    def write_raw(round_: int, prompts: dict[str, list], jobs: list[Job]) -> int:
+    def write_raw(round_: int, prompts: Path, jobs: list[Job]) -> int:
         procs = []
         for w, group in enumerate(groups):
             mine = jobs[w :: len(groups)]
             if not mine:
                 continue
             spec = {"model": model_dir, "engine": engine, "sampling": params, "per_prompt": per_prompt,
-                    "jobs": [{"path": j.path, "seed": j.seed, "prompts": prompts["prompt"][j.lo : j.hi],
-                              "parents": prompts["parent"][j.lo : j.hi]} for j in mine]}
+                    "prompts": str(prompts),
+                    "jobs": [{"path": j.path, "seed": j.seed, "lo": j.lo, "hi": j.hi} for j in mine]}
             path = work / f"round{round_:03d}_worker{w}.json"
             path.write_text(json.dumps(spec))
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": group}
@@ -134,7 +134,7 @@ def worker(spec_path: str) -> None:
     from vllm import LLM, SamplingParams
 
     from collapsebench.backends.scoring import load_tokenizer
-    from collapsebench.generation.quota import derive_seed, write_raw_shard
+    from collapsebench.generation.quota import derive_seed, read_prompts, write_raw_shard
 
     spec = json.loads(Path(spec_path).read_text())
     tokenizer = load_tokenizer(spec["model"])
@@ -144,7 +144,8 @@ def worker(spec_path: str) -> None:
     for job in spec["jobs"]:
         if Path(job["path"]).exists():
             continue
-        ids = tokenizer(job["prompts"], add_special_tokens=False)["input_ids"]
+        rows = read_prompts(spec["prompts"], job["lo"], job["hi"])
+        ids = tokenizer(rows["prompt"], add_special_tokens=False)["input_ids"]
         requests = [{"prompt_token_ids": [bos, *x]} for x in ids]
         params = [SamplingParams(**{**spec["sampling"], "seed": derive_seed(job["seed"], i) % 2**31})
                   for i in range(len(requests))]
@@ -159,7 +160,7 @@ def worker(spec_path: str) -> None:
                 texts.append(tokenizer.decode(token_ids, skip_special_tokens=True))
                 lengths.append(len(token_ids))
         Path(job["path"] + ".tokens").write_text(json.dumps(sum(lengths)))
-        write_raw_shard(job["path"], job["prompts"], job["parents"], texts, lengths, m)
+        write_raw_shard(job["path"], rows["prompt"], rows["parent"], texts, lengths, m)
 
 
 if __name__ == "__main__":

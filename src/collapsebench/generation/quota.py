@@ -86,21 +86,42 @@ def _read(path: Path, columns: list[str] | None = None) -> dict[str, list]:
     return pq.read_table(path, columns=columns).to_pydict()
 
 
-def _prompts_for_round(ctx: "PhaseContext", r: int, n: int | None, tokenizer: Any, shard_dir: Path) -> dict[str, list]:
+def read_prompts(path: str | Path, lo: int, hi: int) -> dict[str, list]:
+    """Rows ``[lo, hi)`` of a round's prompt table (``prompt``, ``parent``), memory-mapped."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, memory_map=True).slice(lo, hi - lo).to_pydict()
+
+
+def _prompts_for_round(ctx: "PhaseContext", r: int, n: int | None, tokenizer: Any, shard_dir: Path) -> Path:
+    """Write (once) and return the round's prompt table."""
     from collapsebench.registry import prompt_sources
 
     path = shard_dir / f"prompts_r{r:03d}.parquet"
     if path.exists():
-        return _read(path)
+        return path
+    if n is None and (shard_dir / "prompts_natural.parquet").exists():
+        os.replace(shard_dir / "prompts_natural.parquet", path)
+        return path
     spec = ctx.config.generate.prompts
     source = prompt_sources.get(spec.name, key="generate.prompts")
     rctx = ctx if r == 0 else replace(ctx, seed=derive_seed(ctx.seed, r) % 2**63)
     ds = source(rctx, n, tokenizer, **spec.kwargs)
     if n is not None and len(ds) != n:
         raise UserError(f"generate.prompts: '{spec.name}' returned {len(ds)} prompts for {n}")
-    table = {"prompt": list(ds["prompt"]), "parent": [str(p) for p in ds["parent"]]}
-    write_table(table, path)
-    return table
+    _save_prompts(ds, path)
+    return path
+
+
+def _save_prompts(ds: Any, path: Path) -> None:
+    ds.select_columns(["prompt", "parent"]).cast_column("parent", _string()).to_parquet(str(path) + ".part")
+    os.replace(str(path) + ".part", path)
+
+
+def _string() -> Any:
+    import datasets
+
+    return datasets.Value("string")
 
 
 def target_size(ctx: "PhaseContext", per_prompt: int, tokenizer: Any) -> tuple[int, int | None]:
@@ -114,10 +135,12 @@ def target_size(ctx: "PhaseContext", per_prompt: int, tokenizer: Any) -> tuple[i
         shard_dir = ctx.out_dir / "shards"
         shard_dir.mkdir(exist_ok=True)
         natural_path = shard_dir / "prompts_natural.parquet"
-        if not natural_path.exists():
-            ds = source(ctx, None, tokenizer, **spec.kwargs)
-            write_table({"prompt": list(ds["prompt"]), "parent": [str(p) for p in ds["parent"]]}, natural_path)
-        count = len(_read(natural_path, ["parent"])["parent"])
+        round0 = shard_dir / "prompts_r000.parquet"
+        if not natural_path.exists() and not round0.exists():
+            _save_prompts(source(ctx, None, tokenizer, **spec.kwargs), natural_path)
+        import pyarrow.parquet as pq
+
+        count = pq.ParquetFile(natural_path if natural_path.exists() else round0).metadata.num_rows
         return count * per_prompt, count
     return cfg.num_samples or len(ctx.real()), None
 
@@ -143,12 +166,12 @@ def _unreachable(target: int, accepted: int, candidates: int, per: dict[str, lis
         f"{cfg.max_attempts:g} x {target} candidates{blame}. Loosen the validators or raise generate.max_attempts.")
 
 
-def run_quota(ctx: "PhaseContext", write_raw: Callable[[int, dict[str, list], list[Job]], int], *,
+def run_quota(ctx: "PhaseContext", write_raw: Callable[[int, Path, list[Job]], int], *,
               tokenizer: Any, per_prompt: int = 1, keep_prompt: bool = True) -> dict[str, Any]:
     """Drive the rounds; save ``samples/`` and ``rejected/``; return the phase stats.
 
-    ``write_raw(round, prompts, jobs)`` generates the listed jobs' raw shards and returns the
-    number of new tokens it generated."""
+    ``write_raw(round, prompts_path, jobs)`` generates the listed jobs' raw shards (prompts from
+    :func:`read_prompts`) and returns the number of new tokens it generated."""
     cfg = ctx.config.generate
     specs = list(cfg.validators)
     keys = validator_keys(specs)
@@ -175,7 +198,9 @@ def run_quota(ctx: "PhaseContext", write_raw: Callable[[int, dict[str, list], li
             else:
                 n_prompts_arg = n_prompts
             prompts = _prompts_for_round(ctx, r, n_prompts_arg, tokenizer, shard_dir)
-            n_prompts = len(prompts["prompt"])
+            import pyarrow.parquet as pq
+
+            n_prompts = pq.ParquetFile(prompts).metadata.num_rows
             jobs = [Job(r, s, lo, min(n_prompts, lo + prompts_per_shard), derive_seed(ctx.seed, r, s) % 2**63,
                         str(shard_dir / f"raw_r{r:03d}_{s:05d}.parquet"))
                     for s, lo in enumerate(range(0, n_prompts, prompts_per_shard))]
