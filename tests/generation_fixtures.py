@@ -10,7 +10,7 @@ from typing import Any
 from conftest import tiny_config, write_corpus
 
 
-def build_base(root: Path) -> Path:
+def build_base(root: Path, n_embd: int = 32, n_head: int = 2) -> Path:
     """``root/run`` with iter_000/curate/{real,holdout,tokenizer} and iter_001/train/model."""
     import datasets
     import torch
@@ -28,7 +28,7 @@ def build_base(root: Path) -> Path:
     train_tokenizer(ds, "text", 300, curate / "tokenizer")
     tok = load_tokenizer(curate / "tokenizer")
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=32, n_positions=256,
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=n_head, n_embd=n_embd, n_positions=256,
                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
     model_dir = root / "run" / "iter_001" / "train" / "model"
     model.save_pretrained(str(model_dir))

@@ -43,7 +43,7 @@ def test_vllm_generates_with_samples_per_prompt(tmp_path_factory, tmp_path):
 
     if VLLM_PYTHON:
         subprocess.run([VLLM_PYTHON, "-c", "import vllm"], check=True)
-    base = build_base(tmp_path_factory.mktemp("base"))
+    base = build_base(tmp_path_factory.mktemp("base"), n_embd=64, n_head=1)  # vLLM CPU kernels: head_dim 64
     ctx = gen_ctx(base, tmp_path, num_samples=12, shard_size=4, prompts={"name": "real_prefix", "tokens": 2})
     stats = VG.generate(ctx, engine={"dtype": "float32", "max_model_len": 256, "enforce_eager": True,
                                                 "gpu_memory_utilization": 0.1},
