@@ -110,10 +110,18 @@ class TrainConfig(Strict):
 class GenerateConfig(Strict):
     generator: Spec = Field(default_factory=lambda: Spec(name="transformers"), description="generators registry")
     prompts: Spec = Field(default_factory=lambda: Spec(name="unconditional"), description="prompt_sources registry")
-    num_samples: int | None = Field(None, gt=0, description="accepted samples per iteration; "
-                                    "default: the number of real training documents")
-    shard_size: int = Field(256, gt=0, description="samples per output shard (the unit of resumption)")
-    validators: list[Spec] = Field(default_factory=list, description="validators registry, applied in order")
+    num_samples: int | None = Field(None, gt=0, description="accepted samples per iteration; default: the "
+                                    "prompt source's own count x samples per prompt for finite sources "
+                                    "(real_blocks, prompt_dataset), else the number of real training documents")
+    shard_size: int = Field(256, gt=0, description="samples per output shard (the unit of resumption); a shard "
+                            "holds shard_size // samples-per-prompt prompts (at least one)")
+    validators: list[Spec] = Field(default_factory=list, description="validators registry: a chain, each sees "
+                                   "what the previous ones kept")
+    oversample: float = Field(1.0, ge=1, description="candidates drawn per missing sample in the first round "
+                              "(later rounds: at least 1 / acceptance so far); e.g. 3 for perplexity_tier")
+    max_attempts: float = Field(10.0, ge=1, description="cap on candidates drawn, as a multiple of the target "
+                                "number of samples; past it (or when the acceptance rate says it will be passed) "
+                                "generation stops with an error naming the strictest validator")
 
 
 class EvaluateConfig(Strict):

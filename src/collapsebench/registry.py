@@ -205,3 +205,11 @@ generators.lazy("kde", f"{_B}.toy.mixture:kde_generator")
 generators.lazy("vae", f"{_B}.toy.vae:vae_generator")
 evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats")
 preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely")
+
+# Generation: prompt sources, validators, the vLLM generator.
+prompt_sources.lazy("real_blocks", f"{_B}.generation.prompts:real_blocks")
+prompt_sources.lazy("prompt_dataset", f"{_B}.generation.prompts:prompt_dataset")
+validators.lazy("jinja", f"{_B}.generation.validators:jinja")
+validators.lazy("classifier", f"{_B}.generation.validators:classifier")
+validators.lazy("perplexity_tier", f"{_B}.generation.validators:perplexity_tier")
+generators.lazy("vllm", f"{_B}.backends.vllm_generate:generate")

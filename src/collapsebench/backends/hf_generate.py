@@ -1,33 +1,38 @@
-"""Generation with `transformers`: batched with the KV cache, left padding, sorted by prompt length,
-written in Parquet shards as it goes; finished shards are skipped when a killed phase resumes."""
+"""Generation with `transformers` (the CPU path): batched with the KV cache, left padding, sorted by
+prompt length, Parquet shards written as it goes, inside the quota loop
+(:mod:`collapsebench.generation.quota`: rounds, validators, resumption by skipping finished shards).
+
+Every `transformers` generation parameter passes through ``sampling`` (temperature, top_p, top_k,
+num_beams, repetition_penalty, min_new_tokens, stop_strings, num_return_sequences = samples per
+prompt, ...). ``batch_size`` counts prompts (each gives ``num_return_sequences`` rows)."""
 
 from __future__ import annotations
 
 import copy
-import os
 import time
-from pathlib import Path
 from typing import Any
 
-from collapsebench.backends.scoring import context_length, device, load_tokenizer
+from collapsebench.backends.scoring import context_length, load_causal_lm
 from collapsebench.context import PhaseContext
 from collapsebench.errors import UserError, did_you_mean
-from collapsebench.phases.generate import num_samples
-from collapsebench.registry import prompt_sources
+from collapsebench.generation.quota import Job, read_prompts, run_quota, write_raw_shard
 
 # Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
 
 def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, tokenizer: Any = None) -> Any:
-    """Build and validate a `GenerationConfig` from the defaults and the config's ``sampling``."""
+    """Build and validate a `GenerationConfig` from the defaults and the config's ``sampling``
+    (the sampling defaults are left out when ``sampling`` sets ``do_sample: false``)."""
     from transformers import GenerationConfig
 
     known = set(GenerationConfig().to_dict())
     for key in sampling or {}:
         if key not in known:  # GenerationConfig would keep a misspelt key as an inert attribute
             raise UserError(f"generate.generator.sampling: unknown parameter '{key}'{did_you_mean(key, known)}")
-    merged = {**DEFAULT_SAMPLING, "max_new_tokens": max_new_tokens, **(sampling or {})}
+    sampling = dict(sampling or {})
+    defaults = DEFAULT_SAMPLING if sampling.get("do_sample", True) else {}
+    merged = {**defaults, "max_new_tokens": max_new_tokens, **sampling}
     if tokenizer is not None:
         merged.setdefault("pad_token_id", tokenizer.pad_token_id)
         merged.setdefault("eos_token_id", tokenizer.eos_token_id)
@@ -36,26 +41,16 @@ def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, toke
         config.validate(strict=True)
     except (TypeError, ValueError) as exc:
         raise UserError(f"generate.generator.sampling: {exc}") from None
+    m = config.num_return_sequences or 1
+    if m > 1 and not config.do_sample and (config.num_beams or 1) < m:
+        raise UserError(f"generate.generator.sampling: num_return_sequences = {m} needs do_sample: true "
+                        f"or num_beams >= {m}")
     return config
 
 
-def shard_seed(seed: int, shard: int) -> int:
-    return (seed * 1_000_003 + shard) % 2**63
-
-
-def _write_shard(rows: dict[str, list], path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    part = path.with_suffix(".part")
-    pq.write_table(pa.table(rows), part)
-    with open(part, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(part, path)
-
-
 def generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen_config: Any) -> tuple[list[str], list[int]]:
-    """Continue each prompt (BOS-prefixed); return the decoded continuations and their token counts."""
+    """Continue each prompt (BOS-prefixed); return the decoded continuations and their token counts,
+    ``num_return_sequences`` per prompt, prompt-major."""
     import torch
 
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -73,8 +68,9 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen_config: A
         ids[row, width - len(e):] = torch.tensor(e)
         mask[row, width - len(e):] = 1
     dev = next(model.parameters()).device
+    extra = {"tokenizer": tokenizer} if gen_config.stop_strings else {}
     with torch.no_grad():
-        out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_config)
+        out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_config, **extra)
     new = out[:, width:].cpu()
     texts, lengths = [], []
     for row in new.tolist():
@@ -87,70 +83,40 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen_config: A
 
 def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
              sampling: dict[str, Any] | None = None, keep_prompt: bool = True) -> dict[str, Any]:
-    """Generate ``generate.num_samples`` samples with M(k) into ``samples/`` (lineage columns kept).
+    """Generate the accepted samples S(k) with M(k) into ``samples/`` (lineage columns kept).
 
     ``keep_prompt``: the sample's text is prompt + continuation (else the continuation alone)."""
-    import datasets
     import torch
-    from transformers import AutoModelForCausalLM
 
-    cfg = ctx.config.generate
-    model_dir = ctx.model_dir()
-    tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).to(device()).eval()
+    model, tokenizer = load_causal_lm(ctx.model_dir())
     gen_config = generation_config(sampling, max_new_tokens, tokenizer)
-    n = num_samples(ctx)
-    spec = cfg.prompts
-    prompts = prompt_sources.get(spec.name, key="generate.prompts")(ctx, n, tokenizer, **spec.kwargs)
-    if len(prompts) != n:
-        raise UserError(f"generate.prompts: '{spec.name}' returned {len(prompts)} prompts for {n} samples")
-    shard_dir = ctx.out_dir / "shards"
-    shard_dir.mkdir(exist_ok=True)
-    n_shards = -(-n // cfg.shard_size)
-    skipped, new_tokens, start = 0, 0, time.time()
-    with ctx.progress("generate", n) as advance:
-        for s in range(n_shards):
-            path = shard_dir / f"shard_{s:05d}.parquet"
-            lo, hi = s * cfg.shard_size, min(n, (s + 1) * cfg.shard_size)
-            if path.exists():
-                skipped += 1
-                advance(hi - lo)
-                continue
-            torch.manual_seed(shard_seed(ctx.seed, s))
-            chunk = prompts[lo:hi]  # one shard of prompts: {"prompt": [...], "parent": [...]}
-            texts: list[str] = [""] * (hi - lo)
-            order = sorted(range(hi - lo), key=lambda i: len(chunk["prompt"][i]))
+    per_prompt = gen_config.num_return_sequences or 1
+
+    def write_raw(round_: int, prompts_path: Any, jobs: list[Job]) -> int:
+        tokens = 0
+        for job in jobs:
+            torch.manual_seed(job.seed)
+            rows = read_prompts(prompts_path, job.lo, job.hi)
+            chunk = rows["prompt"]
+            texts: list[str] = [""] * (len(chunk) * per_prompt)
+            lengths = [0] * len(texts)
+            order = sorted(range(len(chunk)), key=lambda i: len(chunk[i]))
             for b in range(0, len(order), batch_size):
                 idx = order[b : b + batch_size]
-                batch_prompts = [chunk["prompt"][i] for i in idx]
-                outs, lengths = generate_batch(model, tokenizer, batch_prompts, gen_config)
-                new_tokens += sum(lengths)
-                for i, p, t in zip(idx, batch_prompts, outs):
-                    texts[i] = p + t if keep_prompt else t
-                advance(len(idx))
-            _write_shard({
-                "id": [f"g{ctx.iteration:03d}-{i:08d}" for i in range(lo, hi)],
-                "origin": ["synthetic"] * (hi - lo),
-                "generation": [ctx.iteration] * (hi - lo),
-                "parent": chunk["parent"],
-                "prompt": chunk["prompt"],
-                ctx.text_field: texts,
-            }, path)
-    elapsed = time.time() - start
-    files = sorted(str(p) for p in shard_dir.glob("shard_*.parquet"))
-    samples = datasets.Dataset.from_parquet(files, cache_dir=str(ctx.cache_dir))
-    samples.save_to_disk(str(ctx.out_dir / "samples"))
-    for f in files:
-        os.remove(f)
-    shard_dir.rmdir()
-    return {
-        "metrics": {"samples": len(samples), "tokens_per_second": new_tokens / max(elapsed, 1e-9)},
-        "shards": n_shards,
-        "shards_resumed": skipped,
-        "new_tokens": new_tokens,
-        "seconds": round(elapsed, 3),
-        "sampling": gen_config.to_diff_dict(),
-    }
+                outs, lens = generate_batch(model, tokenizer, [chunk[i] for i in idx], gen_config)
+                for pos, i in enumerate(idx):
+                    for j in range(per_prompt):
+                        texts[i * per_prompt + j] = outs[pos * per_prompt + j]
+                        lengths[i * per_prompt + j] = lens[pos * per_prompt + j]
+            tokens += sum(lengths)
+            write_raw_shard(job.path, chunk, rows["parent"], texts, lengths, per_prompt)
+        return tokens
+
+    start = time.time()
+    stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
+    stats["sampling"] = gen_config.to_diff_dict()
+    stats["seconds"] = round(time.time() - start, 3)
+    return stats
 
 
 def check_config(config: Any, batch_size: int = 32, max_new_tokens: int = 128,

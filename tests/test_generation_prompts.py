@@ -1,0 +1,90 @@
+"""Prompt sources: unconditional, real prefixes (start / uniform, K = 0), real blocks, prompt datasets."""
+
+import json
+
+import pytest
+
+from collapsebench.errors import UserError
+from collapsebench.generation import prompts as P
+from generation_fixtures import build_base, gen_ctx
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return build_base(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture
+def ctx(base, tmp_path):
+    return gen_ctx(base, tmp_path)
+
+
+@pytest.fixture
+def tok(ctx):
+    from collapsebench.backends.scoring import load_tokenizer
+
+    return load_tokenizer(ctx.model_dir())
+
+
+def _docs(ctx):
+    real = ctx.real()
+    return dict(zip(real["id"], real["text"]))
+
+
+def test_unconditional(ctx, tok):
+    ds = P.unconditional(ctx, 5, tok)
+    assert ds["prompt"] == [""] * 5 and ds["parent"] == [""] * 5
+
+
+def test_real_prefix_start_and_uniform(ctx, tok):
+    docs = _docs(ctx)
+    start = P.real_prefix(ctx, 60, tok, tokens=3)
+    assert len(start) == 60
+    for prompt, parent in zip(start["prompt"], start["parent"]):
+        assert docs[parent].startswith(prompt) and prompt
+        assert len(tok(prompt, add_special_tokens=False)["input_ids"]) <= 3
+    uniform = P.real_prefix(ctx, 60, tok, tokens=3, position="uniform")
+    assert all(p in docs[d] for p, d in zip(uniform["prompt"], uniform["parent"]))
+    assert sum(not docs[d].startswith(p) for p, d in zip(uniform["prompt"], uniform["parent"])) > 20
+    assert P.real_prefix(ctx, 60, tok, tokens=3, position="uniform")["prompt"] == uniform["prompt"]  # seeded
+
+
+def test_real_prefix_zero_tokens_is_unconditional(ctx, tok):
+    ds = P.real_prefix(ctx, 7, tok, tokens=0, position="uniform")
+    assert ds["prompt"] == [""] * 7 and ds["parent"] == [""] * 7
+    with pytest.raises(UserError, match="position"):
+        P.real_prefix(ctx, 7, tok, tokens=3, position="middle")
+
+
+def test_real_blocks_cover_the_token_stream(ctx, tok):
+    docs = _docs(ctx)
+    blocks = P.real_blocks(ctx, None, tok, block_tokens=16)
+    n_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in docs.values())
+    assert len(blocks) == n_tokens // 16  # one group of < 1000 documents
+    assert blocks["parent"][0] == ctx.real()["id"][0]
+    assert set(blocks["parent"]) <= set(docs) and len(set(blocks["parent"])) > len(blocks) // 2
+    first = tok(blocks["prompt"][0], add_special_tokens=False)["input_ids"]
+    assert len(first) == 16  # blocks run across documents, EOS between them, as the trainer packs
+    assert blocks["prompt"][0].split(tok.eos_token)[0] == docs[blocks["parent"][0]][: len(blocks["prompt"][0].split(tok.eos_token)[0])]
+    fewer = P.real_blocks(ctx, 10, tok, block_tokens=16)
+    assert len(fewer) == 10 and set(fewer["prompt"]) <= set(blocks["prompt"])
+    more = P.real_blocks(ctx, len(blocks) + 5, tok, block_tokens=16)
+    assert more["prompt"][: len(blocks)] == blocks["prompt"]
+    with pytest.raises(UserError, match="fewer than"):
+        P.real_blocks(ctx, None, tok, block_tokens=10**6)
+
+
+def test_prompt_dataset_templates_and_parents(ctx, tok, tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"q{i}", "question": f"what is {i} plus {i}?"}) for i in range(6)))
+    fmt = P.prompt_dataset(ctx, None, tok, path=str(path), template="user: {question}\nassistant:")
+    assert fmt["prompt"][2] == "user: what is 2 plus 2?\nassistant:" and fmt["parent"] == [f"q{i}" for i in range(6)]
+    jin = P.prompt_dataset(ctx, 4, tok, path=str(path), template="{{ question | upper }}", id_field="none")
+    assert len(jin) == 4 and all(p == p.upper() for p in jin["prompt"])
+    assert all(par.startswith("prompt-") for par in jin["parent"])
+    with pytest.raises(UserError, match="columns: id, question"):
+        P.prompt_dataset(ctx, None, tok, path=str(path), template="{answer}")
+    with pytest.raises(UserError, match="not allowed in the sandbox"):
+        P.prompt_dataset(ctx, None, tok, path=str(path), template="{{ question.__class__.__mro__ }}")
+    with pytest.raises(UserError, match="generate.prompts.path: file not found"):
+        P.prompt_dataset(ctx, None, tok, path="missing.jsonl")

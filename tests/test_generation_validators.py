@@ -1,0 +1,108 @@
+"""Validators: verdict conventions, the chain, the Jinja sandbox, a classifier threshold, perplexity tiers."""
+
+import numpy as np
+import pytest
+
+from collapsebench.config import Spec
+from collapsebench.errors import UserError
+from collapsebench.generation import validators as V
+from generation_fixtures import build_base, gen_ctx
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return build_base(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture
+def ctx(base, tmp_path):
+    return gen_ctx(base, tmp_path)
+
+
+def short_only(ctx, batch, max_chars=10):
+    """A plain Python validator (used as module:function)."""
+    return [(len(t) <= max_chars, f"{len(t)} chars") for t in batch["text"]]
+
+
+SEEN = []
+
+
+def record(ctx, batch):
+    SEEN.append(list(batch["text"]))
+    return [V.keep(score=len(t)) for t in batch["text"]]
+
+
+def test_verdict_conventions():
+    assert V.as_verdict(True, "v") == V.Verdict(True)
+    assert V.as_verdict((False, "too long", 3), "v") == V.Verdict(False, "too long", 3.0)
+    assert not V.as_verdict(np.bool_(False), "v").keep
+    with pytest.raises(UserError, match="expected a Verdict"):
+        V.as_verdict("yes", "v")
+
+
+def test_chain_runs_python_functions_in_order(ctx):
+    texts = ["short", "a much longer text", "tiny", "another long one here"]
+    specs = [Spec(name="test_generation_validators:short_only", max_chars=6),
+             Spec(name="test_generation_validators:record")]
+    SEEN.clear()
+    out = V.apply_chain(ctx, {"text": texts, "prompt": [""] * 4, "parent": [""] * 4}, specs)
+    assert out["accepted"] == [True, False, True, False]
+    assert out["rejected_by"] == ["", "short_only", "", "short_only"] and out["reason"][1] == "18 chars"
+    assert SEEN == [["short", "tiny"]]  # the second validator sees only the survivors
+    assert out["score_record"][0] == 5 and np.isnan(out["score_record"][1])
+    assert V.validator_keys([Spec(name="jinja", template="x"), Spec(name="jinja", template="y")]) == ["jinja", "jinja_2"]
+
+
+def test_jinja_validator_and_sandbox(ctx):
+    batch = {"text": ["user: hi\nassistant: hello", "assistant: no user", "user: alone"], "prompt": ["", "", ""]}
+    out = V.jinja(ctx, batch, template="{{ text.startswith('user:') and 'assistant:' in text }}")
+    assert [v.keep for v in out] == [True, False, False]
+    scored = V.jinja(ctx, batch, template="{{ text | length }}", threshold=18)
+    assert [v.keep for v in scored] == [True, True, False] and scored[2].score == 11
+    for bad in ("{{ ''.__class__.__mro__ }}", "{{ text.__class__.__subclasses__() }}"):
+        with pytest.raises(UserError, match="not allowed in the sandbox"):
+            V.jinja(ctx, batch, template=bad)
+    with pytest.raises(UserError, match="true/false or a number"):
+        V.jinja(ctx, batch, template="{{ text }}")
+    with pytest.raises(UserError, match="columns: text, prompt"):
+        V.jinja(ctx, batch, template="{{ answer }}")
+
+
+def test_classifier_threshold(ctx, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, GPT2Config
+
+    from collapsebench.backends.scoring import load_tokenizer
+
+    tok = load_tokenizer(ctx.model_dir())
+    torch.manual_seed(1)
+    cfg = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=32, num_labels=2,
+                     id2label={0: "bad", 1: "good"}, label2id={"bad": 0, "good": 1}, pad_token_id=tok.pad_token_id)
+    clf = AutoModelForSequenceClassification.from_config(cfg).eval()
+    clf.save_pretrained(str(tmp_path / "clf"))
+    tok.save_pretrained(str(tmp_path / "clf"))
+    texts = ctx.real()["text"][:30]
+    with torch.no_grad():
+        enc = tok(texts, padding=True, return_tensors="pt")
+        expected = torch.softmax(clf(**enc).logits, -1)[:, 1].numpy()
+    t = float(np.median(expected))
+    out = V.classifier(ctx, {"text": texts}, model=str(tmp_path / "clf"), label="good", threshold=t)
+    assert np.allclose([v.score for v in out], expected, atol=1e-5)
+    assert [v.keep for v in out] == [s >= t for s in expected] and 10 <= sum(v.keep for v in out) <= 20
+    with pytest.raises(UserError, match="not in"):
+        V.classifier(ctx, {"text": texts}, model=str(tmp_path / "clf"), label="great")
+
+
+@pytest.mark.parametrize("tier", ["low", "middle", "high"])
+def test_perplexity_tier_keeps_the_intended_third(ctx, tier):
+    from collapsebench.backends.scoring import load_causal_lm, sequence_logprobs
+
+    texts = ctx.real()["text"][:30]
+    model, tok = load_causal_lm(ctx.model_dir())
+    total, count = sequence_logprobs(model, tok, texts)
+    ppl = np.exp(-total / count)
+    out = V.perplexity_tier(ctx, {"text": texts}, tier=tier)
+    kept = np.array([v.keep for v in out])
+    assert kept.sum() == 10 and np.allclose([v.score for v in out], ppl)
+    ranks = np.argsort(np.argsort(ppl))
+    assert set(ranks[kept]) == set({"low": range(10), "middle": range(10, 20), "high": range(20, 30)}[tier])
