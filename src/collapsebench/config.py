@@ -20,7 +20,7 @@ from collapsebench.errors import UserError, did_you_mean
 PHASES = ("curate", "train", "generate", "evaluate")
 
 
-class YamlLoader(yaml.SafeLoader):
+class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Safe YAML that also reads ``1e-3`` as a float (YAML 1.2), as users write learning rates."""
 
 

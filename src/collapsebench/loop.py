@@ -69,6 +69,7 @@ def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool 
                 f"resume. Add --from {stale[0]} to redo from there, or choose a new output_dir."
             )
         run.save_config(config)
+        run.rebuild_metrics()  # from the committed folders: repairs a driver killed mid-bookkeeping
         load_plugins(config)
         state.setdefault("name", config.name)
         state.setdefault("created", now())
@@ -148,7 +149,7 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     entry.update(status="done", finished=now(), duration_s=round(now() - entry["started"], 3), stats=_summary(stats))
     run.write_state(state)
     if phase == "evaluate":
-        rows = run.rebuild_metrics()
+        rows = run.rebuild_metrics(iteration)
         if not quiet and rows:
             shown = {k: v for k, v in rows[-1].items() if isinstance(v, float)}
             console.print("  " + "  ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:6]))

@@ -56,14 +56,14 @@ def parse_step(text: str) -> Step:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file, fsync, rename over ``path``."""
+    """Write to a temp file, fsync it, rename it over ``path``: readers see the old or the new
+    content, never a mix, whenever the writer dies."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:
@@ -207,17 +207,27 @@ class RunDir:
         for path in sorted(self.path.glob("iter_*/evaluate/metrics.json")):
             yield int(path.parent.parent.name.split("_")[1])
 
-    def rebuild_metrics(self) -> list[dict[str, Any]]:
-        """Rewrite metrics.jsonl from the committed phases (one row per evaluated iteration)."""
-        rows = []
-        for k in self.evaluated_iterations():
-            row: dict[str, Any] = {"iteration": k}
-            for phase in ("curate", "train", "generate"):
-                if self.is_committed(k, phase):
-                    summary = self.committed_stats(k, phase).get("metrics", {})
-                    row.update({f"{phase}/{key}": v for key, v in summary.items()})
-            row.update(json.loads((self.phase_dir(k, "evaluate") / "metrics.json").read_text()))
-            rows.append(row)
+    def metrics_row(self, k: int) -> dict[str, Any]:
+        """Iteration k's row: its evaluation metrics plus the ``metrics`` of its other phases."""
+        row: dict[str, Any] = {"iteration": k}
+        for phase in ("curate", "train", "generate"):
+            if self.is_committed(k, phase):
+                summary = self.committed_stats(k, phase).get("metrics", {})
+                row.update({f"{phase}/{key}": v for key, v in summary.items()})
+        row.update(json.loads((self.phase_dir(k, "evaluate") / "metrics.json").read_text()))
+        return row
+
+    def rebuild_metrics(self, iteration: int | None = None) -> list[dict[str, Any]]:
+        """Rewrite metrics.jsonl from the committed phases (one row per evaluated iteration).
+
+        With ``iteration``, rows of earlier iterations are kept from the file (they cannot have
+        changed: steps run in order) and only that iteration's row is read from its folders."""
+        evaluated = list(self.evaluated_iterations())
+        if iteration is None:
+            rows = [self.metrics_row(k) for k in evaluated]
+        else:
+            kept = {r["iteration"]: r for r in self.read_metrics() if r["iteration"] < iteration}
+            rows = [kept.get(k) or self.metrics_row(k) for k in evaluated if k <= iteration]
         atomic_write(self.metrics_file, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         return rows
 
