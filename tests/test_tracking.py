@@ -40,3 +40,25 @@ def test_wandb_offline_run_holds_config_metrics_and_samples(tmp_path, monkeypatc
 def test_wandb_bad_mode(tmp_path):
     with pytest.raises(UserError, match="mode"):
         trackers.get("wandb")({"name": "x"}, tmp_path, mode="sometimes")
+
+
+def test_the_loop_sends_every_iteration_to_the_tracker(tmp_path, monkeypatch):
+    """`tracking:` in the config: the driver logs each newly evaluated iteration, with its samples."""
+    from collapsebench.config import config_from_dict
+    from collapsebench.loop import run_experiment
+    from conftest import tiny_config
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "wb").mkdir()
+    cfg = tiny_config(tmp_path, iterations=2, tracking=[{"name": "wandb", "mode": "offline", "project": "t"}])
+    cfg["generate"]["num_samples"] = 40
+    cfg["curate"] = {"regime": {"name": "replace", "alpha": 0.2}}
+    run_experiment(config_from_dict(cfg), quiet=True)
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    log = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for key in (b"holdout_perplexity", b"curate/synthetic_fraction", b"tiny"):
+        assert key in log, key
+    tables = list((runs[0] / "files" / "media" / "table").glob("samples_*.table.json"))
+    assert len(tables) == 2  # one sample table per iteration

@@ -64,11 +64,18 @@ def write_report(run: RunDir) -> Path | None:
         "<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys) + "</tr>" for r in rows
     )
     figures = "".join(f'<img src="{html.escape(f)}" alt="{html.escape(f)}">' for f in images)
+    # images that evaluations wrote (e.g. generated digits), one row per iteration
+    gallery = "".join(
+        f"<h3>{html.escape(p.parent.parent.name)}: {html.escape(p.name)}</h3>"
+        f'<img src="../{html.escape(str(p.relative_to(run.path)))}" alt="{html.escape(p.name)}">'
+        for p in sorted(run.path.glob("iter_*/evaluate/*.png"))
+    )
     page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:2px 6px;font-size:12px}img{width:420px}</style>"
             f"<h1>{html.escape(name)}</h1><p>{html.escape(str(run.path))}</p>"
-            f"<table><tr>{head}</tr>{body}</table><h2>Metrics per iteration</h2>{figures}")
+            f"<table><tr>{head}</tr>{body}</table><h2>Metrics per iteration</h2>{figures}"
+            + (f"<h2>Images per iteration</h2>{gallery}" if gallery else ""))
     (out / "report.html").write_text(page)
     return out / "report.html"
 
