@@ -178,3 +178,17 @@ executors.lazy("subprocess", f"{_B}.executors:subprocess")
 # Ground-truth language (toy): exact metrics against the known distribution.
 evaluations.lazy("language_kl", f"{_B}.toy.language_metrics:language_kl")
 evaluations.lazy("language_tails", f"{_B}.toy.language_metrics:language_tails")
+
+# Training and curation: losses, SFT, regimes, preprocessors, regeneration prompts.
+losses.lazy("truncated_cross_entropy", f"{_B}.backends.losses:truncated_cross_entropy")
+losses.lazy("tce", f"{_B}.backends.losses:truncated_cross_entropy")
+losses.lazy("focal", f"{_B}.backends.losses:focal")
+trainers.lazy("sft", f"{_B}.backends.sft:train_sft")
+regimes.lazy("grow", f"{_B}.curation.regimes:grow")
+regimes.lazy("fresh_real", f"{_B}.curation.parts:fresh_real")
+regimes.lazy("clean_fraction", f"{_B}.curation.regimes:clean_fraction")
+preprocessors.lazy("template", f"{_B}.curation.preprocess:template")
+preprocessors.lazy("length_filter", f"{_B}.curation.preprocess:length_filter")
+preprocessors.lazy("dedup", f"{_B}.curation.preprocess:dedup")
+preprocessors.lazy("tokenize", f"{_B}.curation.preprocess:tokenize")
+prompt_sources.lazy("real_parts", f"{_B}.generation.prompts:real_parts")
