@@ -57,7 +57,12 @@ def load_model(source: str | Path, gguf_file: str | None) -> Any:
 
     kwargs = {"gguf_file": gguf_file} if gguf_file and not Path(source, "config.json").exists() else {}
     model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
-    model.hf_quantizer = None  # GGUF weights are dequantized; save them as plain weights
+    if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
+        # GGUF weights are dequantized to full precision: train and save them as plain weights
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     return model
 
 
