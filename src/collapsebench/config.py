@@ -103,8 +103,36 @@ class CurateConfig(Strict):
     preprocess: list[Spec] = Field(default_factory=list, description="preprocessing of each curated dataset")
 
 
+class StageData(Strict):
+    """Which rows a training stage sees (see docs/training.md)."""
+
+    source: Literal["curated", "real", "samples"] = Field(
+        "curated", description="'curated': D(k); 'real': the real training split; 'samples': S(k-1)")
+    part: tuple[int, int] | None = Field(None, description="[i, n]: the i-th of n equal contiguous parts of the "
+                                         "source (and, with a regime, of each synthetic dataset)")
+    origin: Literal["real", "synthetic"] | None = Field(None, description="keep only rows of this origin")
+    regime: Spec | None = Field(None, description="a regime applied to the part of the real data and the same "
+                                "part of S(1..k-1) (regimes registry); replaces 'source'")
+
+    @field_validator("part")
+    @classmethod
+    def _part(cls, value: Any) -> Any:
+        if value is not None and not 0 <= value[0] < value[1]:
+            raise ValueError(f"part [i, n] needs 0 <= i < n, got {list(value)}")
+        return value
+
+
+class StageConfig(Strict):
+    name: str | None = Field(None, description="stage name (default: stage<i>)")
+    data: StageData = Field(default_factory=StageData)
+    trainer: Spec | None = Field(None, description="trainer of this stage (default: train.trainer)")
+    args: dict[str, Any] = Field(default_factory=dict, description="trainer arguments merged over the trainer's args")
+
+
 class TrainConfig(Strict):
     trainer: Spec = Field(default_factory=lambda: Spec(name="causal_lm"), description="trainers registry")
+    stages: list[StageConfig] = Field(default_factory=list, description="multi-stage training within one "
+                                      "iteration, in order, each stage starting from the previous stage's model")
 
 
 class GenerateConfig(Strict):

@@ -47,7 +47,8 @@ def invalidate_from(run: RunDir, state: dict[str, Any], start: Step) -> list[str
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in stats.items() if k in ("metrics", "seconds", "resumed_from", "shards_resumed", "init")}
+    return {k: v for k, v in stats.items() if k in ("metrics", "seconds", "resumed_from", "shards_resumed", "init",
+                                                     "init_from")}
 
 
 def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool = False) -> RunDir:

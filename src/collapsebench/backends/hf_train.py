@@ -42,8 +42,11 @@ def training_arguments(args: dict[str, Any] | None, output_dir: Path, seed: int)
         raise UserError(f"train.trainer.args: {exc}") from None
 
 
-def init_source(ctx: PhaseContext) -> str | Path | None:
-    """Where this iteration's model starts (None: fresh random weights)."""
+def init_source(ctx: PhaseContext, init_from: str | Path | None = None) -> str | Path | None:
+    """Where this iteration's model starts (None: fresh random weights). ``init_from`` (set by the
+    stage runner for every stage after the first) overrides the ``model.init`` policy."""
+    if init_from is not None:
+        return init_from
     m = ctx.config.model
     if m.init == "previous" and ctx.iteration > 1:
         return ctx.model_dir(ctx.iteration - 1)
@@ -57,7 +60,12 @@ def load_model(source: str | Path, gguf_file: str | None) -> Any:
 
     kwargs = {"gguf_file": gguf_file} if gguf_file and not Path(source, "config.json").exists() else {}
     model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
-    model.hf_quantizer = None  # GGUF weights are dequantized; save them as plain weights
+    if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
+        # GGUF weights are dequantized to full precision: train and save them as plain weights
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     return model
 
 
@@ -99,8 +107,11 @@ def build_model(ctx: PhaseContext, tokenizer: Any, block_size: int) -> Any:
     return AutoModelForCausalLM.from_config(config)
 
 
-def pack(ctx: PhaseContext, dataset: Any, tokenizer: Any, block_size: int) -> Any:
-    """Tokenise every document (+EOS) and pack the stream into blocks of ``block_size`` tokens."""
+def pack(ctx: PhaseContext, dataset: Any, tokenizer: Any, block_size: int) -> tuple[Any, dict[str, Any]]:
+    """Tokenise every document (+EOS) and pack the stream into blocks of ``block_size`` tokens.
+    Real rows come from the shared token cache (see :mod:`collapsebench.backends.token_cache`)."""
+    from collapsebench.backends.token_cache import tokenize_with_cache
+
     field = ctx.text_field
     if field not in dataset.column_names:
         raise UserError(f"train: the curated dataset has no text column '{field}' (data.text_field)")
@@ -115,29 +126,30 @@ def pack(ctx: PhaseContext, dataset: Any, tokenizer: Any, block_size: int) -> An
         blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
         return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
 
-    tokens = dataset.map(tokenize, batched=True, batch_size=1000, remove_columns=dataset.column_names,
-                         cache_file_name=str(ctx.cache_dir / "tokens.arrow"), desc="tokenize")
+    tokens, cache_info = tokenize_with_cache(ctx, dataset, tokenizer, tokenize)
     blocks = tokens.map(group, batched=True, batch_size=1000, remove_columns=tokens.column_names,
                         cache_file_name=str(ctx.cache_dir / f"blocks{block_size}.arrow"), desc="pack")
     if len(blocks) == 0:
         raise UserError(f"train: the dataset holds fewer than {block_size} tokens (train.trainer.block_size)")
-    return blocks
+    return blocks, cache_info
 
 
-def train_causal_lm(ctx: PhaseContext, dataset: Any, block_size: int = 128, args: dict[str, Any] | None = None,
-                    keep_checkpoints: bool = False) -> dict[str, Any]:
-    """Train M(k) on D(k): packed blocks, causal-LM loss; resumes from the latest checkpoint."""
-    from transformers import PrinterCallback, Trainer, default_data_collator
-    from transformers.trainer_utils import get_last_checkpoint
-
-    source = init_source(ctx)
+def start_model(ctx: PhaseContext, init_from: str | Path | None, block_size: int) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, source) for this iteration or stage, following ``model.init``."""
+    source = init_source(ctx, init_from)
     tokenizer = load_tokenizer_for(ctx, source)
     model = load_model(source, ctx.config.model.gguf_file) if source is not None else build_model(ctx, tokenizer, block_size)
-    blocks = pack(ctx, dataset, tokenizer, block_size)
-    checkpoints = ctx.out_dir / "checkpoints"
-    targs = training_arguments(args, checkpoints, ctx.seed)
-    trainer = Trainer(model=model, args=targs, train_dataset=blocks, data_collator=default_data_collator)
-    if targs.disable_tqdm:  # off a terminal: the log history goes to stats.json instead of stdout
+    return model, tokenizer, source
+
+
+def fit(ctx: PhaseContext, trainer: Any, tokenizer: Any, source: Any, tokens: int,
+        keep_checkpoints: bool) -> dict[str, Any]:
+    """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats."""
+    from transformers import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints = Path(trainer.args.output_dir)
+    if trainer.args.disable_tqdm:  # off a terminal: the log history goes to stats.json instead of stdout
         trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
     start = time.time()
@@ -147,7 +159,6 @@ def train_causal_lm(ctx: PhaseContext, dataset: Any, block_size: int = 128, args
     tokenizer.save_pretrained(str(ctx.out_dir / "model"))
     if not keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
-    tokens = len(blocks) * block_size * targs.num_train_epochs
     logged = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     return {
         # the last logged loss survives a resume (the log history is restored with the checkpoint);
@@ -156,17 +167,35 @@ def train_causal_lm(ctx: PhaseContext, dataset: Any, block_size: int = 128, args
                     "tokens_per_second": tokens / max(elapsed, 1e-9)},
         "init_from": str(source) if source is not None else "scratch",
         "resumed_from": Path(last).name if last else None,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "blocks": len(blocks),
-        "block_size": block_size,
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "steps": result.global_step,
         "seconds": round(elapsed, 3),
         "log_history": trainer.state.log_history,
     }
 
 
+def train_causal_lm(ctx: PhaseContext, dataset: Any, block_size: int = 128, args: dict[str, Any] | None = None,
+                    keep_checkpoints: bool = False, loss: Any = None, init_from: str | None = None) -> dict[str, Any]:
+    """Train M(k) on D(k): packed blocks, causal-LM loss (or ``loss``: a losses-registry spec);
+    resumes from the latest checkpoint. ``init_from`` overrides ``model.init`` (multi-stage)."""
+    from transformers import Trainer, default_data_collator
+
+    from collapsebench.backends.losses import compute_loss_func
+
+    model, tokenizer, source = start_model(ctx, init_from, block_size)
+    blocks, cache_info = pack(ctx, dataset, tokenizer, block_size)
+    targs = training_arguments(args, ctx.out_dir / "checkpoints", ctx.seed)
+    trainer = Trainer(model=model, args=targs, train_dataset=blocks, data_collator=default_data_collator,
+                      compute_loss_func=compute_loss_func(loss) if loss is not None else None)
+    tokens = len(blocks) * block_size * targs.num_train_epochs
+    stats = fit(ctx, trainer, tokenizer, source, tokens, keep_checkpoints)
+    stats.update(blocks=len(blocks), block_size=block_size, token_cache=cache_info,
+                 loss=loss if loss is not None else "model default (cross-entropy)")
+    return stats
+
+
 def check_config(config: Any, block_size: int = 128, args: dict[str, Any] | None = None,
-                 keep_checkpoints: bool = False) -> None:
+                 keep_checkpoints: bool = False, loss: Any = None, init_from: str | None = None) -> None:
     """Build the TrainingArguments and (for models built from scratch) the model config."""
     import tempfile
 
@@ -174,6 +203,10 @@ def check_config(config: Any, block_size: int = 128, args: dict[str, Any] | None
 
     with tempfile.TemporaryDirectory() as tmp:
         training_arguments(args, Path(tmp), config.seed)
+    if loss is not None:
+        from collapsebench.backends.losses import resolve
+
+        resolve(loss)
     if config.model.init == "scratch" or not config.model.base:
         arch = dict(config.model.architecture)
         try:

@@ -163,3 +163,29 @@ def prompt_dataset(ctx: "PhaseContext", n: int | None, tokenizer: Any, path: str
 
 
 prompt_dataset.finite = True  # type: ignore[attr-defined]
+
+
+def real_parts(ctx: "PhaseContext", n: int, tokenizer: Any, parts: int | None = None,
+               tokens: int = 16) -> "datasets.Dataset":
+    """Regenerate the real documents of every part the model has seen (parts 0..k-1 at iteration k,
+    see :mod:`collapsebench.curation.parts`): each document's first ``tokens`` tokens are its
+    prompt and its id the sample's ``parent``; the documents are cycled to fill ``n`` samples."""
+    from collapsebench.curation.parts import bounds
+    from collapsebench.errors import UserError
+
+    real = ctx.real()
+    n_parts = parts or ctx.config.iterations
+    _, hi = bounds(len(real), min(ctx.iteration, n_parts) - 1, n_parts)
+    if n < hi:
+        raise UserError(f"generate.num_samples: {n} samples cannot regenerate the {hi} documents of parts "
+                        f"0..{ctx.iteration - 1} (generate.prompts: real_parts); raise it to at least {hi}")
+    field = ctx.text_field
+
+    def cut(batch: dict[str, list]) -> dict[str, list]:
+        ids = tokenizer(batch[field], add_special_tokens=False)["input_ids"]
+        return {"prompt": tokenizer.batch_decode([x[:tokens] for x in ids]), "parent": batch["id"]}
+
+    rows = np.arange(n) % hi
+    picked = real.select(rows).select_columns([field, "id"])
+    return picked.map(cut, batched=True, batch_size=1000, remove_columns=[field, "id"],
+                      cache_file_name=str(ctx.cache_dir / f"real_parts_{n}_{tokens}.arrow"))

@@ -1,0 +1,107 @@
+"""A shared, content-addressed cache of the tokenized real data.
+
+The real training split is tokenized once per (dataset content, tokenizer) and reused by every
+iteration and every run that shares both. The key is the Arrow fingerprint of the real split, a
+hash of the tokenizer (its full serialisation and special tokens) and the tokenisation recipe;
+the entry is a ``save_to_disk`` folder with ``id`` and ``input_ids`` under
+``$COLLAPSEBENCH_CACHE`` (default ``~/.cache/collapsebench/tokens``). Entries are written to a
+temporary folder and renamed into place, so concurrent runs never see half an entry.
+
+Block size is not part of the key: documents are cached, and blocks are packed per iteration
+after the real rows are mixed with the synthetic ones (packing is cheap; tokenizing is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECIPE = "docs+eos/v1"  # tokens of each document without special tokens, then EOS
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("COLLAPSEBENCH_CACHE") or Path.home() / ".cache" / "collapsebench" / "tokens").expanduser()
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    extra = f"{tokenizer.eos_token_id}|{tokenizer.bos_token_id}|{type(tokenizer).__name__}"
+    return hashlib.sha256((body + extra).encode()).hexdigest()[:16]
+
+
+def real_tokens(real: Any, tokenizer: Any, tokenize: Callable[[dict], dict], *, field: str) -> tuple[Any, Path, bool]:
+    """The cached ``(id, input_ids)`` table of the real split; (dataset, folder, was it a hit)."""
+    import datasets
+
+    key = hashlib.sha256(f"{real._fingerprint}|{tokenizer_hash(tokenizer)}|{field}|{RECIPE}".encode()).hexdigest()[:24]
+    folder = cache_root() / key
+    if (folder / "dataset_info.json").exists():
+        return datasets.load_from_disk(str(folder)), folder, True
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp_cache = Path(str(tmp) + "-map")
+    tmp_cache.mkdir(parents=True)
+    try:
+        tokens = real.select_columns(["id", field]).map(
+            tokenize, batched=True, batch_size=1000, remove_columns=[field],
+            cache_file_name=str(tmp_cache / "map.arrow"), desc="tokenize real (cached)")
+        tokens.save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another run committed the same entry first
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp_cache, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(folder)), folder, False
+
+
+def tokenize_with_cache(ctx: Any, dataset: Any, tokenizer: Any, tokenize: Callable[[dict], dict]) -> tuple[Any, dict]:
+    """``input_ids`` for every row of ``dataset`` (in its order): real rows from the cache, the
+    others tokenized now. Falls back to tokenizing everything when there is no lineage."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    field = ctx.text_field
+    fresh_file = str(ctx.cache_dir / "tokens.arrow")
+    if "id" not in dataset.column_names or "origin" not in dataset.column_names:
+        out = dataset.map(tokenize, batched=True, batch_size=1000, remove_columns=dataset.column_names,
+                          cache_file_name=fresh_file, desc="tokenize")
+        return out, {"cached_rows": 0}
+    try:
+        real = ctx.real()
+    except Exception:  # noqa: BLE001 - no prepared real split (plug-in unit use): no cache
+        real = None
+    if real is None or field not in real.column_names:
+        out = dataset.map(tokenize, batched=True, batch_size=1000, remove_columns=dataset.column_names,
+                          cache_file_name=fresh_file, desc="tokenize")
+        return out, {"cached_rows": 0}
+    cached, folder, hit = real_tokens(real, tokenizer, tokenize, field=field)
+    ids = pa.chunked_array([b.column("id") for b in
+                            dataset.select_columns(["id"]).with_format("arrow").iter(batch_size=100_000)])
+    position = pc.index_in(ids, value_set=cached.data.column("id")).to_numpy(zero_copy_only=False)
+    found = ~np.isnan(position.astype(float))
+    hits, misses = np.flatnonzero(found), np.flatnonzero(~found)
+    parts = []
+    if len(hits):
+        parts.append(cached.select(position[hits].astype(np.int64)).select_columns(["input_ids"]))
+    if len(misses):
+        rest = dataset.select(misses)
+        parts.append(rest.map(tokenize, batched=True, batch_size=1000, remove_columns=rest.column_names,
+                              cache_file_name=fresh_file, desc="tokenize"))
+    combined = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    order = np.empty(len(dataset), dtype=np.int64)
+    order[hits] = np.arange(len(hits))
+    order[misses] = len(hits) + np.arange(len(misses))
+    if not np.array_equal(order, np.arange(len(order))):
+        combined = combined.select(order)
+    return combined, {"cached_rows": int(len(hits)), "cache_hit": hit, "cache": str(folder)}

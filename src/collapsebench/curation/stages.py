@@ -1,0 +1,47 @@
+"""The data of one training stage (``train.stages[i].data``): rows of the curated dataset, of the
+real split or of the latest samples, optionally one of n equal parts, or a regime applied to one
+part of the real data and the same part of every synthetic dataset."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from collapsebench.curation.parts import part_rows
+from collapsebench.errors import UserError
+from collapsebench.registry import regimes
+
+if TYPE_CHECKING:
+    import datasets
+
+    from collapsebench.context import PhaseContext
+
+
+def stage_dataset(ctx: "PhaseContext", data: Any, key: str) -> "datasets.Dataset":
+    """The rows stage ``key`` trains on at this iteration."""
+    if data.regime is not None:
+        real = ctx.real()
+        synthetic = [ctx.samples(j) for j in range(1, ctx.iteration)]
+        if data.part is not None:
+            i, n = data.part
+            real = part_rows(real, i, n, key=f"{key}.part")
+            synthetic = [part_rows(s, i, n, key=f"{key}.part") for s in synthetic]
+        spec = data.regime
+        return regimes.get(spec.name, key=f"{key}.regime")(ctx, real, synthetic, **spec.kwargs)
+    if data.source == "samples":
+        if ctx.iteration < 2:
+            raise UserError(f"{key}.source: 'samples' needs iteration >= 2 (iteration 1 has no samples yet); "
+                            "use a regime (e.g. {name: replace, alpha: 1.0}) to start from real data")
+        ds = ctx.samples(ctx.iteration - 1)
+    else:
+        ds = ctx.real() if data.source == "real" else ctx.dataset()
+    if data.origin is not None:
+        if "origin" not in ds.column_names:
+            raise UserError(f"{key}.origin: the {data.source} data has no 'origin' column")
+        wanted = data.origin
+        ds = ds.filter(lambda b: [o == wanted for o in b["origin"]], batched=True, batch_size=10_000,
+                       cache_file_name=str(ctx.cache_dir / "stage_origin.arrow"))
+    if data.part is not None:
+        ds = part_rows(ds, *data.part, key=f"{key}.part")
+    if len(ds) == 0:
+        raise UserError(f"{key}: no rows selected at iteration {ctx.iteration}")
+    return ds
