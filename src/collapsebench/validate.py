@@ -19,6 +19,14 @@ def specs(config: Config) -> Iterator[tuple[str, R.Registry, Spec, int]]:
     for i, s in enumerate(config.curate.preprocess):
         yield f"curate.preprocess[{i}]", R.preprocessors, s, 2
     yield "train.trainer", R.trainers, config.train.trainer, 2
+    for i, stage in enumerate(config.train.stages):
+        trainer = stage.trainer or config.train.trainer
+        if stage.args:  # the stage's args merge over the trainer's
+            merged = {**trainer.kwargs, "args": {**trainer.kwargs.get("args", {}), **stage.args}}
+            trainer = Spec(name=trainer.name, **merged)
+        yield f"train.stages[{i}].trainer", R.trainers, trainer, 2
+        if stage.data.regime is not None:
+            yield f"train.stages[{i}].data.regime", R.regimes, stage.data.regime, 3
     yield "generate.generator", R.generators, config.generate.generator, 1
     yield "generate.prompts", R.prompt_sources, config.generate.prompts, 3
     for i, s in enumerate(config.generate.validators):
