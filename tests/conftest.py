@@ -79,3 +79,11 @@ def make_ctx(tmp_path):
                             seed=seed, out_dir=out)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def gen_base(tmp_path_factory):
+    """A run folder with real data, a trained tokenizer and a tiny random GPT-2 (generation tests)."""
+    from generation_fixtures import build_base
+
+    return build_base(tmp_path_factory.mktemp("gen_base"))

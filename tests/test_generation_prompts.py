@@ -6,17 +6,12 @@ import pytest
 
 from collapsebench.errors import UserError
 from collapsebench.generation import prompts as P
-from generation_fixtures import build_base, gen_ctx
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return build_base(tmp_path_factory.mktemp("base"))
+from generation_fixtures import gen_ctx
 
 
 @pytest.fixture
-def ctx(base, tmp_path):
-    return gen_ctx(base, tmp_path)
+def ctx(gen_base, tmp_path):
+    return gen_ctx(gen_base, tmp_path)
 
 
 @pytest.fixture

@@ -6,17 +6,12 @@ import pytest
 from collapsebench.config import Spec
 from collapsebench.errors import UserError
 from collapsebench.generation import validators as V
-from generation_fixtures import build_base, gen_ctx
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return build_base(tmp_path_factory.mktemp("base"))
+from generation_fixtures import gen_ctx
 
 
 @pytest.fixture
-def ctx(base, tmp_path):
-    return gen_ctx(base, tmp_path)
+def ctx(gen_base, tmp_path):
+    return gen_ctx(gen_base, tmp_path)
 
 
 def short_only(ctx, batch, max_chars=10):
