@@ -56,3 +56,25 @@ def test_stage_placement_feeds_synthetic_data_to_one_stage_only(tmp_path, monkey
     assert not (run.phase_dir(2, "train") / "stages" / "stage0" / "model").exists()
     # fixed halves: stage1 at iteration 2 trains on the same real rows as at iteration 1
     assert s1["rows"] == first[1]["rows"]
+
+
+def test_fresh_real_reports_holdout_perplexity_per_part(tmp_path, monkeypatch):
+    """The evaluation sets tied to each part: per-part holdout perplexity lands in metrics.jsonl."""
+    import math
+
+    run = run_shrunk("configs/regimes/fresh_real.yaml", tmp_path, monkeypatch)
+    for row in run.read_metrics():
+        per_part = {k: v for k, v in row.items() if k.startswith("holdout_perplexity/part_")}
+        assert sorted(per_part) == [f"holdout_perplexity/part_{i}" for i in range(3)]
+        # token-weighted, the parts recombine into the overall holdout cross-entropy
+        import pyarrow.parquet as pq
+
+        k = row["iteration"]
+        parts = pq.read_table(run.phase_dir(k, "curate") / "parts.parquet").to_pydict()
+        docs = pq.read_table(run.phase_dir(k, "evaluate") / "per_document.parquet").to_pydict()
+        part_of = {i: p for i, p, r in zip(parts["id"], parts["part"], parts["role"]) if r == "holdout"}
+        tokens = {p: 0 for p in range(3)}
+        for i, n in zip(docs["id"], docs["tokens"]):
+            tokens[part_of[i]] += n
+        total = sum(tokens[p] * math.log(per_part[f"holdout_perplexity/part_{p}"]) for p in range(3))
+        assert total / sum(tokens.values()) == pytest.approx(row["holdout_cross_entropy"], rel=1e-9)

@@ -35,4 +35,26 @@ def perplexity(ctx: PhaseContext, batch_size: int = 16, max_documents: int | Non
                                          "perplexity": np.exp(nll / np.maximum(n, 1))}, schema=schema))
             advance(len(batch["id"]))
     ce = total_nll / max(total_tokens, 1)
-    return {"holdout_cross_entropy": ce, "holdout_perplexity": math.exp(ce), "holdout_tokens": total_tokens}
+    out = {"holdout_cross_entropy": ce, "holdout_perplexity": math.exp(ce), "holdout_tokens": total_tokens}
+    out.update(per_part(ctx))
+    return out
+
+
+def per_part(ctx: PhaseContext) -> dict[str, float]:
+    """Holdout perplexity per part when the regime cut the data into parts (``fresh_real``): the
+    curate phase's ``parts.parquet`` ties each held-out document to a part (token-weighted)."""
+    import pyarrow.parquet as pq
+
+    parts_file = ctx.phase_dir(ctx.iteration, "curate") / "parts.parquet"
+    if not parts_file.exists():
+        return {}
+    parts = pq.read_table(parts_file, columns=["id", "part", "role"]).to_pydict()
+    part_of = {i: p for i, p, r in zip(parts["id"], parts["part"], parts["role"]) if r == "holdout"}
+    docs = pq.read_table(ctx.out_dir / "per_document.parquet", columns=["id", "tokens", "nll"]).to_pydict()
+    nll: dict[int, float] = {}
+    tokens: dict[int, int] = {}
+    for i, n, x in zip(docs["id"], docs["tokens"], docs["nll"]):
+        if i in part_of:
+            nll[part_of[i]] = nll.get(part_of[i], 0.0) + x
+            tokens[part_of[i]] = tokens.get(part_of[i], 0) + n
+    return {f"holdout_perplexity/part_{p}": math.exp(nll[p] / max(tokens[p], 1)) for p in sorted(nll)}
