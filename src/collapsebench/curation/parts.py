@@ -14,7 +14,7 @@ Evaluation sets tied to each part: every iteration's curate phase writes ``parts
 (``iter_k/curate/parts.parquet``) with one row per training row of D(k) (``id``, ``part``,
 ``role`` = fresh | regenerated; a regenerated row's ``part`` is its parent's) and one row per
 held-out real document (``role`` = holdout), the holdout cut into the same number of parts by
-position. Join it on ``id`` with ``iter_k/evaluate/per_document.parquet`` for per-part metrics.
+position. The ``perplexity`` evaluation reports ``holdout_perplexity/part_<i>`` from it.
 """
 
 from __future__ import annotations
