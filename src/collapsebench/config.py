@@ -128,6 +128,15 @@ class StageConfig(Strict):
     trainer: Spec | None = Field(None, description="trainer of this stage (default: train.trainer)")
     args: dict[str, Any] = Field(default_factory=dict, description="trainer arguments merged over the trainer's args")
 
+    def trainer_spec(self, default: Spec) -> Spec:
+        """The stage's trainer (default: train.trainer) with the stage's ``args`` merged over its own."""
+        spec = self.trainer or default
+        if not self.args:
+            return spec
+        kwargs = spec.kwargs
+        kwargs["args"] = {**(kwargs.get("args") or {}), **self.args}
+        return Spec(name=spec.name, **kwargs)
+
 
 class TrainConfig(Strict):
     trainer: Spec = Field(default_factory=lambda: Spec(name="causal_lm"), description="trainers registry")

@@ -120,5 +120,21 @@ def count_by(ds: "datasets.Dataset", column: str) -> dict[str, int]:
     return counts
 
 
+def string_column(ds: "datasets.Dataset", column: str = "id") -> Any:
+    """One string column as a pyarrow ChunkedArray, read in batches (no Python objects per row)."""
+    import pyarrow as pa
+
+    batches = [b.column(column) for b in ds.select_columns([column]).with_format("arrow").iter(batch_size=100_000)]
+    return pa.chunked_array(batches, type=pa.string())
+
+
+def positions_in(values: Any, value_set: Any) -> np.ndarray:
+    """For each value, its position in ``value_set`` (pyarrow arrays), or -1 where it is absent."""
+    import pyarrow.compute as pc
+
+    position = pc.index_in(values, value_set=value_set).to_numpy(zero_copy_only=False)
+    return np.where(np.isnan(position.astype(float)), -1, position).astype(np.int64)
+
+
 def save(ds: "datasets.Dataset", path: Path) -> None:
     ds.save_to_disk(str(path))

@@ -20,11 +20,7 @@ def specs(config: Config) -> Iterator[tuple[str, R.Registry, Spec, int]]:
         yield f"curate.preprocess[{i}]", R.preprocessors, s, 2
     yield "train.trainer", R.trainers, config.train.trainer, 2
     for i, stage in enumerate(config.train.stages):
-        trainer = stage.trainer or config.train.trainer
-        if stage.args:  # the stage's args merge over the trainer's
-            merged = {**trainer.kwargs, "args": {**trainer.kwargs.get("args", {}), **stage.args}}
-            trainer = Spec(name=trainer.name, **merged)
-        yield f"train.stages[{i}].trainer", R.trainers, trainer, 2
+        yield f"train.stages[{i}].trainer", R.trainers, stage.trainer_spec(config.train.trainer), 2
         if stage.data.regime is not None:
             yield f"train.stages[{i}].data.regime", R.regimes, stage.data.regime, 3
     yield "generate.generator", R.generators, config.generate.generator, 1

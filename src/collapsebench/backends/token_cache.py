@@ -68,32 +68,29 @@ def tokenize_with_cache(ctx: Any, dataset: Any, tokenizer: Any, tokenize: Callab
     """``input_ids`` for every row of ``dataset`` (in its order): real rows from the cache, the
     others tokenized now. Falls back to tokenizing everything when there is no lineage."""
     import datasets
-    import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from collapsebench.data import positions_in, string_column
+    from collapsebench.errors import UserError
 
     field = ctx.text_field
     fresh_file = str(ctx.cache_dir / "tokens.arrow")
-    if "id" not in dataset.column_names or "origin" not in dataset.column_names:
-        out = dataset.map(tokenize, batched=True, batch_size=1000, remove_columns=dataset.column_names,
-                          cache_file_name=fresh_file, desc="tokenize")
-        return out, {"cached_rows": 0}
-    try:
-        real = ctx.real()
-    except Exception:  # noqa: BLE001 - no prepared real split (plug-in unit use): no cache
-        real = None
+    real = None
+    if "id" in dataset.column_names and "origin" in dataset.column_names:
+        try:
+            real = ctx.real()
+        except UserError:  # no prepared real split (a plug-in used on its own): no cache
+            real = None
     if real is None or field not in real.column_names:
         out = dataset.map(tokenize, batched=True, batch_size=1000, remove_columns=dataset.column_names,
                           cache_file_name=fresh_file, desc="tokenize")
         return out, {"cached_rows": 0}
     cached, folder, hit = real_tokens(real, tokenizer, tokenize, field=field)
-    ids = pa.chunked_array([b.column("id") for b in
-                            dataset.select_columns(["id"]).with_format("arrow").iter(batch_size=100_000)])
-    position = pc.index_in(ids, value_set=cached.data.column("id")).to_numpy(zero_copy_only=False)
-    found = ~np.isnan(position.astype(float))
+    position = positions_in(string_column(dataset), cached.data.column("id"))
+    found = position >= 0
     hits, misses = np.flatnonzero(found), np.flatnonzero(~found)
     parts = []
     if len(hits):
-        parts.append(cached.select(position[hits].astype(np.int64)).select_columns(["input_ids"]))
+        parts.append(cached.select(position[hits]).select_columns(["input_ids"]))
     if len(misses):
         rest = dataset.select(misses)
         parts.append(rest.map(tokenize, batched=True, batch_size=1000, remove_columns=rest.column_names,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from collapsebench.data import positions_in, string_column
 from collapsebench.errors import UserError
 
 if TYPE_CHECKING:
@@ -44,19 +45,9 @@ def part_rows(ds: "datasets.Dataset", part: int, parts: int, *, key: str = "cura
     return ds.select(range(lo, hi))
 
 
-def _ids(ds: "datasets.Dataset", column: str = "id") -> Any:
-    import pyarrow as pa
-
-    batches = [b.column(column) for b in ds.select_columns([column]).with_format("arrow").iter(batch_size=100_000)]
-    return pa.chunked_array(batches, type=pa.string())
-
-
 def regenerated(latest: "datasets.Dataset", earlier_ids: Any) -> tuple["datasets.Dataset", np.ndarray]:
     """The first sample of ``latest`` per parent in ``earlier_ids``; also each one's parent position."""
-    import pyarrow.compute as pc
-
-    position = pc.index_in(_ids(latest, "parent"), value_set=earlier_ids).to_numpy(zero_copy_only=False)
-    position = np.where(np.isnan(position.astype(float)), -1, position).astype(np.int64)
+    position = positions_in(string_column(latest, "parent"), earlier_ids)
     rows = np.flatnonzero(position >= 0)
     _, first = np.unique(position[rows], return_index=True)
     picked = np.sort(rows[first])
@@ -75,7 +66,7 @@ def fresh_real(ctx: "PhaseContext", real: "datasets.Dataset", synthetic: list["d
     regen, parent_pos = None, np.zeros(0, dtype=np.int64)
     if k > 1:
         _, hi = bounds(len(real), k - 2, n_parts)
-        earlier = _ids(real.select(range(hi)))
+        earlier = string_column(real.select(range(hi)))
         if not synthetic:
             raise UserError("curate.regime: fresh_real needs the previous iteration's samples")
         regen, parent_pos = regenerated(synthetic[-1], earlier)
@@ -102,10 +93,10 @@ def write_parts(ctx: "PhaseContext", n_real: int, fresh: "datasets.Dataset", fre
     holdout = ctx.holdout()
     schema = pa.schema([("id", pa.string()), ("part", pa.int64()), ("role", pa.string())])
     with pq.ParquetWriter(ctx.out_dir / "parts.parquet", schema) as writer:
-        writer.write_table(pa.table({"id": _ids(fresh), "part": np.full(len(fresh), fresh_part),
+        writer.write_table(pa.table({"id": string_column(fresh), "part": np.full(len(fresh), fresh_part),
                                      "role": ["fresh"] * len(fresh)}, schema=schema))
         if regen is not None and len(regen):
-            writer.write_table(pa.table({"id": _ids(regen), "part": part_of(parent_pos, n_real),
+            writer.write_table(pa.table({"id": string_column(regen), "part": part_of(parent_pos, n_real),
                                          "role": ["regenerated"] * len(regen)}, schema=schema))
-        writer.write_table(pa.table({"id": _ids(holdout), "part": part_of(np.arange(len(holdout)), len(holdout)),
+        writer.write_table(pa.table({"id": string_column(holdout), "part": part_of(np.arange(len(holdout)), len(holdout)),
                                      "role": ["holdout"] * len(holdout)}, schema=schema))

@@ -34,7 +34,7 @@ def align(parts: list["datasets.Dataset"]) -> list["datasets.Dataset"]:
 def concat(parts: list["datasets.Dataset"]) -> "datasets.Dataset":
     import datasets
 
-    parts = [p for p in align(parts)]
+    parts = align(parts)
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 

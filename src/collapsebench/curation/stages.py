@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 def stage_dataset(ctx: "PhaseContext", data: Any, key: str) -> "datasets.Dataset":
     """The rows stage ``key`` trains on at this iteration."""
     if data.regime is not None:
+        from collapsebench.phases.curate import SyntheticHistory
+
         real = ctx.real()
-        synthetic = [ctx.samples(j) for j in range(1, ctx.iteration)]
+        synthetic: Any = SyntheticHistory(ctx)
         if data.part is not None:
             i, n = data.part
             real = part_rows(real, i, n, key=f"{key}.part")

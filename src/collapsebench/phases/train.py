@@ -13,6 +13,7 @@ from collapsebench.config import phase_seed
 from collapsebench.context import PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.registry import trainers
+from collapsebench.run import atomic_write
 
 
 def run(ctx: PhaseContext) -> dict[str, Any]:
@@ -24,12 +25,9 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
 
 
 def _stage_trainer(ctx: PhaseContext, i: int, stage: Any) -> tuple[Any, dict[str, Any]]:
-    spec = stage.trainer or ctx.config.train.trainer
+    spec = stage.trainer_spec(ctx.config.train.trainer)
     key = f"train.stages[{i}].trainer" if stage.trainer else "train.trainer"
-    kwargs = dict(spec.kwargs)
-    if stage.args:
-        kwargs["args"] = {**(kwargs.get("args") or {}), **stage.args}
-    return trainers.get(spec.name, key=key), kwargs
+    return trainers.get(spec.name, key=key), spec.kwargs
 
 
 def run_stages(ctx: PhaseContext) -> dict[str, Any]:
@@ -59,9 +57,7 @@ def run_stages(ctx: PhaseContext) -> dict[str, Any]:
             stats.update(stage=name, rows=len(ds))
             if "generation" in ds.column_names:
                 stats["rows_by_generation"] = count_by(ds, "generation")
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(stats, indent=1, sort_keys=True, default=float))
-            os.replace(tmp, done)
+            atomic_write(done, json.dumps(stats, indent=1, sort_keys=True, default=float))
             shutil.rmtree(sdir / ".cache", ignore_errors=True)
             if previous is not None:  # no later stage starts from it any more
                 shutil.rmtree(previous, ignore_errors=True)
