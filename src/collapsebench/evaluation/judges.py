@@ -110,21 +110,20 @@ def aggregate_pairwise(synthetic_first: Sequence[str | None], synthetic_second: 
 def transformers_judge(model: str, *, max_new_tokens: int = 32, batch_size: int = 8, device: str | None = None) -> Judge:
     """A local causal LM as judge: greedy completions, through the chat template when there is one."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from collapsebench.backends.scoring import context_length, load_causal_lm
 
     try:
-        tok = AutoTokenizer.from_pretrained(model)
-        lm = AutoModelForCausalLM.from_pretrained(model).eval()
+        lm, tok = load_causal_lm(model)
     except OSError as exc:
         raise UserError(f"judge model '{model}': cannot load it ({exc})") from None
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    lm.to(device)
+    if device is not None:
+        lm.to(device)
+    device = next(lm.parameters()).device
     tok.padding_side = "left"
     tok.truncation_side = "left"  # prompts end with the answer format: keep the end
-    context = getattr(lm.config, "max_position_embeddings", None) or getattr(lm.config, "n_positions", None)
+    context = context_length(lm, default=0)
     max_prompt = max(1, context - max_new_tokens) if context else None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
 
     def run(prompts: list[str]) -> list[str]:
         if getattr(tok, "chat_template", None):

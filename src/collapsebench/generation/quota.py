@@ -142,7 +142,9 @@ def target_size(ctx: "PhaseContext", per_prompt: int, tokenizer: Any) -> tuple[i
 
         count = pq.ParquetFile(natural_path if natural_path.exists() else round0).metadata.num_rows
         return count * per_prompt, count
-    return cfg.num_samples or len(ctx.real()), None
+    from collapsebench.phases.generate import num_samples
+
+    return num_samples(ctx), None
 
 
 def _counts(table: dict[str, list], keys: list[str]) -> tuple[int, dict[str, list[int]]]:
