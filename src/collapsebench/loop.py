@@ -5,7 +5,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from collapsebench.config import Config, phase_seed
+from collapsebench.config import PHASES, Config, phase_seed
 from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.plugins import load_plugins
@@ -24,8 +24,6 @@ def stale_steps(run: RunDir, config: Config) -> list[str]:
 
 
 def _order(step: Step) -> tuple[int, int]:
-    from collapsebench.config import PHASES
-
     return step[0], PHASES.index(step[1])
 
 
@@ -90,7 +88,7 @@ def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool 
             if step[1] == "evaluate":
                 trackers.log(step[0])
         trackers.finish()
-        if config.iterations >= 1 and not quiet:
+        if not quiet:
             console.print(f"[green]done[/]: {run.path}")
         from collapsebench.analysis.report import write_report
 

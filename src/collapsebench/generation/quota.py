@@ -174,6 +174,8 @@ def run_quota(ctx: "PhaseContext", write_raw: Callable[[int, Path, list[Job]], i
 
     ``write_raw(round, prompts_path, jobs)`` generates the listed jobs' raw shards (prompts from
     :func:`read_prompts`) and returns the number of new tokens it generated."""
+    import pyarrow.parquet as pq
+
     cfg = ctx.config.generate
     specs = list(cfg.validators)
     keys = validator_keys(specs)
@@ -200,8 +202,6 @@ def run_quota(ctx: "PhaseContext", write_raw: Callable[[int, Path, list[Job]], i
             else:
                 n_prompts_arg = n_prompts
             prompts = _prompts_for_round(ctx, r, n_prompts_arg, tokenizer, shard_dir)
-            import pyarrow.parquet as pq
-
             n_prompts = pq.ParquetFile(prompts).metadata.num_rows
             jobs = [Job(r, s, lo, min(n_prompts, lo + prompts_per_shard), derive_seed(ctx.seed, r, s) % 2**63,
                         str(shard_dir / f"raw_r{r:03d}_{s:05d}.parquet"))
@@ -247,24 +247,20 @@ def finalize(ctx: "PhaseContext", files: list[Path], target: int, keys: list[str
     """Write ``samples/`` (the first ``target`` accepted, with lineage) and ``rejected/``; remove shards."""
     import datasets
 
+    from collapsebench.data import add_lineage
+
     ds = datasets.Dataset.from_parquet([str(f) for f in files], cache_dir=str(ctx.cache_dir))
-    flags = np.asarray(ds["accepted"], dtype=bool)
+    flags = ds.data.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
     keep_rows = np.flatnonzero(flags)[:target]
     score_cols = [f"score_{k}" for k in keys]
     base = ["parent", "prompt", ctx.text_field, *score_cols]
     it = ctx.iteration
 
-    def lineage(prefix: str) -> Callable[[dict[str, list], list[int]], dict[str, list]]:
-        def fill(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
-            n = len(idx)
-            return {"id": [f"{prefix}{i:08d}" for i in idx], "origin": ["synthetic"] * n, "generation": [it] * n}
-        return fill
-
-    samples = ds.select(keep_rows).select_columns(base)
-    samples = samples.map(lineage(f"g{it:03d}-"), with_indices=True, batched=True, batch_size=10_000)
+    samples = add_lineage(ds.select(keep_rows).select_columns(base), origin="synthetic", generation=it,
+                          prefix=f"g{it:03d}-")  # keeps each sample's parent
     samples.select_columns(["id", "origin", "generation", *base]).save_to_disk(str(ctx.out_dir / "samples"))
     rejected = ds.select(np.flatnonzero(~flags)).select_columns([*base, "rejected_by", "reason"])
-    rejected = rejected.map(lineage(f"g{it:03d}-rejected-"), with_indices=True, batched=True, batch_size=10_000)
+    rejected = add_lineage(rejected, origin="synthetic", generation=it, prefix=f"g{it:03d}-rejected-")
     rejected.save_to_disk(str(ctx.out_dir / "rejected"))
     del ds, samples, rejected
     shard_dir = ctx.out_dir / "shards"
