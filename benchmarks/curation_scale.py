@@ -27,7 +27,7 @@ def build(root: Path, n: int) -> None:
     import datasets
 
     from collapsebench.data import add_lineage
-    from collapsebench.toy.language import LanguageSpec, iter_batches
+    from collapsebench.sources.language import LanguageSpec, iter_batches
 
     spec = LanguageSpec()
 
@@ -69,7 +69,7 @@ def curate_once(root: str, regime: str) -> None:
 
     threading.Thread(target=sample, daemon=True).start()
     from collapsebench.config import config_from_dict
-    from collapsebench.context import PhaseContext
+    from collapsebench.api import PhaseContext
     from collapsebench.phases import curate
 
     config = config_from_dict({"name": "bench", "iterations": 4, "curate": {"regime": regime}})

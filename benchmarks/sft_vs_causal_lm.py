@@ -16,12 +16,12 @@ from pathlib import Path
 import datasets
 import torch
 
-from collapsebench.backends.hf_train import train_causal_lm
-from collapsebench.backends.sft import train_sft
-from collapsebench.backends.tokenizer import train_tokenizer
+from collapsebench.trainers.causal_lm import train_causal_lm
+from collapsebench.trainers.sft import train_sft
+from collapsebench.models.tokenizer import train_tokenizer
 from collapsebench.config import config_from_dict
-from collapsebench.context import PhaseContext
-from collapsebench.toy.language import ground_truth_language_source
+from collapsebench.api import PhaseContext
+from collapsebench.sources.language import ground_truth_language_source
 
 N_DOCS, EPOCHS, TRL_STEPS = 400, 1, 3
 ARCH = {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64}

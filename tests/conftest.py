@@ -67,8 +67,8 @@ def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "exp.yaml") ->
 @pytest.fixture
 def make_ctx(tmp_path):
     """Build a PhaseContext over a run directory under tmp_path (for plug-in unit tests)."""
+    from collapsebench.api import PhaseContext
     from collapsebench.config import config_from_dict
-    from collapsebench.context import PhaseContext
 
     def make(iteration: int = 1, phase: str = "curate", seed: int = 0, **cfg: Any) -> PhaseContext:
         raw = tiny_config(tmp_path, **cfg)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from collapsebench.api import PhaseContext
 from collapsebench.config import config_from_dict
-from collapsebench.context import PhaseContext
 
 
 def eval_ctx(tmp_path: Path, iteration: int = 1, **config) -> PhaseContext:

@@ -16,9 +16,9 @@ def build_base(root: Path, n_embd: int = 32, n_head: int = 2) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from collapsebench.backends.scoring import load_tokenizer
-    from collapsebench.backends.tokenizer import train_tokenizer
     from collapsebench.data import add_lineage
+    from collapsebench.models.loading import load_tokenizer
+    from collapsebench.models.tokenizer import train_tokenizer
 
     lines = write_corpus(root / "corpus.txt").read_text().splitlines()
     ds = add_lineage(datasets.Dataset.from_dict({"text": lines}), origin="real", generation=0, prefix="real-")
@@ -53,8 +53,8 @@ def gen_config(base: Path, tmp_path: Path, **generate: Any) -> dict[str, Any]:
 
 
 def gen_ctx(base: Path, tmp_path: Path, seed: int = 7, **generate: Any) -> Any:
+    from collapsebench.api import PhaseContext
     from collapsebench.config import config_from_dict
-    from collapsebench.context import PhaseContext
 
     config = config_from_dict(gen_config(base, tmp_path, **generate))
     run = tmp_path / "run"

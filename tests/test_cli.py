@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, tiny_config, write_config
+from conftest import tiny_config, write_config
 
 CLI = [sys.executable, "-m", "collapsebench"]
 

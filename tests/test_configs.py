@@ -1,6 +1,5 @@
 """Every shipped config validates, and starts with a comment giving its command."""
 
-from pathlib import Path
 
 import pytest
 

@@ -1,16 +1,15 @@
 """The regimes added for the literature: size policy, grow, fresh_real, clean_fraction; preprocessors."""
 
 import datasets
-import numpy as np
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
-from collapsebench.curation.parts import fresh_real
-from collapsebench.curation.preprocess import dedup, length_filter
-from collapsebench.curation.regimes import clean_fraction, grow, replace
 from collapsebench.data import add_lineage, count_by, save
 from collapsebench.errors import UserError
-from test_regimes import N_REAL, real_data, simulate, synthetic
+from collapsebench.preprocessors.text import dedup, length_filter
+from collapsebench.regimes.mixing import clean_fraction, grow, replace
+from collapsebench.regimes.parts import fresh_real
+from test_regimes import real_data, simulate
 
 
 def test_replace_real_plus_synthetic_keeps_every_real_row(make_ctx):
@@ -56,8 +55,10 @@ def test_fresh_real_trains_on_fresh_part_plus_regenerated_earlier_parts(make_ctx
         regen_parents = sorted(p for p, o in zip(d["parent"], d["origin"]) if o == "synthetic")
         assert regen_parents == sorted(real["id"][: 25 * (k - 1)])
         parts = pq.read_table(ctx.out_dir / "parts.parquet").to_pydict()
-        assert parts["role"].count("holdout") == 9 and parts["role"].count("fresh") == 25
+        assert set(parts["role"]) <= {"fresh", "regenerated"} and parts["role"].count("fresh") == 25
         assert {p for p, r in zip(parts["part"], parts["role"]) if r == "fresh"} == {k - 1}
+        regenerated = [p for p, r in zip(parts["part"], parts["role"]) if r == "regenerated"]
+        assert sorted(regenerated) == sorted(i // 25 for i in range(25 * (k - 1)))  # each stands for its parent's part
         # the previous model regenerates every document seen so far (twice here: the regime keeps one)
         seen = real["id"][: 25 * k]
         gens.append(datasets.Dataset.from_dict({

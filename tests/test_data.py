@@ -5,7 +5,8 @@ import json
 import datasets
 import pytest
 
-from collapsebench.data import check_text, local_source
+from collapsebench.data import check_text
+from collapsebench.sources.files import local_source
 from collapsebench.errors import UserError
 from collapsebench.phases.curate import prepare
 

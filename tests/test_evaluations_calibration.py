@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from collapsebench.evaluation.calibration import (
+from collapsebench.evaluations.calibration import (
     add_ece_alert,
     calibration_metrics,
     choice_probabilities,

@@ -3,15 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from collapsebench.evaluation.common import tokenize
-from collapsebench.evaluation.diversity import (
+from collapsebench.evaluations.common import tokenize
+from collapsebench.evaluations.diversity import (
     distinct_n,
     diversity,
-    embed_texts,
     embedding_diversity,
-    resolve_embedding_model,
     self_bleu,
 )
+from collapsebench.models.embeddings import embed_texts, resolve_embedding_model
 from evalhelpers import eval_ctx, save_samples
 
 VARIED = [

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from collapsebench.errors import UserError
-from collapsebench.evaluation.judges import (
+from collapsebench.evaluations.judges import (
     aggregate_pairwise,
     judge_pairwise,
     judge_quality,

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from collapsebench.errors import UserError
-from collapsebench.evaluation.common import read_jsonl
-from collapsebench.evaluation.knowledge import build_knowledge_items, knowledge_metrics, main
+from collapsebench.evaluations.common import read_jsonl
+from collapsebench.cli import main as cli
+from collapsebench.evaluations.knowledge import build_knowledge_items, knowledge_metrics
 
 DOCS = [
     "The capital of France is Paris. Water boils at one hundred degrees.",
@@ -68,10 +69,10 @@ def test_cli_writes_items(tmp_path, capsys):
     src = tmp_path / "docs.txt"
     src.write_text("\n".join(DOCS))
     out = tmp_path / "items.jsonl"
-    assert main([str(src), str(out), "--n", "2", "--seed", "1"]) == 0
+    assert cli(["knowledge-items", str(src), str(out), "--n", "2", "--seed", "1"]) == 0
     rows = read_jsonl(out, {"context": str, "true": str, "false": str})
     assert len(rows) == 2
-    assert main([str(tmp_path / "docs.xml"), str(out)]) == 2
+    assert cli(["knowledge-items", str(tmp_path / "docs.xml"), str(out)]) == 2
 
 
 def test_item_file_errors_name_the_line(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from collapsebench.errors import UserError
-from collapsebench.evaluation.lm_eval import choice_loglikelihoods, flatten_results, samples_calibration
+from collapsebench.evaluations.lm_eval import choice_loglikelihoods, flatten_results, samples_calibration
 from evalhelpers import eval_ctx, tiny_causal_lm
 
 FACTS = ["the sky is blue .", "grass is green .", "snow is white .", "coal is black ."]
@@ -51,7 +51,7 @@ def tiny_task(tmp_path_factory):
 
 def test_lm_eval_on_local_task(tmp_path, tiny_task):
     pytest.importorskip("lm_eval")
-    from collapsebench.evaluation.lm_eval import lm_eval
+    from collapsebench.evaluations.lm_eval import lm_eval
 
     ctx = eval_ctx(tmp_path, iteration=1)
     tiny_causal_lm(ctx.phase_dir(1, "train") / "model", FACTS, train_steps=150)

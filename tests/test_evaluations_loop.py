@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from collapsebench.config import config_from_dict
-from collapsebench.evaluation.knowledge import main as build_items
+from collapsebench.cli import main as cli
 from collapsebench.loop import run_experiment
 from conftest import tiny_config
 
@@ -30,7 +30,7 @@ def mean_chars(ctx):
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("evalrun")
     cfg = tiny_config(tmp)
-    assert build_items([str(tmp / "corpus.txt"), str(tmp / "items.jsonl"), "--n", "20", "--seed", "0"]) == 0
+    assert cli(["knowledge-items", str(tmp / "corpus.txt"), str(tmp / "items.jsonl"), "--n", "20", "--seed", "0"]) == 0
     (tmp / "my_evals.py").write_text(PLUGIN_FILE)
     (tmp / "evalplug_mod.py").write_text(PLUGIN_MODULE)
     import sys

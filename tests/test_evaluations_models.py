@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collapsebench.evaluation.calibration import calibration
-from collapsebench.evaluation.knowledge import build_knowledge_items, knowledge
-from collapsebench.evaluation.qualitative import qualitative
-from collapsebench.evaluation.shift import reference_perplexity
+from collapsebench.evaluations.calibration import calibration
+from collapsebench.evaluations.knowledge import build_knowledge_items, knowledge
+from collapsebench.evaluations.qualitative import qualitative
+from collapsebench.evaluations.perplexity import reference_perplexity
 from evalhelpers import eval_ctx, save_samples, tiny_causal_lm
 
 CAPITALS = {"france": "paris", "italy": "rome", "spain": "madrid", "japan": "tokyo", "egypt": "cairo",
@@ -64,7 +64,7 @@ def test_calibration_on_multiple_choice_file(trained):
 
 def test_builder_with_model_scorer_picks_plausible_distractor(trained):
     root, _ = trained
-    from collapsebench.evaluation.knowledge import model_scorer
+    from collapsebench.evaluations.knowledge import model_scorer
 
     fillers = ["of", "the", "is", "capital"]
     # each document: a fact, then a sentence ending in a function word (an implausible distractor)
@@ -97,7 +97,7 @@ def test_reference_perplexity_per_document(trained):
     assert table["log_ppl"].iloc[:4].max() < table["log_ppl"].iloc[4:].min()  # facts fit the reference model
     assert m["ref_logppl_mean"] == pytest.approx(table["log_ppl"].mean())
     assert m["ref_logppl_median"] == pytest.approx(table["log_ppl"].median())
-    assert m["ref_ppl"] == pytest.approx(np.exp(-table["logprob"].sum() / table["n_tokens"].sum()))
+    assert m["ref_ppl"] == pytest.approx(np.exp(-table["logprob"].sum() / table["tokens"].sum()))
 
 
 def test_qualitative_greedy_answers_are_saved_and_repeatable(trained):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from collapsebench.errors import UserError
-from collapsebench.evaluation.shift import count_unigrams, log_ppl_summary, unigram_kl, unigram_kl_evaluation
+from collapsebench.evaluations.perplexity import log_ppl_summary
+from collapsebench.evaluations.shift import count_unigrams, unigram_kl, unigram_kl_evaluation
 from evalhelpers import eval_ctx, save_real, save_samples
 
 REAL = ["the cat sat on the mat.", "a dog ran in the park!", "birds sing at dawn, loudly."] * 5

@@ -6,9 +6,9 @@ import json
 import datasets
 import pytest
 
-from collapsebench.backends.hf_generate import generate
 from collapsebench.config import config_from_dict
 from collapsebench.errors import UserError
+from collapsebench.generators.hf import generate
 from collapsebench.loop import run_experiment
 from conftest import tiny_config
 from generation_fixtures import build_base, gen_ctx
@@ -65,8 +65,8 @@ def test_beam_search_on_real_blocks(base, tmp_path):
     stats = generate(ctx, batch_size=8, max_new_tokens=5, keep_prompt=False,
                      sampling={"do_sample": False, "num_beams": 3, "min_new_tokens": 5})
     samples = datasets.load_from_disk(str(ctx.out_dir / "samples"))
-    from collapsebench.generation.prompts import real_blocks
-    from collapsebench.backends.scoring import load_tokenizer
+    from collapsebench.models.loading import load_tokenizer
+    from collapsebench.prompts.builtin import real_blocks
 
     blocks = real_blocks(ctx, None, load_tokenizer(ctx.model_dir()), block_tokens=32)
     assert stats["target"] == len(blocks) == len(samples)  # num_samples null: one sample per block

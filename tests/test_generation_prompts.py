@@ -5,7 +5,7 @@ import json
 import pytest
 
 from collapsebench.errors import UserError
-from collapsebench.generation import prompts as P
+from collapsebench.prompts import builtin as P
 from generation_fixtures import gen_ctx
 
 
@@ -16,7 +16,7 @@ def ctx(gen_base, tmp_path):
 
 @pytest.fixture
 def tok(ctx):
-    from collapsebench.backends.scoring import load_tokenizer
+    from collapsebench.models.loading import load_tokenizer
 
     return load_tokenizer(ctx.model_dir())
 

@@ -5,7 +5,8 @@ import pytest
 
 from collapsebench.config import Spec
 from collapsebench.errors import UserError
-from collapsebench.generation import validators as V
+from collapsebench.validators import builtin as VB
+from collapsebench.validators import chain as V
 from generation_fixtures import gen_ctx
 
 
@@ -50,24 +51,24 @@ def test_chain_runs_python_functions_in_order(ctx):
 
 def test_jinja_validator_and_sandbox(ctx):
     batch = {"text": ["user: hi\nassistant: hello", "assistant: no user", "user: alone"], "prompt": ["", "", ""]}
-    out = V.jinja(ctx, batch, template="{{ text.startswith('user:') and 'assistant:' in text }}")
+    out = VB.jinja(ctx, batch, template="{{ text.startswith('user:') and 'assistant:' in text }}")
     assert [v.keep for v in out] == [True, False, False]
-    scored = V.jinja(ctx, batch, template="{{ text | length }}", threshold=18)
+    scored = VB.jinja(ctx, batch, template="{{ text | length }}", threshold=18)
     assert [v.keep for v in scored] == [True, True, False] and scored[2].score == 11
     for bad in ("{{ ''.__class__.__mro__ }}", "{{ text.__class__.__subclasses__() }}"):
         with pytest.raises(UserError, match="not allowed in the sandbox"):
-            V.jinja(ctx, batch, template=bad)
+            VB.jinja(ctx, batch, template=bad)
     with pytest.raises(UserError, match="true/false or a number"):
-        V.jinja(ctx, batch, template="{{ text }}")
+        VB.jinja(ctx, batch, template="{{ text }}")
     with pytest.raises(UserError, match="columns: text, prompt"):
-        V.jinja(ctx, batch, template="{{ answer }}")
+        VB.jinja(ctx, batch, template="{{ answer }}")
 
 
 def test_classifier_threshold(ctx, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, GPT2Config
 
-    from collapsebench.backends.scoring import load_tokenizer
+    from collapsebench.models.loading import load_tokenizer
 
     tok = load_tokenizer(ctx.model_dir())
     torch.manual_seed(1)
@@ -81,22 +82,23 @@ def test_classifier_threshold(ctx, tmp_path):
         enc = tok(texts, padding=True, return_tensors="pt")
         expected = torch.softmax(clf(**enc).logits, -1)[:, 1].numpy()
     t = float(np.median(expected))
-    out = V.classifier(ctx, {"text": texts}, model=str(tmp_path / "clf"), label="good", threshold=t)
+    out = VB.classifier(ctx, {"text": texts}, model=str(tmp_path / "clf"), label="good", threshold=t)
     assert np.allclose([v.score for v in out], expected, atol=1e-5)
     assert [v.keep for v in out] == [s >= t for s in expected] and 10 <= sum(v.keep for v in out) <= 20
     with pytest.raises(UserError, match="not in"):
-        V.classifier(ctx, {"text": texts}, model=str(tmp_path / "clf"), label="great")
+        VB.classifier(ctx, {"text": texts}, model=str(tmp_path / "clf"), label="great")
 
 
 @pytest.mark.parametrize("tier", ["low", "middle", "high"])
 def test_perplexity_tier_keeps_the_intended_third(ctx, tier):
-    from collapsebench.backends.scoring import load_causal_lm, sequence_logprobs
+    from collapsebench.models.loading import load_causal_lm
+    from collapsebench.models.scoring import sequence_logprobs
 
     texts = ctx.real()["text"][:30]
     model, tok = load_causal_lm(ctx.model_dir())
     total, count = sequence_logprobs(model, tok, texts)
     ppl = np.exp(-total / count)
-    out = V.perplexity_tier(ctx, {"text": texts}, tier=tier)
+    out = VB.perplexity_tier(ctx, {"text": texts}, tier=tier)
     kept = np.array([v.keep for v in out])
     assert kept.sum() == 10 and np.allclose([v.score for v in out], ppl)
     ranks = np.argsort(np.argsort(ppl))

@@ -8,7 +8,7 @@ import subprocess
 import datasets
 import pytest
 
-from collapsebench.backends import vllm_generate as VG
+from collapsebench.generators import vllm_engine as VG
 from collapsebench.errors import UserError
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
@@ -27,13 +27,13 @@ def test_gpu_groups():
 
 def test_check_config():
     with pytest.raises(UserError, match="engine must be a mapping"):
-        VG.check_config(None, engine=["tensor_parallel_size"])
+        VG.check_config(None, {"engine": ["tensor_parallel_size"]})
     if HAVE_VLLM:
         with pytest.raises(UserError, match="generate.generator.sampling"):
-            VG.check_config(None, sampling={"no_such_argument": 1})
+            VG.check_config(None, {"sampling": {"no_such_argument": 1}})
     else:
         with pytest.warns(UserWarning, match="vllm is not installed"):
-            VG.check_config(None, sampling={"no_such_argument": 1})
+            VG.check_config(None, {"sampling": {"no_such_argument": 1}})
 
 
 @pytest.mark.slow

@@ -10,13 +10,31 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from collapsebench.api import PhaseContext
 from collapsebench.config import config_from_dict
-from collapsebench.context import PhaseContext
 from collapsebench.errors import UserError
-from collapsebench.toy.language import (LanguageSpec, build_language, escape_logprob, language_spec, log_prob,
-                                        parse, render, sample, score)
-from collapsebench.toy.language_metrics import (doc_length_pmf, expected_distinct, kl_from_samples, kl_metrics,
-                                                rare_mask, spec_from_config, tail_stats, true_entropy, word_counts)
+from collapsebench.evaluations.language import (
+    doc_length_pmf,
+    expected_distinct,
+    kl_from_samples,
+    kl_metrics,
+    rare_mask,
+    spec_from_config,
+    tail_stats,
+    true_entropy,
+    word_counts,
+)
+from collapsebench.sources.language import (
+    LanguageSpec,
+    build_language,
+    escape_logprob,
+    language_spec,
+    log_prob,
+    parse,
+    render,
+    sample,
+    score,
+)
 
 TINY = LanguageSpec(vocab_size=5, n_topics=2, zipf_exponent=1.0, topic_zipf_exponent=1.0, shared_weight=0.3,
                     words_per_sentence_min=1, words_per_sentence_max=2, words_per_sentence_stop=0.4,
@@ -91,7 +109,7 @@ def test_strings_outside_the_support_have_finite_escape_logprob(text):
 
 def test_escape_law_is_normalised_over_lengths_and_characters():
     # sum over lengths n of P(len = n) * (sum over characters of p(c))^n = 1: check the per-character mass
-    from collapsebench.toy import language as L
+    from collapsebench.sources import language as L
 
     per_char = 96 * math.exp(L.LOG_ESCAPE_COMMON) + (L.N_CODE_POINTS - 96) * math.exp(L.LOG_ESCAPE_OTHER)
     assert per_char == pytest.approx(1.0, abs=1e-12)
@@ -252,7 +270,7 @@ def test_data_source_builds_a_dataset_of_the_language(tmp_path):
 def test_language_tails_evaluation_on_a_run_directory(tmp_path):
     import datasets
 
-    from collapsebench.toy.language_metrics import language_tails
+    from collapsebench.evaluations.language import language_tails
 
     ctx = make_ctx(tmp_path, {"name": "ground_truth_language", "vocab_size": 200, "n_topics": 3},
                    iteration=1, phase="evaluate")
@@ -280,12 +298,12 @@ def test_language_evaluations_refuse_another_data_source(tmp_path):
 
 def test_language_kl_evaluation_with_a_tiny_model(tmp_path):
     pytest.importorskip("torch")
-    pytest.importorskip("collapsebench.backends.scoring")
+    pytest.importorskip("collapsebench.models.scoring")
     import datasets
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from collapsebench.backends.tokenizer import train_tokenizer
-    from collapsebench.toy.language_metrics import language_kl
+    from collapsebench.evaluations.language import language_kl
+    from collapsebench.models.tokenizer import train_tokenizer
 
     ctx = make_ctx(tmp_path, {"name": "ground_truth_language", "vocab_size": 200, "n_topics": 3},
                    iteration=1, phase="evaluate")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from collapsebench.backends.losses import IGNORE_INDEX, compute_loss_func, cross_entropy, focal, truncated_cross_entropy
 from collapsebench.errors import UserError
+from collapsebench.losses.builtin import IGNORE_INDEX, compute_loss_func, cross_entropy, focal, truncated_cross_entropy
 
 
 def batch(seed=0, vocab=11):

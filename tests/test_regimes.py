@@ -1,12 +1,11 @@
 """Sizes and lineage of the curation regimes over several iterations."""
 
 import datasets
-import numpy as np
 import pytest
 
-from collapsebench.curation.regimes import accumulate, accumulate_subsample, replace
 from collapsebench.data import add_lineage, count_by
 from collapsebench.errors import UserError
+from collapsebench.regimes.mixing import accumulate, accumulate_subsample, replace
 
 N_REAL = 100
 

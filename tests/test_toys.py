@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collapsebench.config import config_from_dict, phase_seed
-from collapsebench.context import PhaseContext, iter_name
+from collapsebench.api import PhaseContext
+from collapsebench.layout import iter_name
+from collapsebench.config import config_from_dict
+from collapsebench.io import phase_seed
 from collapsebench.errors import UserError
 from collapsebench.registry import data_sources, evaluations, generators, preprocessors, trainers
 
@@ -322,11 +324,11 @@ def test_toy_configs_validate(path):
     assert first == f"# collapsebench run configs/toy/{path.name}"
     config = load_config(path)
     assert config.evaluate.evaluations[0].name == "toy_stats"
-    trainers.check_kwargs(config.train.trainer.name, config.train.trainer.kwargs, key="train.trainer", skip=2)
+    trainers.check_kwargs(config.train.trainer.name, config.train.trainer.kwargs, key="train.trainer")
     generators.check_kwargs(config.generate.generator.name, config.generate.generator.kwargs, key="generate.generator")
     data_sources.check_kwargs(config.data.source.name, config.data.source.kwargs, key="data.source")
     for spec in config.curate.preprocess:
-        preprocessors.check_kwargs(spec.name, spec.kwargs, key="curate.preprocess", skip=2)
+        preprocessors.check_kwargs(spec.name, spec.kwargs, key="curate.preprocess")
 
 
 def test_toy_config_count():

@@ -3,12 +3,10 @@
 import json
 from pathlib import Path
 
-import datasets
 import pytest
 
 from collapsebench.config import load_config
 from collapsebench.loop import run_experiment
-from collapsebench.run import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(str(p.relative_to(REPO)) for d in ("regimes", "training") for p in (REPO / "configs" / d).glob("*.yaml"))
@@ -58,23 +56,32 @@ def test_stage_placement_feeds_synthetic_data_to_one_stage_only(tmp_path, monkey
     assert s1["rows"] == first[1]["rows"]
 
 
-def test_fresh_real_reports_holdout_perplexity_per_part(tmp_path, monkeypatch):
-    """The evaluation sets tied to each part: per-part holdout perplexity lands in metrics.jsonl."""
+def test_fresh_real_trains_on_fresh_and_regenerated_parts_and_groups_holdout_perplexity(tmp_path, monkeypatch):
+    """fresh_real end to end; `perplexity.group_by` reports the holdout per value of one of its
+    columns (here the ground-truth language's topic), token-weighted so the groups recombine."""
     import math
 
-    run = run_shrunk("configs/regimes/fresh_real.yaml", tmp_path, monkeypatch)
-    for row in run.read_metrics():
-        per_part = {k: v for k, v in row.items() if k.startswith("holdout_perplexity/part_")}
-        assert sorted(per_part) == [f"holdout_perplexity/part_{i}" for i in range(3)]
-        # token-weighted, the parts recombine into the overall holdout cross-entropy
-        import pyarrow.parquet as pq
+    import pyarrow.parquet as pq
 
+    run = run_shrunk("configs/regimes/fresh_real.yaml", tmp_path, monkeypatch,
+                     ["evaluate.evaluations=[{name: perplexity, group_by: topic}, sample_stats]"])
+    for row in run.read_metrics():
         k = row["iteration"]
         parts = pq.read_table(run.phase_dir(k, "curate") / "parts.parquet").to_pydict()
+        assert parts["role"].count("fresh") > 0 and set(parts["part"]) == set(range(k))
+        groups = {key.split("=")[1]: v for key, v in row.items() if key.startswith("holdout_perplexity/topic=")}
         docs = pq.read_table(run.phase_dir(k, "evaluate") / "per_document.parquet").to_pydict()
-        part_of = {i: p for i, p, r in zip(parts["id"], parts["part"], parts["role"]) if r == "holdout"}
-        tokens = {p: 0 for p in range(3)}
-        for i, n in zip(docs["id"], docs["tokens"]):
-            tokens[part_of[i]] += n
-        total = sum(tokens[p] * math.log(per_part[f"holdout_perplexity/part_{p}"]) for p in range(3))
+        holdout = run_holdout_topics(run)
+        tokens: dict[str, int] = {}
+        for doc_id, n in zip(docs["id"], docs["tokens"]):
+            tokens[holdout[doc_id]] = tokens.get(holdout[doc_id], 0) + n
+        assert sorted(groups) == sorted(tokens) and len(groups) > 1
+        total = sum(tokens[t] * math.log(groups[t]) for t in tokens)
         assert total / sum(tokens.values()) == pytest.approx(row["holdout_cross_entropy"], rel=1e-9)
+
+
+def run_holdout_topics(run):
+    import datasets
+
+    holdout = datasets.load_from_disk(str(run.phase_dir(0, "curate") / "holdout"))
+    return {i: str(t) for i, t in zip(holdout["id"], holdout["topic"])}

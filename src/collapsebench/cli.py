@@ -1,4 +1,4 @@
-"""The command line: run, resume, status, validate, ls, phase, report, schema.
+"""The command line: run, resume, status, validate, ls, phase, report, schema, knowledge-items.
 
 `--help`, `validate`, `status` and `ls` import no torch."""
 
@@ -26,10 +26,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from collapsebench.layout import RunLayout
     from collapsebench.loop import run_experiment
-    from collapsebench.run import RunDir
 
-    config = RunDir(args.run_dir).load_config()
+    config = RunLayout(args.run_dir).load_config()
     if Path(config.run_dir()) != Path(args.run_dir).resolve():
         config = config.model_copy(update={"output_dir": str(Path(args.run_dir).resolve())})
     run_experiment(config, redo_from=args.redo_from)
@@ -37,11 +37,18 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_phase(args: argparse.Namespace) -> int:
+    from collapsebench.layout import parse_step
     from collapsebench.phases import execute
-    from collapsebench.run import parse_step
 
     iteration, phase = parse_step(args.step)
     execute(args.run_dir, iteration, phase)
+    return 0
+
+
+def _cmd_task(args: argparse.Namespace) -> int:
+    from collapsebench.executors import run_task_file
+
+    run_task_file(args.spec)
     return 0
 
 
@@ -84,27 +91,45 @@ def _cmd_check_backends(args: argparse.Namespace) -> int:
 def _cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from collapsebench.errors import did_you_mean
     from collapsebench.registry import ALL
 
-    table = Table("registry", "name", "target")
+    if args.registry and not any(args.registry in (name, reg.kind) for name, reg in ALL.items()):
+        raise UserError(f"unknown registry '{args.registry}'{did_you_mean(args.registry, ALL)}; known: {', '.join(ALL)}")
+    table = Table()
+    for column in ("registry", "name", "summary", "arguments", "needs"):
+        table.add_column(column, no_wrap=column in ("registry", "name"))  # names are what users copy: never cut
     for reg_name, reg in ALL.items():
         if args.registry and args.registry not in (reg_name, reg.kind):
             continue
         for name in reg.names():
-            table.add_row(reg_name, name, reg.target(name))
-    if args.registry and not table.rows:
-        from collapsebench.errors import did_you_mean
-
-        raise UserError(f"unknown registry '{args.registry}'{did_you_mean(args.registry, ALL)}; known: {', '.join(ALL)}")
+            entry, desc = reg.entry(name), reg.describe(name)
+            arguments = ", ".join(f"{a.name}" + (f": {a.annotation}" if a.annotation else "")
+                                  + (f" = {a.default}" if a.default is not None else "") for a in desc.arguments)
+            needs = " ".join(n for n, on in (("torch", entry.torch), ("gpu", entry.gpu)) if on)
+            table.add_row(reg_name, name, desc.summary, arguments, needs)
     console.print(table)
+    return 0
+
+
+def _cmd_knowledge_items(args: argparse.Namespace) -> int:
+    from collapsebench.evaluations.common import write_jsonl
+    from collapsebench.evaluations.knowledge import build_knowledge_items, load_texts, model_scorer
+
+    texts = load_texts(Path(args.input), args.text_field)
+    scorer = model_scorer(args.model) if args.model else None
+    items = build_knowledge_items(texts, n_items=args.n, seed=args.seed, n_words=args.n_words,
+                                  min_words=args.min_words, scorer=scorer, n_candidates=args.candidates)
+    write_jsonl(Path(args.output), items)
+    console.print(f"wrote {len(items)} items to {args.output}")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from collapsebench.analysis.report import write_report
-    from collapsebench.run import RunDir
+    from collapsebench.layout import RunLayout
 
-    run = RunDir(args.run_dir)
+    run = RunLayout(args.run_dir)
     run.load_config()
     path = write_report(run)
     console.print(f"report: {path}" if path else "no evaluated iteration yet")
@@ -157,6 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("step", metavar="ITER.PHASE")
     p.set_defaults(fn=_cmd_phase)
+
+    p = sub.add_parser("task", help=argparse.SUPPRESS)  # what executors' workers run
+    p.add_argument("spec")
+    p.set_defaults(fn=_cmd_task)
+
+    p = sub.add_parser("knowledge-items", help="build knowledge-retention items (cloze) from documents")
+    p.add_argument("input", help=".txt (one document per line), .jsonl/.json, .csv, .parquet or a dataset folder")
+    p.add_argument("output", help="the JSONL item file to write")
+    p.add_argument("--n", type=int, default=500, help="number of items")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-words", type=int, default=1, help="words in each continuation")
+    p.add_argument("--min-words", type=int, default=5, help="shortest usable sentence")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--model", help="causal LM folder that picks the most confusable of --candidates distractors")
+    p.add_argument("--candidates", type=int, default=8)
+    p.set_defaults(fn=_cmd_knowledge_items)
 
     p = sub.add_parser("report", help="(re)write the run's plots and report.html")
     p.add_argument("run_dir")

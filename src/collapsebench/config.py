@@ -6,16 +6,15 @@ Unknown keys are errors that name the key and suggest the closest one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collapsebench.errors import UserError, did_you_mean
+from collapsebench.io import digest
 
 PHASES = ("curate", "train", "generate", "evaluate")
 
@@ -91,7 +90,7 @@ class ModelConfig(Strict):
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
 
     @model_validator(mode="after")
-    def _base_needed(self) -> "ModelConfig":
+    def _base_needed(self) -> ModelConfig:
         if self.init == "base" and not self.base:
             raise ValueError("model.init is 'base' but model.base is not set")
         return self
@@ -184,7 +183,7 @@ class Config(Strict):
     tracking: list[Spec] = Field(default_factory=list, description="trackers registry: mirror the config, "
                                  "each iteration's metrics and sample tables (e.g. {name: wandb, mode: offline}); "
                                  "the run directory stays the source of truth")
-    executor: Union[Spec, dict[str, Spec]] = Field(
+    executor: Spec | dict[str, Spec] = Field(
         default_factory=lambda: Spec(name="inline"),
         description="where phases run (executors registry): one spec, or a mapping phase -> spec",
     )
@@ -319,12 +318,36 @@ def json_schema() -> dict[str, Any]:
     return Config.model_json_schema()
 
 
+
 # ----------------------------------------------------------------------------------- fingerprints
 
-def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+# What each step depends on directly; the fingerprint also folds in the steps it reads from.
+_SECTIONS = {
+    "prepare": ("seed", "plugins", "data", "model.tokenizer", "model.init", "model.base"),
+    "curate": ("curate",),
+    "train": ("model", "train"),
+    "generate": ("generate",),
+    "evaluate": ("evaluate",),
+}
 
 
-def phase_seed(seed: int, iteration: int, phase: str) -> int:
-    """A seed for (iteration, phase), derived from the experiment seed."""
-    return int(hashlib.sha256(f"{seed}:{iteration}:{phase}".encode()).hexdigest()[:8], 16)
+def _pick(dumped: dict[str, Any], dotted: str) -> Any:
+    node: Any = dumped
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def fingerprints(config: Config, iterations: int | None = None) -> dict[str, str]:
+    """Fingerprint of every step (``"k.phase"``): its config sections plus the fingerprints of its
+    inputs, chained along the data flow, so a change marks exactly the steps downstream of it."""
+    dumped = config.dump()
+    own = {name: digest({s: _pick(dumped, s) for s in secs}) for name, secs in _SECTIONS.items()}
+    out: dict[str, str] = {"0.curate": own["prepare"]}
+    for k in range(1, (iterations or config.iterations) + 1):
+        upstream = out["0.curate"] if k == 1 else out[f"{k - 1}.generate"]
+        out[f"{k}.curate"] = digest([own["curate"], out["0.curate"], upstream])
+        out[f"{k}.train"] = digest([own["train"], out[f"{k}.curate"]])
+        out[f"{k}.generate"] = digest([own["generate"], out[f"{k}.train"]])
+        out[f"{k}.evaluate"] = digest([own["evaluate"], out[f"{k}.generate"]])
+    return out

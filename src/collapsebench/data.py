@@ -1,4 +1,4 @@
-"""Real data sources and the lineage columns every row carries.
+"""Datasets as every phase handles them: lineage columns, checks, batched column access, mixing.
 
 Lineage: ``id`` (stable string), ``origin`` ("real" | "synthetic"), ``generation`` (0 for real data,
 k for samples of iteration k's model), ``parent`` (prompt / source document id, or "").
@@ -16,68 +16,16 @@ from collapsebench.errors import UserError
 if TYPE_CHECKING:
     import datasets
 
-    from collapsebench.context import PhaseContext
-
 LINEAGE = ("id", "origin", "generation", "parent")
 
-_BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".csv": "csv",
-             ".parquet": "parquet", ".arrow": "arrow"}
-
-
-def lineage_features() -> "datasets.Features":
+def lineage_features() -> datasets.Features:
     import datasets
 
     return datasets.Features({"id": datasets.Value("string"), "origin": datasets.Value("string"),
                               "generation": datasets.Value("int64"), "parent": datasets.Value("string")})
 
 
-def local_source(ctx: "PhaseContext", path: str | list[str], sample_by: str = "paragraph",
-                 split: str = "train") -> "datasets.Dataset":
-    """A local file (txt, jsonl/json, csv, parquet), a list of them, or a ``save_to_disk`` folder.
-
-    ``sample_by`` (txt only): one document per ``line``, per blank-line separated ``paragraph``,
-    or per whole ``document`` (file)."""
-    import datasets
-
-    paths = [ctx.config.resolve_path(p) for p in ([path] if isinstance(path, str) else path)]
-    for p in paths:
-        if not p.exists():
-            raise UserError(f"data.source.path: file not found: {p}")
-    if len(paths) == 1 and paths[0].is_dir():
-        try:
-            loaded = datasets.load_from_disk(str(paths[0]))
-        except FileNotFoundError:
-            raise UserError(f"data.source.path: {paths[0]} is not a dataset saved with save_to_disk") from None
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise UserError(f"data.source.split: '{split}' not in {paths[0]} (splits: {list(loaded)})")
-            loaded = loaded[split]
-        return loaded
-    suffixes = {p.suffix.lower() for p in paths}
-    if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
-        raise UserError(f"data.source.path: cannot read {[str(p) for p in paths]}: "
-                        f"expected one kind of file among {', '.join(sorted(_BUILDERS))}")
-    if all(p.stat().st_size == 0 for p in paths):
-        raise UserError(f"data.source.path: {', '.join(map(str, paths))}: the dataset is empty")
-    builder = _BUILDERS[suffixes.pop()]
-    kwargs: dict[str, Any] = {"sample_by": sample_by} if builder == "text" else {}
-    try:
-        return datasets.load_dataset(builder, data_files=[str(p) for p in paths], split="train",
-                                     cache_dir=str(ctx.cache_dir), **kwargs)
-    except (ValueError, TypeError, StopIteration, datasets.exceptions.DatasetGenerationError) as exc:
-        cause = exc.__cause__ or exc
-        raise UserError(f"data.source.path: cannot parse {', '.join(map(str, paths))}: {cause}") from None
-
-
-def hub_source(ctx: "PhaseContext", path: str, config_name: str | None = None, split: str = "train",
-               revision: str | None = None) -> "datasets.Dataset":
-    """A dataset from the Hugging Face hub by name (needs network access)."""
-    import datasets
-
-    return datasets.load_dataset(path, config_name, split=split, revision=revision, cache_dir=str(ctx.cache_dir))
-
-
-def check_text(ds: "datasets.Dataset", field: str, where: str) -> None:
+def check_text(ds: datasets.Dataset, field: str, where: str) -> None:
     """Raise a UserError naming the first row whose text is missing or not a string."""
     if field not in ds.column_names:
         raise UserError(f"{where}: no column '{field}' (data.text_field); columns: {', '.join(ds.column_names)}")
@@ -89,8 +37,8 @@ def check_text(ds: "datasets.Dataset", field: str, where: str) -> None:
         offset += len(batch[field])
 
 
-def add_lineage(ds: "datasets.Dataset", *, origin: str, generation: int, prefix: str,
-                parent: str | None = None) -> "datasets.Dataset":
+def add_lineage(ds: datasets.Dataset, *, origin: str, generation: int, prefix: str,
+                parent: str | None = None) -> datasets.Dataset:
     """Add the lineage columns (keeping existing ``parent`` values when present)."""
     keep_parent = parent is None and "parent" in ds.column_names
     drop = [c for c in LINEAGE if c in ds.column_names and not (c == "parent" and keep_parent)]
@@ -106,11 +54,11 @@ def add_lineage(ds: "datasets.Dataset", *, origin: str, generation: int, prefix:
     return ds.map(fill, with_indices=True, batched=True, batch_size=10_000, desc=None)
 
 
-def drop_blank(ds: "datasets.Dataset", field: str) -> "datasets.Dataset":
+def drop_blank(ds: datasets.Dataset, field: str) -> datasets.Dataset:
     return ds.filter(lambda b: [bool(t.strip()) for t in b[field]], batched=True, batch_size=10_000)
 
 
-def count_by(ds: "datasets.Dataset", column: str) -> dict[str, int]:
+def count_by(ds: datasets.Dataset, column: str) -> dict[str, int]:
     """Counts of each value of an integer or string column, streamed in batches."""
     counts: dict[str, int] = {}
     for batch in ds.select_columns([column]).iter(batch_size=50_000):
@@ -120,7 +68,7 @@ def count_by(ds: "datasets.Dataset", column: str) -> dict[str, int]:
     return counts
 
 
-def string_column(ds: "datasets.Dataset", column: str = "id") -> Any:
+def string_column(ds: datasets.Dataset, column: str = "id") -> Any:
     """One string column as a pyarrow ChunkedArray, read in batches (no Python objects per row)."""
     import pyarrow as pa
 
@@ -136,5 +84,34 @@ def positions_in(values: Any, value_set: Any) -> np.ndarray:
     return np.where(np.isnan(position.astype(float)), -1, position).astype(np.int64)
 
 
-def save(ds: "datasets.Dataset", path: Path) -> None:
+def save(ds: datasets.Dataset, path: Path) -> None:
     ds.save_to_disk(str(path))
+
+
+def align(parts: list[datasets.Dataset]) -> list[datasets.Dataset]:
+    """Keep the columns all parts share (in the first part's order) and cast to its features."""
+    common = [c for c in parts[0].column_names if all(c in p.column_names for p in parts[1:])]
+    first = parts[0].select_columns(common)
+    out = [first]
+    for p in parts[1:]:
+        p = p.select_columns(common)
+        if p.features != first.features:
+            p = p.cast(first.features)
+        out.append(p)
+    return out
+
+
+def concat(parts: list[datasets.Dataset]) -> datasets.Dataset:
+    import datasets
+
+    parts = align(parts)
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def sample_rows(ds: datasets.Dataset, n: int, rng: np.random.Generator, *, what: str) -> datasets.Dataset:
+    """``n`` rows drawn uniformly without replacement (order kept)."""
+    if n > len(ds):
+        raise UserError(f"curate.regime: needs {n} rows of {what} but only {len(ds)} exist")
+    if n == len(ds):
+        return ds
+    return ds.select(np.sort(rng.choice(len(ds), size=n, replace=False)))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from collapsebench.config import PHASES, Config, phase_seed
+from collapsebench.api import Resources, Task
+from collapsebench.config import Config, fingerprints
 from collapsebench.console import console
 from collapsebench.errors import UserError
+from collapsebench.io import phase_seed
+from collapsebench.layout import Step, parse_step, step_key, step_order, steps
 from collapsebench.plugins import load_plugins
 from collapsebench.registry import executors, trackers
-from collapsebench.run import RunDir, Step, fingerprints, now, parse_step, step_key, steps
+from collapsebench.run import RunDir, now
 
 
 def stale_steps(run: RunDir, config: Config) -> list[str]:
@@ -23,25 +26,21 @@ def stale_steps(run: RunDir, config: Config) -> list[str]:
     return stale
 
 
-def _order(step: Step) -> tuple[int, int]:
-    return step[0], PHASES.index(step[1])
-
-
 def invalidate_from(run: RunDir, state: dict[str, Any], start: Step) -> list[str]:
     """Remove every step at or after ``start`` (folders and journal entries)."""
     removed = []
     for key in list(state["steps"]):
         step = parse_step(key)
-        if _order(step) >= _order(start):
+        if step_order(step) >= step_order(start):
             state["steps"].pop(key)
     for path in sorted(run.path.glob("iter_*/*")):
         if not path.is_dir():
             continue
         step = (int(path.parent.name.split("_")[1]), path.name.removesuffix(".tmp"))
-        if _order(step) >= _order(start):
+        if step_order(step) >= step_order(start):
             run.remove_step(*step)
             removed.append(step_key(step))
-    return sorted(set(removed), key=lambda k: _order(parse_step(k)))
+    return sorted(set(removed), key=lambda k: step_order(parse_step(k)))
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +107,8 @@ class Trackers:
         if not self.config.tracking:
             return
         if self.active is None:
-            self.active = [trackers.get(s.name, key=f"tracking[{i}]")(self.config.dump(), self.run.path, **s.kwargs)
-                           for i, s in enumerate(self.config.tracking)]
+            self.active = [trackers.call(s.name, self.config.dump(), self.run.path, key=f"tracking[{i}]",
+                                         kwargs=s.kwargs) for i, s in enumerate(self.config.tracking)]
         row = next((r for r in self.run.read_metrics() if r["iteration"] == iteration), {})
         samples = self.run.phase_dir(iteration, "generate") / "samples"
         dataset = None
@@ -125,6 +124,23 @@ class Trackers:
             tracker.finish()
 
 
+def run_step(config: Config, run: RunDir, step: Step) -> None:
+    """Run one step on its executor: the whole phase as one task, or, for a phase that splits into
+    tasks under an executor that coordinates in the driver, the phase here and its tasks there."""
+    from collapsebench.phases import SPLITS, execute
+
+    iteration, phase = step
+    spec = config.executor_for(phase)
+    key = f"executor.{phase}" if isinstance(config.executor, dict) else "executor"
+    executor = executors.call(spec.name, key=key, kwargs=spec.kwargs)
+    if phase in SPLITS and executor.coordinates_in_driver:
+        execute(run.path, iteration, phase, executor=executor)
+        return
+    task = Task(key=step_key(step), target="collapsebench.phases:execute", run_dir=str(run.path),
+                kwargs={"run_dir": str(run.path), "iteration": iteration, "phase": phase})
+    executor.wait([executor.submit(task, Resources())])
+
+
 def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool) -> None:
     iteration, phase = step
     key = step_key(step)
@@ -137,8 +153,7 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     if not quiet:
         console.print(f"[bold]{key}[/] ({spec.name}) ...")
     try:
-        executors.get(spec.name, key=f"executor.{phase}" if isinstance(config.executor, dict) else "executor")(
-            run.path, iteration, phase, **spec.kwargs)
+        run_step(config, run, step)
     except BaseException as exc:
         entry.update(status="failed", finished=now(), error=f"{type(exc).__name__}: {exc}",
                      traceback=None if isinstance(exc, UserError) else traceback.format_exc(limit=5))

@@ -9,33 +9,59 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from pathlib import Path
 
 from collapsebench.config import Config
 from collapsebench.errors import UserError
+from collapsebench.io import digest
 
 _loaded: set[str] = set()
 
 
+def import_object(target: str, *, what: str = "plug-in") -> Any:
+    """Import ``"package.module:attr"`` and return the attribute."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr or module_name.startswith(".") or any(not p for p in module_name.split(".")):
+        raise UserError(f"{what} '{target}' is not of the form 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UserError(f"{what} '{target}': module '{module_name}' not found") from None
+        raise
+    obj: Any = module
+    try:
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise UserError(f"{what} '{target}': module '{module_name}' has no attribute '{attr}'") from None
+    return obj
+
+
 def load_plugins(config: Config) -> None:
+    """Import the config's plug-ins once per process: ``.py`` files (relative to the config's
+    folder) under a module name derived from their path, or importable absolute module names."""
     for entry in config.plugins:
-        if entry in _loaded:
-            continue
         if entry.endswith(".py") or "/" in entry:
             path = config.resolve_path(entry).resolve()
-            if not path.is_file():
-                raise UserError(f"plugins: file not found: {path}")
-            name = f"collapsebench_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
+            if str(path) in _loaded:
+                continue
+            if not path.is_file() or path.suffix != ".py":
+                raise UserError(f"plugins: '{entry}' is not a Python file ({path})")
+            name = f"collapsebench_plugin_{path.stem}_{digest(str(path))[:8]}"
             spec = importlib.util.spec_from_file_location(name, path)
-            assert spec and spec.loader
+            if spec is None or spec.loader is None:
+                raise UserError(f"plugins: cannot import {path}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
-        else:
+            _loaded.add(str(path))
+        elif entry not in _loaded:
+            if not entry or any(not part.isidentifier() for part in entry.split(".")):
+                raise UserError(f"plugins: '{entry}' is neither a .py file nor an absolute module name")
             try:
                 importlib.import_module(entry)
             except ModuleNotFoundError as exc:
                 if exc.name and entry.startswith(exc.name):
                     raise UserError(f"plugins: module '{entry}' not found") from None
                 raise
-        _loaded.add(entry)
+            _loaded.add(entry)

@@ -1,149 +1,298 @@
-"""One generic registry class and the registries of collapsebench.
+"""One generic registry, :class:`Registry`, and the registries of collapsebench.
 
 Entries are added with a decorator (``@trainers.register("name")``) or lazily as a
-``"module:attr"`` string, so heavy backends are imported only when chosen. Anywhere a name is
-accepted, ``module:function`` works too. Unknown names raise a :class:`UserError` with a
-did-you-mean suggestion.
+``"module:attr"`` string, so heavy backends are imported only when chosen; anywhere a name is
+accepted, ``module:function`` works too. Each entry carries metadata: a one-line summary and its
+arguments (read from the source without importing it, so ``collapsebench ls`` stays light),
+whether it needs torch or a GPU, and an optional ``check``: a ``"module:function"`` that builds the
+backend's own argument objects (``TrainingArguments``, ``GenerationConfig``) for ``validate``.
 
-Call conventions (every plug-in takes the phase context first, then its keyword arguments):
-
-==================  ===========================================================================
-registry            signature
-==================  ===========================================================================
-data_sources        ``fn(ctx, **kw) -> datasets.Dataset``   real data (a ``text`` column, or any
-                    columns a toy trainer understands)
-regimes             ``fn(ctx, real, synthetic, **kw) -> datasets.Dataset``  ``synthetic`` is the
-                    list of generated datasets of iterations 1..k-1, oldest first
-preprocessors       ``fn(ctx, dataset, **kw) -> datasets.Dataset``
-prompt_sources      ``fn(ctx, **kw) -> datasets.Dataset``    rows with ``prompt`` and ``parent``
-validators          ``fn(ctx, batch, **kw) -> list[Verdict]``
-losses              ``fn(logits, labels, **kw) -> torch.Tensor``  (scalar)
-trainers            ``fn(ctx, dataset, **kw) -> dict``      writes ``ctx.out_dir / "model"``
-generators          ``fn(ctx, **kw) -> dict``               writes ``ctx.out_dir / "samples"``
-evaluations         ``fn(ctx, **kw) -> dict[str, float]``
-executors           ``fn(run_dir, iteration, phase, **kw) -> None``
-trackers            ``fn(config, **kw) -> Tracker``
-==================  ===========================================================================
+Arguments are bound and type-checked against the plug-in's signature (annotations through
+pydantic; ``Annotated[float, Field(ge=0, le=1)]`` declares a domain), once, by :meth:`Registry.call`
+and :meth:`Registry.check_kwargs`: ``validate`` and ``run`` share that path. The protocols each
+registry holds are in :mod:`collapsebench.api`.
 """
 
 from __future__ import annotations
 
-import importlib
+import ast
+import importlib.util
 import inspect
+import re
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from collapsebench.errors import UserError, did_you_mean
+from collapsebench.plugins import import_object
+
+if TYPE_CHECKING:
+    from collapsebench.api import (
+        DataSource,
+        Evaluation,
+        ExecutorFactory,
+        Generator,
+        Loss,
+        Preprocessor,
+        PromptSource,
+        Regime,
+        TrackerFactory,
+        Trainer,
+        Validator,
+    )
+
+T = TypeVar("T")
+
+_ADAPTER_CONFIG = ConfigDict(allow_inf_nan=False, arbitrary_types_allowed=True)
 
 
-def import_object(target: str, *, what: str = "plug-in") -> Any:
-    """Import ``"package.module:attr"`` and return the attribute."""
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"{what} '{target}' is not of the form 'module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise UserError(f"{what} '{target}': module '{module_name}' not found") from None
-        raise
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise UserError(f"{what} '{target}': module '{module_name}' has no attribute '{attr}'") from None
-    return obj
+@dataclass
+class Entry(Generic[T]):
+    """A registered plug-in and what is known about it without running it."""
+
+    name: str
+    target: str | T  # "module:attr" until first use, then the object
+    torch: bool = False  # imports torch when called
+    gpu: bool = False  # needs a CUDA device
+    check: str | None = None  # "module:function(config, kwargs)" building the backend's argument objects
+    finite: bool = False  # prompt sources: a fixed set of prompts (their count is the default target)
+    builtin: bool = False
+
+    @property
+    def location(self) -> str:
+        if isinstance(self.target, str):
+            return self.target
+        return f"{getattr(self.target, '__module__', '?')}:{getattr(self.target, '__qualname__', self.name)}"
 
 
-class Registry:
-    """Named plug-ins of one kind (trainers, regimes, ...)."""
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    annotation: str
+    default: str | None  # None: required
 
-    def __init__(self, kind: str):
+
+@dataclass(frozen=True)
+class Description:
+    summary: str
+    arguments: tuple[Argument, ...] = field(default_factory=tuple)
+
+
+class Registry(Generic[T]):
+    """Named plug-ins of one kind. ``skip``: positional arguments each plug-in receives before its
+    keyword arguments (the phase context, datasets, ...), left out of argument checks."""
+
+    def __init__(self, kind: str, *, skip: int):
         self.kind = kind
-        self._entries: dict[str, Callable[..., Any] | str] = {}
+        self.skip = skip
+        self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: ``@registry.register("name")`` (defaults to the function's name)."""
+    # ------------------------------------------------------------------------------ registration
+    def register(self, name: str | None = None, *, override: bool = False, torch: bool = False,
+                 gpu: bool = False, check: str | None = None, finite: bool = False) -> Callable[[T], T]:
+        """Decorator: ``@registry.register("name")`` (default: the function's name).
 
-        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._entries[name or fn.__name__] = fn
-            return fn
+        A name that is taken (a built-in included) is refused unless ``override=True``."""
+
+        def deco(obj: T) -> T:
+            key = name or getattr(obj, "__name__", None)
+            if not key:
+                raise ValueError(f"{self.kind}: give a name to register {obj!r}")
+            self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, finite=finite), override)
+            return obj
 
         return deco
 
-    def lazy(self, name: str, target: str) -> None:
-        """Register ``"module:attr"`` under ``name`` without importing it."""
-        self._entries[name] = target
+    def lazy(self, name: str, target: str, *, torch: bool = False, gpu: bool = False, check: str | None = None,
+             finite: bool = False) -> None:
+        """Register ``"module:attr"`` under ``name`` without importing it (the built-ins)."""
+        self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, finite=finite, builtin=True), False)
 
+    def _add(self, entry: Entry[T], override: bool) -> None:
+        old = self._entries.get(entry.name)
+        if old is not None and not override and old.location != entry.location:
+            origin = "a built-in" if old.builtin else "already registered"
+            raise UserError(f"{self.kind} '{entry.name}' is {origin} ({old.location}); register yours under "
+                            f"another name, or with override=True to replace it")
+        self._entries[entry.name] = entry
+
+    # ------------------------------------------------------------------------------ lookup
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries or ":" in name
 
+    def entry(self, name: str, *, key: str | None = None) -> Entry[T]:
+        if name in self._entries:
+            return self._entries[name]
+        if ":" in name:
+            return Entry(name, name)
+        where = f" at '{key}'" if key else ""
+        raise UserError(f"unknown {self.kind} '{name}'{where}{did_you_mean(name, self._entries)}; "
+                        f"known: {', '.join(self.names()) or 'none'}")
+
     def target(self, name: str) -> str:
         """Where an entry lives, as ``module:attr`` (without importing lazy entries)."""
-        entry = self._entries.get(name, name)
-        if isinstance(entry, str):
-            return entry
-        return f"{entry.__module__}:{entry.__qualname__}"
+        return self.entry(name).location
 
-    def get(self, name: str, *, key: str | None = None) -> Callable[..., Any]:
-        """Resolve a name (or ``module:function``) to the callable. ``key`` names the config key."""
+    def get(self, name: str, *, key: str | None = None) -> T:
+        """Resolve a name (or ``module:function``) to the plug-in. ``key`` names the config key."""
+        entry = self.entry(name, key=key)
         where = f" at '{key}'" if key else ""
-        if name in self._entries:
-            entry = self._entries[name]
-        elif ":" in name:
-            entry = name
-        else:
-            raise UserError(
-                f"unknown {self.kind} '{name}'{where}{did_you_mean(name, self._entries)}; "
-                f"known: {', '.join(self.names()) or 'none'}"
-            )
-        if isinstance(entry, str):
-            entry = import_object(entry, what=f"{self.kind} '{name}'{where}")
+        if isinstance(entry.target, str):
+            obj = import_object(entry.target, what=f"{self.kind} '{name}'{where}")
             if name in self._entries:
-                self._entries[name] = entry
-        if not callable(entry):
+                entry.target = obj
+        else:
+            obj = entry.target
+        if not callable(obj):
             raise UserError(f"{self.kind} '{name}'{where} is not callable")
-        return entry
+        return cast(T, obj)
 
-    def check_kwargs(self, name: str, kwargs: dict[str, Any], *, key: str, skip: int = 1) -> None:
-        """Raise if ``kwargs`` do not fit the plug-in's signature (after its ``skip`` positional args)."""
+    # ------------------------------------------------------------------------------ arguments
+    def _parameters(self, name: str, key: str) -> tuple[Any, list[inspect.Parameter]]:
         fn = self.get(name, key=key)
-        params = list(inspect.signature(fn).parameters.values())[skip:]
-        if any(p.kind is p.VAR_KEYWORD for p in params):
-            return
-        accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        for arg in kwargs:
-            if arg not in accepted:
-                raise UserError(
-                    f"{key}: {self.kind} '{name}' takes no argument '{arg}'{did_you_mean(arg, accepted)}; "
-                    f"it takes: {', '.join(accepted) or 'none'}"
-                )
-        missing = [
-            p.name
-            for p in params
-            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in kwargs
-        ]
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            raise UserError(f"{key}: {self.kind} '{name}' has no signature to check its arguments against") from None
+        params = [p for p in signature.parameters.values() if p.name != "self"]
+        return fn, params[self.skip:]
+
+    def check_kwargs(self, name: str, kwargs: dict[str, Any], *, key: str) -> dict[str, Any]:
+        """Bind ``kwargs`` to the plug-in's keyword parameters and validate them against their
+        annotations; return them as the plug-in will receive them. Raise a UserError naming ``key``."""
+        fn, params = self._parameters(name, key)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            for arg in kwargs:
+                if arg not in accepted:
+                    raise UserError(f"{key}: {self.kind} '{name}' takes no argument '{arg}'"
+                                    f"{did_you_mean(arg, accepted)}; it takes: {', '.join(accepted) or 'none'}")
+        missing = [p.name for p in params if p.default is p.empty
+                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in kwargs]
         if missing:
             raise UserError(f"{key}: {self.kind} '{name}' needs argument(s): {', '.join(missing)}")
+        by_name = {p.name: p for p in params}
+        out = dict(kwargs)
+        for arg, value in kwargs.items():
+            param = by_name.get(arg)
+            adapter = _adapter(fn, param) if param is not None else None
+            if adapter is None:
+                continue
+            try:
+                out[arg] = adapter.validate_python(value)
+            except ValidationError as exc:
+                problem = "; ".join(e["msg"] for e in exc.errors()[:3])
+                raise UserError(f"{key}.{arg}: {problem} (got {_short(value)})") from None
+        return out
+
+    def call(self, name: str, *args: Any, key: str, kwargs: dict[str, Any]) -> Any:
+        """Call the plug-in with its positional arguments and its checked keyword arguments."""
+        checked = self.check_kwargs(name, kwargs, key=key)
+        return cast(Callable[..., Any], self.get(name, key=key))(*args, **checked)
+
+    # ------------------------------------------------------------------------------ description
+    def describe(self, name: str) -> Description:
+        """Summary and arguments, read from the source when the entry is not imported yet."""
+        entry = self.entry(name)
+        if isinstance(entry.target, str):
+            described = _describe_source(entry.target, self.skip)
+            if described is not None:
+                return described
+        obj = self.get(name)
+        doc = inspect.getdoc(obj) or ""
+        try:
+            params = [p for p in inspect.signature(obj).parameters.values() if p.name != "self"][self.skip:]
+        except (TypeError, ValueError):
+            params = []
+        args = tuple(Argument(p.name, str(p.annotation) if p.annotation is not p.empty else "",
+                              None if p.default is p.empty else repr(p.default))
+                     for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        return Description(_first_sentence(doc), args)
 
 
-data_sources = Registry("data source")
-regimes = Registry("curation regime")
-preprocessors = Registry("preprocessor")
-prompt_sources = Registry("prompt source")
-validators = Registry("validator")
-losses = Registry("loss")
-trainers = Registry("trainer")
-generators = Registry("generator")
-evaluations = Registry("evaluation")
-executors = Registry("executor")
-trackers = Registry("tracker")
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
-ALL: dict[str, Registry] = {
+
+def _adapter(fn: Any, param: inspect.Parameter) -> TypeAdapter[Any] | None:
+    """A pydantic adapter for a parameter's annotation (string annotations evaluated in the
+    plug-in's module); None when there is none or it names something only a type checker sees."""
+    annotation = param.annotation
+    if annotation is param.empty:
+        return None
+    if isinstance(annotation, str):
+        namespace = getattr(inspect.unwrap(fn), "__globals__", None)
+        if namespace is None:  # a class: its __init__'s module
+            namespace = getattr(getattr(fn, "__init__", None), "__globals__", {})
+        try:
+            annotation = eval(annotation, dict(namespace))  # noqa: S307 - the plug-in's own annotation
+        except Exception:  # a name imported only under TYPE_CHECKING: nothing to check against
+            return None
+    try:
+        return TypeAdapter(annotation, config=_ADAPTER_CONFIG)
+    except Exception:  # a type pydantic cannot build a schema for (an arbitrary class)
+        return None
+
+
+def _first_sentence(doc: str) -> str:
+    first = doc.strip().split("\n\n")[0].replace("\n", " ")
+    return re.split(r"(?<=[a-z)`])\.\s+(?=[A-Z])", first)[0].rstrip(".") if first else ""
+
+
+def _describe_source(target: str, skip: int) -> Description | None:
+    """Parse the module's source (no import) and describe ``attr``: a function or a class."""
+    module_name, _, attr = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    with open(spec.origin, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == attr), None)
+    if node is None:
+        return None
+    doc = ast.get_docstring(node) or ""
+    fn = node
+    if isinstance(node, ast.ClassDef):
+        init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        if init is None:
+            return Description(_first_sentence(doc))
+        fn = init
+    assert isinstance(fn, ast.FunctionDef)
+    a = fn.args
+    positional = [*a.posonlyargs, *a.args]
+    if positional and positional[0].arg == "self":
+        positional = positional[1:]
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    pairs = list(zip(positional, defaults))[skip:] + list(zip(a.kwonlyargs, a.kw_defaults))
+    args = tuple(Argument(arg.arg, ast.unparse(arg.annotation) if arg.annotation else "",
+                          None if default is None else ast.unparse(default)) for arg, default in pairs)
+    return Description(_first_sentence(doc), args)
+
+
+# ------------------------------------------------------------------------------------ the registries
+# skip = positional arguments before the keyword arguments (see collapsebench.api for each protocol)
+data_sources: Registry[DataSource] = Registry("data source", skip=1)  # (ctx)
+regimes: Registry[Regime] = Registry("curation regime", skip=3)  # (ctx, real, synthetic)
+preprocessors: Registry[Preprocessor] = Registry("preprocessor", skip=2)  # (ctx, dataset)
+prompt_sources: Registry[PromptSource] = Registry("prompt source", skip=3)  # (ctx, n, tokenizer)
+validators: Registry[Validator] = Registry("validator", skip=2)  # (ctx, batch)
+losses: Registry[Loss] = Registry("loss", skip=2)  # (logits, labels)
+trainers: Registry[Trainer] = Registry("trainer", skip=2)  # (ctx, dataset)
+generators: Registry[Generator] = Registry("generator", skip=1)  # (ctx)
+evaluations: Registry[Evaluation] = Registry("evaluation", skip=1)  # (ctx)
+executors: Registry[ExecutorFactory] = Registry("executor", skip=0)  # (**kwargs) -> Executor
+trackers: Registry[TrackerFactory] = Registry("tracker", skip=2)  # (config, run_dir) -> Tracker
+
+ALL: dict[str, Registry[Any]] = {
     "data_sources": data_sources,
     "regimes": regimes,
     "preprocessors": preprocessors,
@@ -159,71 +308,73 @@ ALL: dict[str, Registry] = {
 
 # Built-in entries, lazy so that `collapsebench ls` and `validate` import no heavy library.
 _B = "collapsebench"
-data_sources.lazy("local", f"{_B}.data:local_source")
-data_sources.lazy("hub", f"{_B}.data:hub_source")
-data_sources.lazy("ground_truth_language", f"{_B}.toy.language:ground_truth_language_source")
-regimes.lazy("replace", f"{_B}.curation.regimes:replace")
-regimes.lazy("accumulate", f"{_B}.curation.regimes:accumulate")
-regimes.lazy("accumulate_subsample", f"{_B}.curation.regimes:accumulate_subsample")
-prompt_sources.lazy("unconditional", f"{_B}.generation.prompts:unconditional")
-prompt_sources.lazy("real_prefix", f"{_B}.generation.prompts:real_prefix")
-losses.lazy("cross_entropy", f"{_B}.backends.losses:cross_entropy")
-trainers.lazy("causal_lm", f"{_B}.backends.hf_train:train_causal_lm")
-generators.lazy("transformers", f"{_B}.backends.hf_generate:generate")
-evaluations.lazy("perplexity", f"{_B}.backends.hf_evaluate:perplexity")
-evaluations.lazy("sample_stats", f"{_B}.evaluation.samples:sample_stats")
-executors.lazy("inline", f"{_B}.executors:inline")
-executors.lazy("subprocess", f"{_B}.executors:subprocess")
-
-# Ground-truth language (toy): exact metrics against the known distribution.
-evaluations.lazy("language_kl", f"{_B}.toy.language_metrics:language_kl")
-evaluations.lazy("language_tails", f"{_B}.toy.language_metrics:language_tails")
-
-# Evaluation suite: calibration, knowledge retention, diversity, distribution shift, lm-eval, judges.
-evaluations.lazy("calibration", f"{_B}.evaluation.calibration:calibration")
-evaluations.lazy("knowledge", f"{_B}.evaluation.knowledge:knowledge")
-evaluations.lazy("diversity", f"{_B}.evaluation.diversity:diversity")
-evaluations.lazy("reference_perplexity", f"{_B}.evaluation.shift:reference_perplexity")
-evaluations.lazy("unigram_kl", f"{_B}.evaluation.shift:unigram_kl_evaluation")
-evaluations.lazy("lm_eval", f"{_B}.evaluation.lm_eval:lm_eval")
-evaluations.lazy("judge_quality", f"{_B}.evaluation.judges:judge_quality")
-evaluations.lazy("judge_pairwise", f"{_B}.evaluation.judges:judge_pairwise")
-evaluations.lazy("qualitative", f"{_B}.evaluation.qualitative:qualitative")
-trackers.lazy("wandb", f"{_B}.tracking:WandbTracker")
-
-# Toy settings (Gaussian, Gaussian mixture / KDE, VAE on digits) and the truncation mitigation.
+data_sources.lazy("local", f"{_B}.sources.files:local_source")
+data_sources.lazy("hub", f"{_B}.sources.files:hub_source")
+data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source")
 data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source")
 data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source")
 data_sources.lazy("digits", f"{_B}.toy.vae:digits_source")
+
+regimes.lazy("replace", f"{_B}.regimes.mixing:replace")
+regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate")
+regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample")
+regimes.lazy("grow", f"{_B}.regimes.mixing:grow")
+regimes.lazy("clean_fraction", f"{_B}.regimes.mixing:clean_fraction")
+regimes.lazy("fresh_real", f"{_B}.regimes.parts:fresh_real")
+
+preprocessors.lazy("template", f"{_B}.preprocessors.text:template")
+preprocessors.lazy("length_filter", f"{_B}.preprocessors.text:length_filter")
+preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup")
+preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize")
+preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely")
+
+prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional")
+prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix")
+prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True)
+prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True)
+prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts")
+
+validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja")
+validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True)
+validators.lazy("perplexity_tier", f"{_B}.validators.builtin:perplexity_tier", torch=True)
+
+losses.lazy("cross_entropy", f"{_B}.losses.builtin:cross_entropy", torch=True)
+losses.lazy("truncated_cross_entropy", f"{_B}.losses.builtin:truncated_cross_entropy", torch=True)
+losses.lazy("tce", f"{_B}.losses.builtin:truncated_cross_entropy", torch=True)
+losses.lazy("focal", f"{_B}.losses.builtin:focal", torch=True)
+
+trainers.lazy("causal_lm", f"{_B}.trainers.causal_lm:train_causal_lm", torch=True,
+              check=f"{_B}.trainers.causal_lm:check_config")
+trainers.lazy("sft", f"{_B}.trainers.sft:train_sft", torch=True, check=f"{_B}.trainers.sft:check_config")
 trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle")
 trainers.lazy("gmm", f"{_B}.toy.mixture:gmm")
 trainers.lazy("kde", f"{_B}.toy.mixture:kde")
-trainers.lazy("vae", f"{_B}.toy.vae:vae")
+trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True)
+
+generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, check=f"{_B}.generators.hf:check_config")
+generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu=True,
+                check=f"{_B}.generators.vllm_engine:check_config")
 generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator")
 generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator")
 generators.lazy("kde", f"{_B}.toy.mixture:kde_generator")
-generators.lazy("vae", f"{_B}.toy.vae:vae_generator")
+generators.lazy("vae", f"{_B}.toy.vae:vae_generator", torch=True)
+
+evaluations.lazy("perplexity", f"{_B}.evaluations.perplexity:perplexity", torch=True)
+evaluations.lazy("reference_perplexity", f"{_B}.evaluations.perplexity:reference_perplexity", torch=True)
+evaluations.lazy("sample_stats", f"{_B}.evaluations.samples:sample_stats")
+evaluations.lazy("language_kl", f"{_B}.evaluations.language:language_kl", torch=True)
+evaluations.lazy("language_tails", f"{_B}.evaluations.language:language_tails", torch=True)
+evaluations.lazy("calibration", f"{_B}.evaluations.calibration:calibration", torch=True)
+evaluations.lazy("knowledge", f"{_B}.evaluations.knowledge:knowledge", torch=True)
+evaluations.lazy("diversity", f"{_B}.evaluations.diversity:diversity")
+evaluations.lazy("unigram_kl", f"{_B}.evaluations.shift:unigram_kl_evaluation")
+evaluations.lazy("lm_eval", f"{_B}.evaluations.lm_eval:lm_eval", torch=True)
+evaluations.lazy("judge_quality", f"{_B}.evaluations.judges:judge_quality")
+evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise")
+evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True)
 evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats")
-preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely")
 
-# Generation: prompt sources, validators, the vLLM generator.
-prompt_sources.lazy("real_blocks", f"{_B}.generation.prompts:real_blocks")
-prompt_sources.lazy("prompt_dataset", f"{_B}.generation.prompts:prompt_dataset")
-validators.lazy("jinja", f"{_B}.generation.validators:jinja")
-validators.lazy("classifier", f"{_B}.generation.validators:classifier")
-validators.lazy("perplexity_tier", f"{_B}.generation.validators:perplexity_tier")
-generators.lazy("vllm", f"{_B}.backends.vllm_generate:generate")
+executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
+executors.lazy("subprocess", f"{_B}.executors.local:SubprocessExecutor")
 
-# Training and curation: losses, SFT, regimes, preprocessors, regeneration prompts.
-losses.lazy("truncated_cross_entropy", f"{_B}.backends.losses:truncated_cross_entropy")
-losses.lazy("tce", f"{_B}.backends.losses:truncated_cross_entropy")
-losses.lazy("focal", f"{_B}.backends.losses:focal")
-trainers.lazy("sft", f"{_B}.backends.sft:train_sft")
-regimes.lazy("grow", f"{_B}.curation.regimes:grow")
-regimes.lazy("fresh_real", f"{_B}.curation.parts:fresh_real")
-regimes.lazy("clean_fraction", f"{_B}.curation.regimes:clean_fraction")
-preprocessors.lazy("template", f"{_B}.curation.preprocess:template")
-preprocessors.lazy("length_filter", f"{_B}.curation.preprocess:length_filter")
-preprocessors.lazy("dedup", f"{_B}.curation.preprocess:dedup")
-preprocessors.lazy("tokenize", f"{_B}.curation.preprocess:tokenize")
-prompt_sources.lazy("real_parts", f"{_B}.generation.prompts:real_parts")
+trackers.lazy("wandb", f"{_B}.trackers.wandb:WandbTracker")

@@ -11,13 +11,13 @@ from rich.table import Table
 
 from collapsebench.config import PHASES
 from collapsebench.console import console
-from collapsebench.run import LOCK_FILE, RunDir, step_key, steps
+from collapsebench.layout import LOCK_FILE, RunLayout, step_key, steps
 
 ALERTS = {0: "[green]ok[/]", 1: "[yellow]warning[/]", 2: "[bold red]critical[/]"}  # ECE early warning
 COUNTS = {"curate": ("size", "real_size"), "generate": ("samples",), "train": ("loss",)}
 
 
-def is_locked(run: RunDir) -> bool:
+def is_locked(run: RunLayout) -> bool:
     path = run.path / LOCK_FILE
     if not path.exists():
         return False
@@ -51,7 +51,7 @@ def cell(entry: dict[str, Any] | None, committed: bool, active: bool, phase: str
 
 
 def status_table(run_dir: str | Path) -> Table:
-    run = RunDir(run_dir)
+    run = RunLayout(run_dir)
     config = run.load_config()
     state = run.read_state()
     active = is_locked(run)
@@ -74,4 +74,8 @@ def status_table(run_dir: str | Path) -> Table:
 
 
 def print_status(run_dir: str | Path) -> None:
+    from collapsebench.trainers.token_cache import cache_root, cache_size
+
     console.print(status_table(run_dir))
+    entries, size = cache_size()
+    console.print(f"token cache: {cache_root()} ({entries} entries, {size / 2**20:.1f} MiB)")

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from collapsebench.run import RunDir
+from collapsebench.layout import RunLayout
 
 HEADLINE = "holdout_perplexity"
 
@@ -44,7 +44,7 @@ def plot_metric(xs: list[int], ys: list[float], name: str, path: Path, title: st
     plt.close(fig)
 
 
-def write_report(run: RunDir) -> Path | None:
+def write_report(run: RunLayout) -> Path | None:
     """Write report/<metric>.png for every numeric metric and report/report.html; None if no metrics yet."""
     rows = run.read_metrics()
     if not rows:

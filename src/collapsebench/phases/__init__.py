@@ -1,61 +1,47 @@
 """The four phases. Each reads committed folders of the run directory and writes its own work
-folder; :func:`execute` runs one (iteration, phase) and commits it atomically."""
+folder; :func:`execute` runs one (iteration, phase) and commits it atomically.
+
+Phases are thin: they dispatch to the registries. ``SPLITS`` names the phases whose work splits
+into tasks (``PhaseContext.map_tasks``): an executor that coordinates in the driver (Ray, SLURM)
+runs their loop in the driver and only their tasks remotely.
+"""
 
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from collapsebench.config import phase_seed
-from collapsebench.context import PhaseContext
-from collapsebench.plugins import load_plugins
-from collapsebench.run import RunDir, commit, fingerprints
+from collapsebench.api import Executor, context_for
+from collapsebench.config import fingerprints
+from collapsebench.io import commit_folder
+from collapsebench.models.loading import quiet_libraries
 
 FINGERPRINT_FILE = ".fingerprint"
+SPLITS = frozenset({"generate"})
 
 
-def quiet_libraries() -> None:
-    """Silence the progress bars and notices of datasets / transformers / the hub client; the
-    phases draw their own progress (rich) and the Trainer its bar on a terminal."""
-    import os
-    import sys
-
-    for var, value in (("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-                       ("TRANSFORMERS_VERBOSITY", "error"), ("TOKENIZERS_PARALLELISM", "false")):
-        os.environ.setdefault(var, value)
-    if "datasets" in sys.modules:
-        sys.modules["datasets"].disable_progress_bars()
-    if "transformers" in sys.modules:
-        from transformers.utils import logging
-
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-
-
-def execute(run_path: str | Path, iteration: int, phase: str) -> dict[str, Any]:
+def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor | None = None) -> dict[str, Any]:
     """Run one phase of one iteration from the run directory's config; commit it; return its stats.
 
     Work left in ``<phase>.tmp/`` by an interrupted attempt under the same fingerprint is kept,
-    so the phase can resume (training checkpoints, finished generation shards)."""
+    so the phase can resume (training checkpoints, finished generation shards). ``executor`` runs
+    the phase's tasks (default: in this process)."""
     quiet_libraries()
-    run = RunDir(run_path)
-    config = run.load_config()
-    load_plugins(config)
-    fingerprint = fingerprints(config, max(iteration, 1))[f"{iteration}.{phase}"]
-    tmp = run.tmp_dir(iteration, phase)
+    ctx = context_for(run_dir, iteration, phase)
+    fingerprint = fingerprints(ctx.config, max(iteration, 1))[f"{iteration}.{phase}"]
+    tmp = ctx.out_dir
     marker = tmp / FINGERPRINT_FILE
     if tmp.exists() and (not marker.exists() or marker.read_text() != fingerprint):
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     marker.write_text(fingerprint)
-    ctx = PhaseContext(config=config, run_dir=run.path, iteration=iteration, phase=phase,
-                       seed=phase_seed(config.seed, iteration, phase), out_dir=tmp)
-    module = importlib.import_module(f"collapsebench.phases.{phase}")
-    stats = dict(module.run(ctx) or {})
+    ctx = ctx.replace(executor=executor)
+    try:
+        stats = dict(importlib.import_module(f"collapsebench.phases.{phase}").run(ctx) or {})
+    finally:
+        ctx.close()
     stats.update(iteration=iteration, phase=phase, seed=ctx.seed, fingerprint=fingerprint)
-    json.dumps(stats, default=float)  # fail before committing if stats are not serialisable
-    commit(tmp, run.phase_dir(iteration, phase), stats)
+    commit_folder(tmp, ctx.layout.phase_dir(iteration, phase), stats)
     return stats

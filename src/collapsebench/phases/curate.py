@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from collapsebench import data
-from collapsebench.context import PhaseContext
+from collapsebench.api import Dataset, PhaseContext
+from collapsebench.config import Spec
 from collapsebench.errors import UserError
 from collapsebench.registry import data_sources, preprocessors, regimes
 
 
-class SyntheticHistory(Sequence):
-    """S(1..k-1) as a sequence whose datasets are opened only when a regime touches them, so a
-    regime that reads only the latest generation costs O(1) per iteration, not O(k)."""
-
-    def __init__(self, ctx: PhaseContext):
-        self.ctx = ctx
-        self.iterations = list(range(1, ctx.iteration))
-
-    def __len__(self) -> int:
-        return len(self.iterations)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self.ctx.samples(k) for k in self.iterations[index]]
-        return self.ctx.samples(self.iterations[index])
-
-
-def _preprocess(ctx: PhaseContext, ds: Any, specs: list, key: str) -> Any:
+def _preprocess(ctx: PhaseContext, ds: Dataset, specs: list[Spec], key: str) -> Dataset:
     for i, spec in enumerate(specs):
-        ds = preprocessors.get(spec.name, key=f"{key}[{i}]")(ctx, ds, **spec.kwargs)
+        ds = preprocessors.call(spec.name, ctx, ds, key=f"{key}[{i}]", kwargs=spec.kwargs)
     return ds
 
 
 def prepare(ctx: PhaseContext) -> dict[str, Any]:
     """Load the real data, add lineage, split off the held-out part, train a tokenizer if needed."""
     cfg = ctx.config.data
-    source = data_sources.get(cfg.source.name, key="data.source")
-    ds = source(ctx, **cfg.source.kwargs)
+    ds = data_sources.call(cfg.source.name, ctx, key="data.source", kwargs=cfg.source.kwargs)
     where = f"data.source ({cfg.source.name})"
     if len(ds) == 0:
         raise UserError(f"{where}: the dataset is empty")
@@ -64,7 +46,7 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
     stats: dict[str, Any] = {"metrics": {"real_size": len(real), "holdout_size": len(holdout)}}
     m = ctx.config.model
     if is_text and m.tokenizer.path is None and m.base is None:
-        from collapsebench.backends.tokenizer import train_tokenizer
+        from collapsebench.models.tokenizer import train_tokenizer
 
         stats["tokenizer"] = train_tokenizer(real, ctx.text_field, m.tokenizer.vocab_size, ctx.out_dir / "tokenizer")
     return stats
@@ -73,10 +55,8 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
 def run(ctx: PhaseContext) -> dict[str, Any]:
     if ctx.iteration == 0:
         return prepare(ctx)
-    real = ctx.real()
-    synthetic = SyntheticHistory(ctx)
     spec = ctx.config.curate.regime
-    ds = regimes.get(spec.name, key="curate.regime")(ctx, real, synthetic, **spec.kwargs)
+    ds = regimes.call(spec.name, ctx, ctx.real(), ctx.synthetic(), key="curate.regime", kwargs=spec.kwargs)
     ds = _preprocess(ctx, ds, ctx.config.curate.preprocess, "curate.preprocess")
     if len(ds) == 0:
         raise UserError(f"curate: regime '{spec.name}' produced an empty dataset at iteration {ctx.iteration}")

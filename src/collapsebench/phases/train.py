@@ -1,73 +1,75 @@
-"""train: M(k) = train(D(k)) with the configured trainer, in one stage or several (train.stages)."""
+"""train: M(k) = train(D(k)) with the configured trainer, in one stage or several (train.stages).
+
+A multi-stage iteration commits each stage the way the run commits a phase: the stage works in
+``stages/<name>.tmp/`` and renames it to ``stages/<name>/`` with its ``stats.json``, so a resumed
+phase skips finished stages and resumes the interrupted one from its trainer checkpoint.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import json
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
-from collapsebench.config import phase_seed
-from collapsebench.context import PhaseContext
+from collapsebench.api import PhaseContext
+from collapsebench.config import StageConfig
 from collapsebench.errors import UserError
+from collapsebench.io import commit_folder, derive_seed, is_committed, read_stats
 from collapsebench.registry import trainers
-from collapsebench.run import atomic_write
 
 
 def run(ctx: PhaseContext) -> dict[str, Any]:
     if ctx.config.train.stages:
         return run_stages(ctx)
     spec = ctx.config.train.trainer
-    stats = trainers.get(spec.name, key="train.trainer")(ctx, ctx.dataset(), **spec.kwargs)
+    stats = trainers.call(spec.name, ctx, ctx.dataset(), key="train.trainer", kwargs=spec.kwargs)
     return {"init": ctx.config.model.init, **(stats or {})}
 
 
-def _stage_trainer(ctx: PhaseContext, i: int, stage: Any) -> tuple[Any, dict[str, Any]]:
+def _train_stage(ctx: PhaseContext, i: int, stage: StageConfig, previous: Path | None) -> dict[str, Any]:
+    from collapsebench.data import count_by
+    from collapsebench.regimes.stages import stage_dataset
+
+    key = f"train.stages[{i}]"
+    ds = stage_dataset(ctx, stage.data, f"{key}.data")
     spec = stage.trainer_spec(ctx.config.train.trainer)
-    key = f"train.stages[{i}].trainer" if stage.trainer else "train.trainer"
-    return trainers.get(spec.name, key=key), spec.kwargs
+    trainer_key = f"{key}.trainer" if stage.trainer else "train.trainer"
+    kwargs = spec.kwargs
+    if previous is not None:
+        if "init_from" not in inspect.signature(trainers.get(spec.name, key=trainer_key)).parameters:
+            raise UserError(f"{key}: trainer '{spec.name}' takes no 'init_from' argument, so it cannot continue "
+                            "from the previous stage's model")
+        kwargs["init_from"] = str(previous)
+    stats = dict(trainers.call(spec.name, ctx, ds, key=trainer_key, kwargs=kwargs) or {})
+    stats.update(stage=stage.name or f"stage{i}", rows=len(ds))
+    if "generation" in ds.column_names:
+        stats["rows_by_generation"] = count_by(ds, "generation")
+    return stats
 
 
 def run_stages(ctx: PhaseContext) -> dict[str, Any]:
-    """Run the stages in order, each from the previous stage's model; a finished stage (its
-    ``stats.json``) is skipped on resume, an interrupted one resumes from its checkpoint."""
-    from collapsebench.curation.stages import stage_dataset
-    from collapsebench.data import count_by
-
+    """Run the stages in order, each from the previous stage's model (see the module docstring)."""
     results: list[dict[str, Any]] = []
-    previous = None
+    previous: Path | None = None
     for i, stage in enumerate(ctx.config.train.stages):
-        name = stage.name or f"stage{i}"
-        sdir = ctx.out_dir / "stages" / name
-        done = sdir / "stats.json"
-        if not done.exists():
-            sdir.mkdir(parents=True, exist_ok=True)
-            sctx = dataclasses.replace(ctx, out_dir=sdir, seed=phase_seed(ctx.seed, i, "stage"))
-            key = f"train.stages[{i}]"
-            ds = stage_dataset(sctx, stage.data, f"{key}.data")
-            fn, kwargs = _stage_trainer(ctx, i, stage)
-            if previous is not None:
-                if "init_from" not in inspect.signature(fn).parameters:
-                    raise UserError(f"{key}: trainer '{fn.__name__}' takes no 'init_from' argument, so it cannot "
-                                    "continue from the previous stage's model")
-                kwargs["init_from"] = str(previous)
-            stats = dict(fn(sctx, ds, **kwargs) or {})
-            stats.update(stage=name, rows=len(ds))
-            if "generation" in ds.column_names:
-                stats["rows_by_generation"] = count_by(ds, "generation")
-            atomic_write(done, json.dumps(stats, indent=1, sort_keys=True, default=float))
-            shutil.rmtree(sdir / ".cache", ignore_errors=True)
+        final = ctx.out_dir / "stages" / (stage.name or f"stage{i}")
+        if not is_committed(final):
+            work = final.with_name(final.name + ".tmp")
+            work.mkdir(parents=True, exist_ok=True)
+            # the stage seed keeps the derivation of earlier releases: derive_seed(phase seed, i, "stage")
+            sctx = ctx.replace(out_dir=work, seed=derive_seed(ctx.seed, i, "stage", hex_digits=8))
+            commit_folder(work, final, _train_stage(sctx, i, stage, previous))
             if previous is not None:  # no later stage starts from it any more
                 shutil.rmtree(previous, ignore_errors=True)
-        results.append(json.loads(done.read_text()))
-        previous = sdir / "model"
-    final = ctx.out_dir / "model"
+        results.append(read_stats(final))
+        previous = final / "model"
+    model = ctx.out_dir / "model"
     if previous is not None and previous.exists():
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(previous, final)
+        if model.exists():
+            shutil.rmtree(model)
+        os.replace(previous, model)
     metrics: dict[str, Any] = {"loss": results[-1].get("metrics", {}).get("loss")}
     for r in results:
         for k, v in r.get("metrics", {}).items():

@@ -10,16 +10,12 @@ import hashlib
 import importlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
-
-if TYPE_CHECKING:
-    import datasets
-
-    from collapsebench.context import PhaseContext
 
 VECTOR_FIELD = "x"
 META_FILE = "toy.json"
@@ -36,7 +32,7 @@ KINDS = {
 # ------------------------------------------------------------------------------------ vectors
 
 
-def as_matrix(dataset: "datasets.Dataset", *, what: str = "dataset") -> np.ndarray:
+def as_matrix(dataset: Dataset, *, what: str = "dataset") -> np.ndarray:
     """The ``x`` column as a float64 matrix (rows x dim), read through Arrow without Python loops."""
     if VECTOR_FIELD not in dataset.column_names:
         raise UserError(f"{what}: toy settings need a column '{VECTOR_FIELD}' (list of floats); "
@@ -75,7 +71,7 @@ def vector_table(x: np.ndarray) -> Any:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.ravel()))
 
 
-def vector_dataset(x: np.ndarray) -> "datasets.Dataset":
+def vector_dataset(x: np.ndarray) -> Dataset:
     """A dataset with only the column ``x`` (what the toy data sources return)."""
     import datasets
     import pyarrow as pa
@@ -83,7 +79,7 @@ def vector_dataset(x: np.ndarray) -> "datasets.Dataset":
     return datasets.Dataset(pa.table({VECTOR_FIELD: vector_table(x)}), fingerprint=_fingerprint(x, "real"))
 
 
-def samples_dataset(x: np.ndarray, iteration: int) -> "datasets.Dataset":
+def samples_dataset(x: np.ndarray, iteration: int) -> Dataset:
     """Synthetic rows of ``iteration`` with lineage columns: id ``g{k:03d}-{i:07d}``, origin, generation, parent."""
     import datasets
     import pyarrow as pa
@@ -108,22 +104,20 @@ def _fingerprint(x: np.ndarray, tag: str) -> str:
 # ------------------------------------------------------------------------------------ phases
 
 
-def save_samples(ctx: "PhaseContext", x: np.ndarray) -> dict[str, float]:
+def save_samples(ctx: PhaseContext, x: np.ndarray) -> dict[str, float]:
     """Write ``x`` as the accepted samples of this iteration; return sample statistics."""
     samples_dataset(x, ctx.iteration).save_to_disk(str(ctx.out_dir / "samples"))
     return {"num_samples": float(len(x)), **moment_summary(x, prefix="sample")}
 
 
-def generate_from_model(ctx: "PhaseContext", kind: str) -> dict[str, float]:
+def generate_from_model(ctx: PhaseContext, kind: str) -> dict[str, float]:
     """The toy generators: draw ``num_samples`` rows from this iteration's ``kind`` model and save them."""
     model_dir = ctx.model_dir()
     found = read_meta(model_dir)["kind"]
     if found != kind:
         raise UserError(f"generate.generator '{kind}' cannot sample the '{found}' model in {model_dir}; "
                         f"use the generator that matches the trainer")
-    from collapsebench.phases.generate import num_samples
-
-    return save_samples(ctx, sample(model_dir, num_samples(ctx), ctx.seed))
+    return save_samples(ctx, sample(model_dir, ctx.num_samples(), ctx.seed))
 
 
 def moment_summary(x: np.ndarray, *, prefix: str) -> dict[str, float]:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from collapsebench.api import PhaseContext
 from collapsebench.toy.common import as_matrix, log_likelihood, moment_summary, read_meta
 
-if TYPE_CHECKING:
-    from collapsebench.context import PhaseContext
 
-
-def toy_stats(ctx: "PhaseContext", *, grid: bool = True) -> dict[str, float]:
+def toy_stats(ctx: PhaseContext, *, grid: bool = True) -> dict[str, float]:
     """Fitted parameters, sample statistics and held-out real log-likelihood, for any toy model.
 
     Keys: ``fitted_*`` (moments of the fitted density: ``_mean``/``_var`` in 1-D, else ``_mean_norm``,

@@ -8,18 +8,13 @@ which is what drives the collapse of the Gaussian to a point.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
-from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, \
-    write_meta
-
-if TYPE_CHECKING:
-    import datasets
-
-    from collapsebench.context import PhaseContext
+from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, write_meta
 
 
 def gaussian_params(dim: int, mean: Any, std: Any, cov: Any, *, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +38,8 @@ def gaussian_params(dim: int, mean: Any, std: Any, cov: Any, *, key: str) -> tup
     return mu, np.diag(np.broadcast_to(s, (dim,)) ** 2)
 
 
-def gaussian_source(ctx: "PhaseContext", *, n: int = 1000, dim: int = 1, mean: Any = 0.0, std: Any = 1.0,
-                    cov: Any = None) -> "datasets.Dataset":
+def gaussian_source(ctx: PhaseContext, *, n: int = 1000, dim: int = 1, mean: Any = 0.0, std: Any = 1.0,
+                    cov: Any = None) -> Dataset:
     """``n`` real rows (train + holdout) drawn from N(mean, cov); ``std`` sets a diagonal covariance."""
     if n < 2:
         raise UserError(f"data.source.n must be >= 2, got {n}")
@@ -53,7 +48,7 @@ def gaussian_source(ctx: "PhaseContext", *, n: int = 1000, dim: int = 1, mean: A
     return vector_dataset(rng.multivariate_normal(mu, sigma, size=n, method="cholesky" if cov is None else "svd"))
 
 
-def gaussian_mle(ctx: "PhaseContext", dataset: "datasets.Dataset", *, ddof: int = 0) -> dict[str, float]:
+def gaussian_mle(ctx: PhaseContext, dataset: Dataset, *, ddof: int = 0) -> dict[str, float]:
     """Fit mean and covariance by maximum likelihood (``ddof=0``) or unbiased (``ddof=1``); save json."""
     x = as_matrix(dataset, what=f"training dataset of iteration {ctx.iteration}")
     if len(x) <= ddof or len(x) < 2:
@@ -92,7 +87,7 @@ def mahalanobis(model_dir: Path, x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", d @ np.linalg.pinv(cov, hermitian=True), d))
 
 
-def gaussian_generator(ctx: "PhaseContext") -> dict[str, float]:
+def gaussian_generator(ctx: PhaseContext) -> dict[str, float]:
     """Draw ``generate.num_samples`` rows from this iteration's fitted Gaussian."""
     return generate_from_model(ctx, "gaussian")
 

@@ -7,25 +7,20 @@ Trainer keyword arguments go straight to ``sklearn.mixture.GaussianMixture`` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
-from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, \
-    write_meta
+from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, write_meta
 from collapsebench.toy.gaussian import gaussian_params
-
-if TYPE_CHECKING:
-    import datasets
-
-    from collapsebench.context import PhaseContext
 
 ESTIMATOR_FILE = "estimator.joblib"
 
 
-def gaussian_mixture_source(ctx: "PhaseContext", *, means: list[Any], n: int = 1000, weights: list[float] | None = None,
-                            stds: Any = 1.0, covs: list[Any] | None = None) -> "datasets.Dataset":
+def gaussian_mixture_source(ctx: PhaseContext, *, means: list[Any], n: int = 1000, weights: list[float] | None = None,
+                            stds: Any = 1.0, covs: list[Any] | None = None) -> Dataset:
     """``n`` rows from a known mixture: ``means`` (one number or vector per component), ``weights``
     (default uniform), ``stds`` (one for all, or one per component) or full ``covs``."""
     k = len(means)
@@ -49,7 +44,7 @@ def gaussian_mixture_source(ctx: "PhaseContext", *, means: list[Any], n: int = 1
     return vector_dataset(x)
 
 
-def _fit(ctx: "PhaseContext", dataset: "datasets.Dataset", make: Any, name: str, kwargs: dict[str, Any]) -> Any:
+def _fit(ctx: PhaseContext, dataset: Dataset, make: Any, name: str, kwargs: dict[str, Any]) -> Any:
     from sklearn.utils._param_validation import InvalidParameterError
 
     x = as_matrix(dataset, what=f"training dataset of iteration {ctx.iteration}")
@@ -58,14 +53,14 @@ def _fit(ctx: "PhaseContext", dataset: "datasets.Dataset", make: Any, name: str,
         return x, estimator.fit(x)
     except (InvalidParameterError, TypeError) as exc:
         raise UserError(f"train.trainer {name}: {exc}") from None
-    except ValueError as exc:
+    except ValueError:
         if len(x) < 2:
             raise UserError(f"train.trainer {name}: the training dataset of iteration {ctx.iteration} "
                             f"has {len(x)} rows") from None
         raise
 
 
-def _save(ctx: "PhaseContext", estimator: Any, kind: str, n: int) -> Path:
+def _save(ctx: PhaseContext, estimator: Any, kind: str, n: int) -> Path:
     import joblib
 
     model_dir = ctx.out_dir / "model"
@@ -74,7 +69,7 @@ def _save(ctx: "PhaseContext", estimator: Any, kind: str, n: int) -> Path:
     return model_dir
 
 
-def gmm(ctx: "PhaseContext", dataset: "datasets.Dataset", **kwargs: Any) -> dict[str, float]:
+def gmm(ctx: PhaseContext, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
     """Fit ``sklearn.mixture.GaussianMixture(**kwargs)`` (seeded from the context unless given)."""
     from sklearn.mixture import GaussianMixture
 
@@ -84,7 +79,7 @@ def gmm(ctx: "PhaseContext", dataset: "datasets.Dataset", **kwargs: Any) -> dict
     return {"n": float(len(x)), "gmm_converged": float(estimator.converged_), **summary(model_dir)}
 
 
-def kde(ctx: "PhaseContext", dataset: "datasets.Dataset", **kwargs: Any) -> dict[str, float]:
+def kde(ctx: PhaseContext, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
     """Fit ``sklearn.neighbors.KernelDensity(**kwargs)`` (a Gaussian kernel unless given)."""
     from sklearn.neighbors import KernelDensity
 
@@ -150,11 +145,11 @@ def summary(model_dir: Path) -> dict[str, float]:
     return out
 
 
-def gmm_generator(ctx: "PhaseContext") -> dict[str, float]:
+def gmm_generator(ctx: PhaseContext) -> dict[str, float]:
     """Draw ``generate.num_samples`` rows from this iteration's Gaussian mixture."""
     return generate_from_model(ctx, "gmm")
 
 
-def kde_generator(ctx: "PhaseContext") -> dict[str, float]:
+def kde_generator(ctx: PhaseContext) -> dict[str, float]:
     """Draw ``generate.num_samples`` rows from this iteration's kernel density estimate."""
     return generate_from_model(ctx, "kde")

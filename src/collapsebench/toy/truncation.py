@@ -9,17 +9,13 @@ trained at iteration ``g``.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.toy.common import VECTOR_FIELD, list_array_to_matrix, log_likelihood, read_meta
-
-if TYPE_CHECKING:
-    import datasets
-
-    from collapsebench.context import PhaseContext
 
 COLUMNS = ["origin", "generation", VECTOR_FIELD]
 
@@ -38,8 +34,8 @@ def _per_generation(batch: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     return values, synthetic
 
 
-def truncate_likely(ctx: "PhaseContext", dataset: "datasets.Dataset", *, keep_below_percentile: float | None = None,
-                    min_sigmas: float | None = None, batch_size: int = 10_000) -> "datasets.Dataset":
+def truncate_likely(ctx: PhaseContext, dataset: Dataset, *, keep_below_percentile: float | None = None,
+                    min_sigmas: float | None = None, batch_size: int = 10_000) -> Dataset:
     """Drop synthetic rows that their generating model found most likely.
 
     ``keep_below_percentile=p``: per generation, drop the synthetic rows whose log-likelihood is above
@@ -98,6 +94,6 @@ def truncate_likely(ctx: "PhaseContext", dataset: "datasets.Dataset", *, keep_be
                                                input_columns=["generation"], **_cache(ctx)).with_format(None)
 
 
-def _cache(ctx: "PhaseContext") -> dict[str, Any]:
+def _cache(ctx: PhaseContext) -> dict[str, Any]:
     """Write filter indices into the phase folder, not next to the source dataset."""
     return {"cache_file_name": str(ctx.cache_dir / f"truncate-{uuid.uuid4().hex}.arrow")}

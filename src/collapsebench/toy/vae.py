@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.toy.common import as_matrix, generate_from_model, read_meta, vector_dataset, write_meta
-
-if TYPE_CHECKING:
-    import datasets
-
-    from collapsebench.context import PhaseContext
 
 WEIGHTS_FILE = "vae.pt"
 
 
-def digits_source(ctx: "PhaseContext", *, n: int | None = None) -> "datasets.Dataset":
+def digits_source(ctx: PhaseContext, *, n: int | None = None) -> Dataset:
     """The 1797 8x8 digits shipped with scikit-learn, flattened to 64 floats in [0, 1], shuffled."""
     from sklearn.datasets import load_digits
 
@@ -60,7 +56,7 @@ def elbo_terms(net: Any, x: Any, noise: Any | None) -> tuple[Any, Any, Any]:
     return recon, kl, torch.sigmoid(logits)
 
 
-def _init_weights(ctx: "PhaseContext", net: Any, meta: dict[str, Any]) -> str:
+def _init_weights(ctx: PhaseContext, net: Any, meta: dict[str, Any]) -> str:
     import torch
 
     init = ctx.config.model.init
@@ -79,7 +75,7 @@ def _init_weights(ctx: "PhaseContext", net: Any, meta: dict[str, Any]) -> str:
     return str(source)
 
 
-def vae(ctx: "PhaseContext", dataset: "datasets.Dataset", *, latent_dim: int = 8, hidden: int = 128,
+def vae(ctx: PhaseContext, dataset: Dataset, *, latent_dim: int = 8, hidden: int = 128,
         epochs: int = 30, lr: float = 1e-3, batch_size: int = 64, beta: float = 1.0) -> dict[str, float]:
     """Train a VAE on the rows' ``x`` vectors (values in [0, 1]); honours ``model.init``."""
     import torch
@@ -176,6 +172,6 @@ def save_grid(x: np.ndarray, path: Path, *, title: str = "") -> None:
     plt.close(fig)
 
 
-def vae_generator(ctx: "PhaseContext") -> dict[str, float]:
+def vae_generator(ctx: PhaseContext) -> dict[str, float]:
     """Decode ``generate.num_samples`` latent draws of this iteration's VAE."""
     return generate_from_model(ctx, "vae")

@@ -1,0 +1,227 @@
+"""LLM judges: a pointwise 0-5 quality score of samples and a pairwise synthetic-vs-real comparison.
+
+The judge is either a local ``transformers`` causal LM (greedy decoding, through its chat template
+when the tokenizer has one) or any OpenAI-compatible chat endpoint::
+
+    judge: {type: transformers, model: /models/judge, max_new_tokens: 32}
+    judge: {type: openai, base_url: http://localhost:8000/v1, model: my-judge, api_key_env: JUDGE_API_KEY}
+
+Parsing is strict and never crashes: the pointwise score is the first stand-alone integer in 0..5
+after the answer marker (``Score:``, case-insensitive); the pairwise verdict is the first ``A``,
+``B`` or ``tie`` after ``Verdict:``. Anything else counts as *unparsed* and is reported as a rate.
+Each (synthetic, real) pair is judged in both orders (synthetic as A, then as B), so a judge that
+prefers a position gains nothing: the win rates are over all parsed verdicts of both orders.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from collapsebench.api import PhaseContext
+from collapsebench.errors import UserError
+
+POINTWISE_TEMPLATE = (
+    "Rate the quality of the following text on a scale from 0 to 5, where 0 means incoherent or empty, "
+    "1 very poor, 2 poor, 3 acceptable, 4 good and 5 excellent, fluent and coherent writing.\n\n"
+    "Text:\n{text}\n\nAnswer with one line of the form 'Score: <0-5>'."
+)
+PAIRWISE_TEMPLATE = (
+    "Which of the two texts below is better written: more fluent, coherent and natural?\n\n"
+    "Text A:\n{a}\n\nText B:\n{b}\n\n"
+    "Answer with one line of the form 'Verdict: A', 'Verdict: B' or 'Verdict: tie'."
+)
+_INTEGER = re.compile(r"(?<![\w.])(\d+)(?![\w]|\.\d)")
+_VERDICT = re.compile(r"\b(A|B)\b|\b([Tt][Ii][Ee])\b")
+
+Judge = Callable[[list[str]], list[str]]
+
+
+# ------------------------------------------------------------------------------------ parsing
+
+
+def _after_marker(text: str, marker: str) -> str | None:
+    pos = text.lower().find(marker.lower())
+    return None if pos < 0 else text[pos + len(marker):]
+
+
+def parse_score(text: str, marker: str = "Score:", low: int = 0, high: int = 5) -> float:
+    """The first stand-alone integer in ``low..high`` after ``marker``; NaN if there is none."""
+    rest = _after_marker(text or "", marker)
+    if rest is None:
+        return math.nan
+    for match in _INTEGER.finditer(rest):
+        value = int(match.group(1))
+        if low <= value <= high:
+            return float(value)
+    return math.nan
+
+
+def parse_verdict(text: str, marker: str = "Verdict:") -> str | None:
+    """``"A"``, ``"B"`` or ``"tie"``: the first one after ``marker``; None if there is none."""
+    rest = _after_marker(text or "", marker)
+    if rest is None:
+        return None
+    match = _VERDICT.search(rest)
+    if match is None:
+        return None
+    return match.group(1) or "tie"
+
+
+# ------------------------------------------------------------------------------------ aggregation
+
+
+def aggregate_pairwise(synthetic_first: Sequence[str | None], synthetic_second: Sequence[str | None]) -> dict[str, float]:
+    """Win rates from the verdicts with synthetic as A (``synthetic_first``) and as B (``synthetic_second``).
+
+    Rates are over parsed verdicts of both orders; ``synthetic_score`` counts a tie as half a win;
+    ``position_a_rate`` (share of A among non-tie verdicts) shows the judge's position bias.
+    """
+    winners = []
+    for verdict, synthetic_is in [(v, "A") for v in synthetic_first] + [(v, "B") for v in synthetic_second]:
+        if verdict is None:
+            winners.append(None)
+        elif verdict == "tie":
+            winners.append("tie")
+        else:
+            winners.append("synthetic" if verdict == synthetic_is else "real")
+    parsed = [w for w in winners if w is not None]
+    n = len(parsed)
+    rate = (lambda who: sum(w == who for w in parsed) / n) if n else (lambda who: math.nan)
+    decided = [v for v in list(synthetic_first) + list(synthetic_second) if v in ("A", "B")]
+    return {
+        "synthetic_win_rate": rate("synthetic"),
+        "real_win_rate": rate("real"),
+        "tie_rate": rate("tie"),
+        "synthetic_score": (rate("synthetic") + 0.5 * rate("tie")) if n else math.nan,
+        "unparsed_rate": (len(winners) - n) / len(winners) if winners else math.nan,
+        "position_a_rate": sum(v == "A" for v in decided) / len(decided) if decided else math.nan,
+        "pairs": float(len(synthetic_first)),
+    }
+
+
+# ------------------------------------------------------------------------------------ judges
+
+
+def transformers_judge(model: str, *, max_new_tokens: int = 32, batch_size: int = 8, device: str | None = None) -> Judge:
+    """A local causal LM as judge: greedy completions, through the chat template when there is one."""
+    from collapsebench.models.generation import greedy_responder
+    from collapsebench.models.loading import load_causal_lm
+
+    try:
+        lm, tok = load_causal_lm(model)
+    except OSError as exc:
+        raise UserError(f"judge model '{model}': cannot load it ({exc})") from None
+    return greedy_responder(lm, tok, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+
+
+def openai_judge(base_url: str, model: str, *, api_key_env: str | None = None, max_new_tokens: int = 32,
+                 timeout: float = 120.0, temperature: float = 0.0) -> Judge:
+    """An OpenAI-compatible ``/chat/completions`` endpoint as judge (needs ``httpx``)."""
+    try:
+        import httpx
+    except ImportError:
+        raise UserError("an OpenAI-compatible judge needs httpx: pip install 'collapsebench[judge]'") from None
+    headers = {}
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise UserError(f"judge.api_key_env: environment variable '{api_key_env}' is not set")
+        headers["Authorization"] = f"Bearer {key}"
+    url = base_url.rstrip("/") + "/chat/completions"
+
+    def run(prompts: list[str]) -> list[str]:
+        out = []
+        with httpx.Client(timeout=timeout, headers=headers) as client:
+            for prompt in prompts:
+                body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+                        "max_tokens": max_new_tokens, "temperature": temperature}
+                try:
+                    resp = client.post(url, json=body)
+                    resp.raise_for_status()
+                    out.append(resp.json()["choices"][0]["message"]["content"] or "")
+                except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+                    out.append(f"<judge error: {exc}>")  # counted as unparsed
+        return out
+
+    return run
+
+
+def make_judge(spec: dict[str, Any]) -> Judge:
+    """Build a judge from its config mapping (``type``: ``transformers`` or ``openai``)."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise UserError("judge: expected a mapping with 'type' (transformers or openai)")
+    kw = {k: v for k, v in spec.items() if k != "type"}
+    try:
+        if spec["type"] == "transformers":
+            return transformers_judge(**kw)
+        if spec["type"] == "openai":
+            return openai_judge(**kw)
+    except TypeError as exc:
+        raise UserError(f"judge ({spec['type']}): {exc}") from None
+    raise UserError(f"judge.type: unknown judge type '{spec['type']}' (transformers or openai)")
+
+
+# ------------------------------------------------------------------------------------ evaluations
+
+
+def _pick(n: int, k: int, rng: np.random.Generator) -> list[int]:
+    return sorted(rng.choice(n, size=min(k, n), replace=False).tolist())
+
+
+def judge_quality(ctx: PhaseContext, judge: dict[str, Any], *, n_samples: int = 100, template: str = POINTWISE_TEMPLATE,
+                  marker: str = "Score:") -> dict[str, float]:
+    """Evaluation: mean 0-5 judge score of a seeded subsample of the iteration's samples."""
+    from collapsebench.evaluations.common import require_column, write_jsonl
+
+    samples = ctx.samples()
+    require_column(samples, ctx.text_field, what="samples")
+    rows = samples.select(_pick(len(samples), n_samples, np.random.default_rng(ctx.seed)))
+    texts = [str(t) for t in rows[ctx.text_field]]
+    try:
+        prompts = [template.format(text=t) for t in texts]
+    except (KeyError, IndexError) as exc:
+        raise UserError(f"judge_quality.template: needs exactly the placeholder {{text}} ({exc})") from None
+    responses = make_judge(judge)(prompts)
+    scores = np.array([parse_score(r, marker) for r in responses])
+    ids = rows["id"] if "id" in rows.column_names else [str(i) for i in range(len(texts))]
+    write_jsonl(ctx.out_dir / "judge_quality.jsonl",
+                ({"id": i, "text": t, "response": r, "score": float(s)} for i, t, r, s in zip(ids, texts, responses, scores)))
+    parsed = ~np.isnan(scores)
+    return {
+        "judge_quality_mean": float(scores[parsed].mean()) if parsed.any() else math.nan,
+        "judge_quality_unparsed_rate": float(1 - parsed.mean()) if scores.size else math.nan,
+        "judge_quality_n": float(scores.size),
+    }
+
+
+def judge_pairwise(ctx: PhaseContext, judge: dict[str, Any], *, n_pairs: int = 50, template: str = PAIRWISE_TEMPLATE,
+                   marker: str = "Verdict:") -> dict[str, float]:
+    """Evaluation: synthetic vs real (holdout) documents, judged in both orders; win rates."""
+    from collapsebench.evaluations.common import require_column, write_jsonl
+
+    samples, real = ctx.samples(), ctx.holdout()
+    require_column(samples, ctx.text_field, what="samples")
+    require_column(real, ctx.text_field, what="real holdout")
+    rng = np.random.default_rng(ctx.seed)
+    n = min(n_pairs, len(samples), len(real))
+    syn = [str(t) for t in samples.select(_pick(len(samples), n, rng))[ctx.text_field]]
+    ref = [str(t) for t in real.select(_pick(len(real), n, rng))[ctx.text_field]]
+    ref = [ref[i] for i in rng.permutation(len(ref))]
+    try:
+        prompts = [template.format(a=s, b=r) for s, r in zip(syn, ref)] + [template.format(a=r, b=s) for s, r in zip(syn, ref)]
+    except (KeyError, IndexError) as exc:
+        raise UserError(f"judge_pairwise.template: needs exactly the placeholders {{a}} and {{b}} ({exc})") from None
+    responses = make_judge(judge)(prompts)
+    verdicts = [parse_verdict(r, marker) for r in responses]
+    first, second = verdicts[:n], verdicts[n:]
+    write_jsonl(ctx.out_dir / "judge_pairwise.jsonl", (
+        {"synthetic": s, "real": r, "response_synthetic_a": responses[i], "verdict_synthetic_a": first[i],
+         "response_synthetic_b": responses[n + i], "verdict_synthetic_b": second[i]}
+        for i, (s, r) in enumerate(zip(syn, ref))))
+    return {f"judge_pairwise_{k}": v for k, v in aggregate_pairwise(first, second).items()}

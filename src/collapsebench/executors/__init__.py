@@ -1,0 +1,27 @@
+"""Executors: where tasks run (the executors registry holds their factories).
+
+A phase is a task (``collapsebench.phases:execute`` with the run directory, iteration and phase)
+and so is each shard of a phase that splits its work (``PhaseContext.map_tasks``). Workers run
+``python -m collapsebench task SPEC.json``: the spec names a function and plain data, and the
+worker re-reads the run directory's config and re-imports the plug-ins; no object is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from collapsebench.api import Task, run_task
+from collapsebench.errors import UserError
+
+
+def run_task_file(path: str | Path) -> Any:
+    """Run the task described by a spec file written by :meth:`collapsebench.api.Task.command`."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"task spec not found: {file}")
+    spec = json.loads(file.read_text())
+    context = tuple(spec["context"]) if spec.get("context") else None
+    return run_task(Task(key=spec["key"], target=spec["target"], kwargs=spec["kwargs"], run_dir=spec["run_dir"],
+                         context=context))  # type: ignore[arg-type]

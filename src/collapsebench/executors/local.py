@@ -1,0 +1,112 @@
+"""Executors on this machine: ``inline`` (in the driver's process) and ``subprocess`` (a fresh
+Python process per task, so its memory, GPU memory included, is released when it ends)."""
+
+from __future__ import annotations
+
+import os
+import subprocess as sp
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from collapsebench.api import Resources, Task, run_task
+from collapsebench.errors import UserError
+
+LOG_TAIL = 3000  # characters of a failed task's log quoted in the error
+
+
+@dataclass
+class InlineHandle:
+    task: Task
+    error: BaseException | None = None
+
+
+class InlineExecutor:
+    """Runs each task in this process when it is submitted (tests, CPU work, the default)."""
+
+    name = "inline"
+    coordinates_in_driver = False
+
+    def submit(self, task: Task, resources: Resources) -> InlineHandle:
+        handle = InlineHandle(task)
+        try:
+            run_task(task)
+        except Exception as exc:  # re-raised by wait(), after the other handles
+            handle.error = exc
+        return handle
+
+    def wait(self, handles: list[InlineHandle]) -> None:  # type: ignore[override]
+        for handle in handles:
+            if handle.error is not None:
+                raise handle.error
+
+
+@dataclass
+class ProcessHandle:
+    task: Task
+    env: dict[str, str]
+    log: Path | None
+    proc: sp.Popen[bytes] | None = None
+    log_fh: IO[bytes] | None = field(default=None, repr=False)
+
+
+class SubprocessExecutor:
+    """Runs each task as ``python -m collapsebench task SPEC`` in a fresh process.
+
+    ``workers``: how many run at once (tasks beyond that wait for a free slot); ``env``: extra
+    environment for every task (a task's own ``env`` wins); ``python``: the workers' interpreter
+    (e.g. a separate environment with vLLM); ``logs``: write each task's output to
+    ``<run>/logs/<task>.log`` instead of this terminal and quote its end when it fails."""
+
+    name = "subprocess"
+    coordinates_in_driver = False
+
+    def __init__(self, workers: int = 1, env: dict[str, str] | None = None, python: str | None = None,
+                 logs: bool = False):
+        if workers < 1:
+            raise UserError(f"executor subprocess: workers must be >= 1, got {workers}")
+        self.workers, self.env, self.python, self.logs = workers, dict(env or {}), python, logs
+
+    def submit(self, task: Task, resources: Resources) -> ProcessHandle:
+        log = Path(task.run_dir) / "logs" / (task.spec_file().stem + ".log") if self.logs else None
+        return ProcessHandle(task, {**os.environ, **self.env, **task.env}, log)
+
+    def _start(self, handle: ProcessHandle) -> None:
+        out = None
+        if handle.log is not None:
+            handle.log.parent.mkdir(parents=True, exist_ok=True)
+            out = handle.log_fh = open(handle.log, "wb")
+        handle.proc = sp.Popen(handle.task.command(self.python), env=handle.env, stdout=out,
+                               stderr=sp.STDOUT if out else None)
+
+    def wait(self, handles: list[ProcessHandle]) -> None:  # type: ignore[override]
+        pending, running, failures = deque(handles), [], []
+        while pending or running:
+            while pending and len(running) < self.workers:
+                handle = pending.popleft()
+                self._start(handle)
+                running.append(handle)
+            for handle in [h for h in running if h.proc is not None and h.proc.poll() is not None]:
+                running.remove(handle)
+                if handle.log_fh is not None:
+                    handle.log_fh.close()
+                if handle.proc is not None and handle.proc.returncode != 0:
+                    failures.append(handle)
+            if running:
+                time.sleep(0.05)
+        if failures:
+            raise self._failure(failures[0])
+
+    def _failure(self, handle: ProcessHandle) -> Exception:
+        assert handle.proc is not None
+        code, key = handle.proc.returncode, handle.task.key
+        tail = ""
+        if handle.log is not None and handle.log.exists():
+            tail = ":\n" + handle.log.read_text(errors="replace")[-LOG_TAIL:]
+        if code == 2:
+            return UserError(f"task {key} failed in its worker process" + (tail or " (message above)"))
+        return RuntimeError(f"task {key}: worker process exited with status {code}{tail}")
+
+

@@ -1,0 +1,136 @@
+"""Generation with `transformers` (the CPU path): batched with the KV cache, left padding, sorted by
+prompt length, Parquet shards written as it goes, inside the quota loop
+(:mod:`collapsebench.generators.quota`: rounds, validators, resumption by skipping finished shards).
+
+Every `transformers` generation parameter passes through ``sampling`` (temperature, top_p, top_k,
+num_beams, repetition_penalty, min_new_tokens, stop_strings, num_return_sequences = samples per
+prompt, ...). ``batch_size`` counts prompts (each gives ``num_return_sequences`` rows)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from collapsebench.api import PhaseContext
+from collapsebench.config import Config
+from collapsebench.errors import UserError, did_you_mean
+from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
+from collapsebench.models.loading import bos_id, cached_causal_lm, context_length
+
+# Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
+DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+
+def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, tokenizer: Any = None) -> Any:
+    """Build and validate a `GenerationConfig` from the defaults and the config's ``sampling``
+    (the sampling defaults are left out when ``sampling`` sets ``do_sample: false``)."""
+    from transformers import GenerationConfig
+
+    known = set(GenerationConfig().to_dict())
+    for key in sampling or {}:
+        if key not in known:  # GenerationConfig would keep a misspelt key as an inert attribute
+            raise UserError(f"generate.generator.sampling: unknown parameter '{key}'{did_you_mean(key, known)}")
+    sampling = dict(sampling or {})
+    defaults = DEFAULT_SAMPLING if sampling.get("do_sample", True) else {}
+    merged = {**defaults, "max_new_tokens": max_new_tokens, **sampling}
+    if tokenizer is not None:
+        merged.setdefault("pad_token_id", tokenizer.pad_token_id)
+        merged.setdefault("eos_token_id", tokenizer.eos_token_id)
+    try:
+        config = GenerationConfig(**merged)
+        config.validate(strict=True)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"generate.generator.sampling: {exc}") from None
+    m = config.num_return_sequences or 1
+    if m > 1 and not config.do_sample and (config.num_beams or 1) < m:
+        raise UserError(f"generate.generator.sampling: num_return_sequences = {m} needs do_sample: true "
+                        f"or num_beams >= {m}")
+    return config
+
+
+def generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen_config: Any) -> tuple[list[str], list[int]]:
+    """Continue each prompt (BOS-prefixed); return the decoded continuations and their token counts,
+    ``num_return_sequences`` per prompt, prompt-major."""
+    import torch
+
+    bos = bos_id(tokenizer)
+    encoded = [[bos, *ids] for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    width = max(len(e) for e in encoded)
+    room = context_length(model) - width
+    if room < 1:
+        raise UserError(f"generate: a prompt of {width} tokens leaves no room in the model's context")
+    if gen_config.max_new_tokens > room:  # stay inside the model's position embeddings
+        gen_config = copy.deepcopy(gen_config)
+        gen_config.max_new_tokens = room
+    ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, e in enumerate(encoded):  # left padding
+        ids[row, width - len(e):] = torch.tensor(e)
+        mask[row, width - len(e):] = 1
+    dev = next(model.parameters()).device
+    extra = {"tokenizer": tokenizer} if gen_config.stop_strings else {}
+    with torch.no_grad():
+        out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_config, **extra)
+    new = out[:, width:].cpu()
+    texts, lengths = [], []
+    for row in new.tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+        lengths.append(len(row))
+    return texts, lengths
+
+
+def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
+             sampling: dict[str, Any] | None = None, keep_prompt: bool = True) -> dict[str, Any]:
+    """Generate the accepted samples S(k) with M(k) into ``samples/`` (lineage columns kept); each
+    shard of candidates is a task of the phase (:func:`generate_job`).
+
+    ``keep_prompt``: the sample's text is prompt + continuation (else the continuation alone)."""
+    _, tokenizer = cached_causal_lm(ctx, ctx.model_dir())
+    gen_config = generation_config(sampling, max_new_tokens, tokenizer)
+    per_prompt = gen_config.num_return_sequences or 1
+
+    def write_raw(round_: int, prompts_path: Path, jobs: list[Job]) -> None:
+        ctx.map_tasks([ctx.task(job.name, "collapsebench.generators.hf:generate_job", job=asdict(job),
+                                prompts=str(prompts_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                sampling=sampling) for job in jobs])
+
+    start = time.time()
+    stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
+    stats["sampling"] = gen_config.to_diff_dict()
+    stats["seconds"] = round(time.time() - start, 3)
+    return stats
+
+
+def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_size: int, max_new_tokens: int,
+                 sampling: dict[str, Any] | None) -> None:
+    """One shard of candidates: continue prompts ``[lo, hi)`` of the round's table, seeded by the
+    job's seed, in batches sorted by prompt length; write the raw shard."""
+    import torch
+
+    model, tokenizer = cached_causal_lm(ctx, ctx.model_dir())
+    gen_config = generation_config(sampling, max_new_tokens, tokenizer)
+    per_prompt = gen_config.num_return_sequences or 1
+    torch.manual_seed(job["seed"])
+    rows = read_prompts(prompts, job["lo"], job["hi"])
+    chunk = rows["prompt"]
+    texts: list[str] = [""] * (len(chunk) * per_prompt)
+    lengths = [0] * len(texts)
+    order = sorted(range(len(chunk)), key=lambda i: len(chunk[i]))
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        outs, lens = generate_batch(model, tokenizer, [chunk[i] for i in idx], gen_config)
+        for pos, i in enumerate(idx):
+            for j in range(per_prompt):
+                texts[i * per_prompt + j] = outs[pos * per_prompt + j]
+                lengths[i * per_prompt + j] = lens[pos * per_prompt + j]
+    write_raw_shard(job["path"], chunk, rows["parent"], texts, lengths, per_prompt)
+
+
+def check_config(config: Config, kwargs: dict[str, Any]) -> None:
+    """Build the GenerationConfig from the config's sampling parameters."""
+    generation_config(kwargs.get("sampling"), kwargs.get("max_new_tokens", 128))

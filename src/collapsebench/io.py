@@ -1,0 +1,111 @@
+"""Durable writes, content digests and seed derivation: the primitives every layer shares.
+
+Everything a run commits goes through these writers, so that a reader (or a resumed run) sees a
+file's old content or its new content, never a mix, whenever the writer dies: write a temporary
+file next to the target, fsync it, rename it over the target, fsync the folder.
+
+Seeds: one derivation, :func:`derive_seed`, a hash of the parts joined by ``:``. Per-(iteration,
+phase) seeds (:func:`phase_seed`) and per-shard seeds use it with different widths, so the seeds
+(and every output) of existing runs stay what they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+STATS_FILE = "stats.json"
+SCRATCH = ".cache"  # a work folder's scratch space, removed before it is committed
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], Any]) -> None:
+    """Let ``write(tmp_path)`` produce the file (e.g. a Parquet writer), then fsync and rename it."""
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """``obj`` as indented JSON (numpy scalars as floats), atomically."""
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=float))
+
+
+def commit_folder(tmp: Path, final: Path, stats: dict[str, Any]) -> None:
+    """Write ``stats.json`` into the work folder ``tmp`` and rename it to ``final`` (atomic).
+
+    The same protocol commits a phase (``<phase>.tmp`` → ``<phase>``) and a part of a phase that
+    resumes by parts (a training stage): the committed folder is the proof that the work finished."""
+    json.dumps(stats, default=float)  # fail before committing if the stats are not serialisable
+    write_json(tmp / STATS_FILE, stats)
+    shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def is_committed(folder: Path) -> bool:
+    return (folder / STATS_FILE).exists()
+
+
+def read_stats(folder: Path) -> dict[str, Any]:
+    stats: dict[str, Any] = json.loads((folder / STATS_FILE).read_text())
+    return stats
+
+
+def digest(obj: Any) -> str:
+    """A short content hash of JSON-able data (key order does not matter)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def derive_seed(*parts: object, hex_digits: int = 15) -> int:
+    """A seed from any parts (the experiment seed, an iteration, a phase name, a shard index).
+
+    ``hex_digits`` sets the width: 15 (60 bits) by default, 8 for per-phase seeds."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:hex_digits], 16)
+
+
+def phase_seed(seed: int, iteration: int, phase: str) -> int:
+    """The seed of one (iteration, phase), derived from the experiment seed; recorded in the journal."""
+    return derive_seed(seed, iteration, phase, hex_digits=8)

@@ -1,0 +1,129 @@
+"""The run directory, read-only: where everything lives and how to read it.
+
+    runs/<name>/
+      config.yaml      resolved config snapshot
+      state.json       journal, written only by the driver, atomically
+      metrics.jsonl    one row per evaluated iteration (rebuilt from committed phases)
+      iter_000/curate/ the real data, prepared once: real/, holdout/, tokenizer/
+      iter_001/{curate,train,generate,evaluate}/
+      report/
+
+A phase writes into ``<phase>.tmp/``; its last act is the rename to ``<phase>/`` with its
+``stats.json``, so a committed folder proves the phase finished. Readers (phases reading earlier
+phases, ``status``, ``report``, ``compare``) use :class:`RunLayout`; only the driver writes
+through :class:`collapsebench.run.RunDir`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from collapsebench.config import PHASES, Config, config_from_dict, read_yaml
+from collapsebench.errors import UserError
+from collapsebench.io import is_committed, read_stats
+
+CONFIG_FILE = "config.yaml"
+STATE_FILE = "state.json"
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
+
+Step = tuple[int, str]
+
+
+def iter_name(iteration: int) -> str:
+    return f"iter_{iteration:03d}"
+
+
+def steps(iterations: int) -> list[Step]:
+    """The order of work: iteration 0 prepares the real data, then the loop."""
+    return [(0, "curate")] + [(k, p) for k in range(1, iterations + 1) for p in PHASES]
+
+
+def step_key(step: Step) -> str:
+    return f"{step[0]}.{step[1]}"
+
+
+def step_order(step: Step) -> tuple[int, int]:
+    return step[0], PHASES.index(step[1])
+
+
+def parse_step(text: str) -> Step:
+    """'3.train' -> (3, 'train')."""
+    it, _, phase = text.partition(".")
+    if not it.isdigit() or phase not in PHASES:
+        raise UserError(f"'{text}' is not ITERATION.PHASE (phase one of {', '.join(PHASES)}), e.g. 2.train")
+    return int(it), phase
+
+
+class RunLayout:
+    """Paths of a run directory and read access to what it holds."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / "report"
+
+    def phase_dir(self, iteration: int, phase: str) -> Path:
+        return self.path / iter_name(iteration) / phase
+
+    def tmp_dir(self, iteration: int, phase: str) -> Path:
+        return self.path / iter_name(iteration) / f"{phase}.tmp"
+
+    def exists(self) -> bool:
+        return self.config_file.exists()
+
+    def load_config(self) -> Config:
+        if not self.config_file.exists():
+            raise UserError(f"{self.path} is not a collapsebench run directory (no {CONFIG_FILE})")
+        return config_from_dict(read_yaml(self.config_file.read_text()), str(self.config_file))
+
+    def read_state(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {"version": 1, "steps": {}}
+        try:
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{self.state_file} is corrupt: {exc}") from None
+        return state
+
+    def is_committed(self, iteration: int, phase: str) -> bool:
+        return is_committed(self.phase_dir(iteration, phase))
+
+    def committed_stats(self, iteration: int, phase: str) -> dict[str, Any]:
+        return read_stats(self.phase_dir(iteration, phase))
+
+    def evaluated_iterations(self) -> Iterator[int]:
+        for path in sorted(self.path.glob("iter_*/evaluate/metrics.json")):
+            yield int(path.parent.parent.name.split("_")[1])
+
+    def metrics_row(self, k: int) -> dict[str, Any]:
+        """Iteration k's row: its evaluation metrics plus the ``metrics`` of its other phases."""
+        row: dict[str, Any] = {"iteration": k}
+        for phase in ("curate", "train", "generate"):
+            if self.is_committed(k, phase):
+                summary = self.committed_stats(k, phase).get("metrics", {})
+                row.update({f"{phase}/{key}": v for key, v in summary.items()})
+        row.update(json.loads((self.phase_dir(k, "evaluate") / "metrics.json").read_text()))
+        return row
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]

@@ -1,0 +1,103 @@
+"""Training losses against collapse: ``fn(logits, labels, **kw) -> scalar tensor``.
+
+Every loss receives the model's logits ``[batch, seq, vocab]`` and the *unshifted* labels
+``[batch, seq]`` (as the model's ``labels`` argument); like `transformers`, it predicts token
+``t+1`` from position ``t`` and skips labels equal to ``-100`` (``IGNORE_INDEX``).
+
+Normalisation: every built-in loss is a mean over the *valid* (not ignored) label tokens of the
+batch. In truncated cross-entropy the masked tokens stay in the denominator by default
+(``normalize="all"``) so that each kept token's gradient equals its cross-entropy gradient;
+``normalize="kept"`` divides by the number of kept tokens instead.
+
+:func:`compute_loss_func` turns a ``train.trainer.loss`` spec into the callable that
+``transformers.Trainer`` / ``trl.SFTTrainer`` accept as ``compute_loss_func``, including the
+rescaling to ``num_items_in_batch`` that gradient accumulation needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collapsebench.errors import UserError
+
+IGNORE_INDEX = -100
+
+
+def shift(logits: Any, labels: Any) -> tuple[Any, Any]:
+    """Align position t's logits with label t+1; flatten; labels padded with ``IGNORE_INDEX``."""
+    import torch.nn.functional as F
+
+    labels = F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
+    return logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device)
+
+
+def _token_terms(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
+    """Per-token negative log-likelihood, probability of the correct token, valid mask."""
+    import torch
+
+    flat_logits, flat_labels = shift(logits, labels)
+    valid = flat_labels != IGNORE_INDEX
+    safe = torch.where(valid, flat_labels, torch.zeros_like(flat_labels))
+    logp = torch.log_softmax(flat_logits, dim=-1).gather(-1, safe[:, None]).squeeze(-1)
+    return -logp, logp.exp(), valid
+
+
+def _mean(per_token: Any, weight: Any) -> Any:
+    """Sum of ``per_token`` over ``weight`` (a 0/1 mask) divided by the mask's count (at least 1)."""
+    return (per_token * weight).sum() / weight.sum().clamp(min=1)
+
+
+def cross_entropy(logits: Any, labels: Any) -> Any:
+    """Mean next-token cross-entropy over the valid label tokens (what `transformers` computes)."""
+    nll, _, valid = _token_terms(logits, labels)
+    return _mean(nll, valid.float())
+
+
+def truncated_cross_entropy(logits: Any, labels: Any, gamma: float = 0.9, normalize: str = "all") -> Any:
+    """TCE(γ): cross-entropy with the tokens the model already predicts with probability > ``gamma``
+    masked out (no loss, no gradient). ``normalize``: divide by all valid tokens (``"all"``, default)
+    or by the kept ones (``"kept"``). γ = 1 is cross-entropy."""
+    if normalize not in ("all", "kept"):
+        raise ValueError(f"normalize must be 'all' or 'kept', got {normalize!r}")
+    nll, p, valid = _token_terms(logits, labels)
+    kept = valid & (p.detach() <= gamma)
+    total = (nll * kept.float()).sum()
+    denom = (kept if normalize == "kept" else valid).float().sum().clamp(min=1)
+    return total / denom
+
+
+def focal(logits: Any, labels: Any, gamma: float = 2.0) -> Any:
+    """Focal loss: each token's cross-entropy weighted by (1 - p_t)^γ (γ = 0 is cross-entropy)."""
+    nll, p, valid = _token_terms(logits, labels)
+    return _mean(nll * (1.0 - p) ** gamma, valid.float())
+
+
+def resolve(spec: Any, key: str = "train.trainer.loss") -> tuple[Any, dict[str, Any], str]:
+    """The loss function, its checked kwargs and its name from a ``{name: ..., **kw}`` mapping or a name."""
+    from collapsebench.config import Spec
+    from collapsebench.registry import losses
+
+    try:
+        parsed = Spec.model_validate(spec if spec is not None else "cross_entropy")
+    except ValueError:
+        raise UserError(f"{key} must be a name or {{name: ..., <kwargs>}}, got {spec!r}") from None
+    kwargs = losses.check_kwargs(parsed.name, parsed.kwargs, key=key)
+    return losses.get(parsed.name, key=key), kwargs, parsed.name
+
+
+def compute_loss_func(spec: Any) -> Any:
+    """A ``compute_loss_func(outputs, labels, num_items_in_batch=None)`` for the Trainer.
+
+    The loss is a per-batch mean over valid tokens; with gradient accumulation the Trainer passes
+    the number of valid tokens of the whole accumulated batch, and the mean is rescaled to it."""
+    fn, kwargs, _ = resolve(spec)
+
+    def loss_func(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        loss = fn(logits, labels, **kwargs)
+        if num_items_in_batch is not None:
+            n_valid = (labels[..., 1:] != IGNORE_INDEX).sum()
+            loss = loss * n_valid / max(float(num_items_in_batch), 1.0)
+        return loss
+
+    return loss_func

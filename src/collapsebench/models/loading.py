@@ -1,0 +1,140 @@
+"""The one place that loads tokenizers and models (transformers): the run's tokenizer, models
+built from scratch, pretrained and GGUF weights, the start of every sequence (BOS), and the
+per-phase cache through which plug-ins share a loaded model.
+
+BOS convention: a sequence starts with the tokenizer's BOS token, or with its EOS token when it
+has no BOS (the byte-level BPE trained on the real data uses one token for both). Training,
+generation and scoring all take it from :func:`bos_id`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from collapsebench.api import PhaseContext
+from collapsebench.config import Config
+from collapsebench.errors import UserError
+
+
+def quiet_libraries() -> None:
+    """Silence the progress bars and notices of datasets / transformers / the hub client; the
+    phases draw their own progress (rich) and the Trainer its bar on a terminal."""
+    for var, value in (("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                       ("TRANSFORMERS_VERBOSITY", "error"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(var, value)
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bos_id(tokenizer: Any) -> int:
+    """The token every sequence starts with (see the module docstring)."""
+    bos = tokenizer.bos_token_id
+    return int(bos if bos is not None else tokenizer.eos_token_id)
+
+
+def context_length(model: Any, default: int = 1024) -> int:
+    cfg = model.config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+def load_tokenizer(path: str | Path, gguf_file: str | None = None) -> Any:
+    """A tokenizer from a folder or hub name (from a GGUF file inside it when given); the pad
+    token falls back to EOS, since batched scoring and generation pad."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), **({"gguf_file": gguf_file} if gguf_file else {}))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def run_tokenizer(ctx: PhaseContext, source: str | Path | None = None) -> Any:
+    """The run's tokenizer: ``model.tokenizer.path``, else the model ``source``'s (default: the base
+    model), else the byte-level BPE trained on the real data at iteration 0."""
+    m = ctx.config.model
+    source = source if source is not None else m.base
+    if m.tokenizer.path:
+        return load_tokenizer(ctx.config.resolve_path(m.tokenizer.path))
+    if source is not None:
+        gguf = m.gguf_file if not Path(source, "tokenizer_config.json").exists() else None
+        return load_tokenizer(source, gguf)
+    if ctx.tokenizer_dir is not None:
+        return load_tokenizer(ctx.tokenizer_dir)
+    raise UserError("model.tokenizer.path: no tokenizer: set model.base or model.tokenizer.path "
+                    "(the tokenizer trained on the real data exists only after iteration 0)")
+
+
+def load_causal_lm(model_dir: str | Path) -> tuple[Any, Any]:
+    """A trained model for inference (eval mode, on the GPU when there is one) and its tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    model.to(device()).eval()
+    return model, load_tokenizer(model_dir)
+
+
+def cached_causal_lm(ctx: PhaseContext, model_dir: str | Path) -> tuple[Any, Any]:
+    """:func:`load_causal_lm` through the phase's model cache: loaded once per phase, whichever
+    plug-ins (generator, validators, evaluations) ask for it."""
+    return ctx.models.get(("causal_lm", str(model_dir)), lambda: load_causal_lm(model_dir))  # type: ignore[no-any-return]
+
+
+def load_for_training(source: str | Path, gguf_file: str | None) -> Any:
+    """Pretrained (or previous-iteration) weights to continue training; GGUF weights are
+    dequantized to full precision, and trained and saved as plain weights."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file and not Path(source, "config.json").exists() else {}
+    model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+    if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
+
+
+def architecture_config(config: Config, tokenizer: Any = None) -> Any:
+    """The transformers config of a model built from ``model.architecture`` (vocabulary and special
+    tokens from the tokenizer when there is one)."""
+    from transformers import AutoConfig
+
+    arch = dict(config.model.architecture)
+    model_type = arch.pop("model_type", None)
+    if not model_type:
+        raise UserError("model.architecture.model_type is required to build a model from scratch")
+    if tokenizer is not None:
+        arch.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    try:
+        return AutoConfig.for_model(model_type, **arch)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"model.architecture: {exc}") from None
+
+
+def build_model(config: Config, tokenizer: Any, seed: int) -> Any:
+    """A randomly initialised model from ``model.architecture``, seeded."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_config = architecture_config(config, tokenizer)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(model_config)

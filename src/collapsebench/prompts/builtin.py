@@ -1,0 +1,179 @@
+"""Prompt sources: what each generated sample starts from. ``fn(ctx, n, tokenizer, **kw)`` returns a
+dataset of ``n`` rows with ``prompt`` (text) and ``parent`` (source document / prompt id, or "").
+
+Finite sources (``prompt_dataset``, ``real_blocks``; registered with ``finite=True``) also accept
+``n=None``: all their prompts, in order. When ``generate.num_samples`` is null, that count (times
+the samples per prompt) is the target. For any other ``n`` they draw from their prompts with
+:func:`draw`: all in order when ``n`` equals the count, a seeded random subset when fewer, all
+plus seeded draws with replacement when more (later rounds of the quota loop draw replacements
+this way, with a seed of their own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from collapsebench.api import Dataset, PhaseContext
+from collapsebench.errors import UserError
+from collapsebench.io import digest
+from collapsebench.regimes.parts import bounds
+from collapsebench.sources.files import BUILDERS, hub_source, local_source
+from collapsebench.templating import render_template
+
+
+def draw(total: int, n: int | None, seed: int) -> np.ndarray | None:
+    """Row indices for ``n`` of ``total`` prompts (None: all, in order)."""
+    if n is None or n == total:
+        return None
+    rng = np.random.default_rng(seed)
+    if n < total:
+        return np.sort(rng.choice(total, size=n, replace=False))
+    return np.concatenate([np.arange(total), rng.integers(0, total, size=n - total)])
+
+
+def _select(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    idx = draw(len(ds), n, seed)
+    return ds if idx is None else ds.select(idx)
+
+
+def unconditional(ctx: PhaseContext, n: int, tokenizer: Any) -> Dataset:
+    """Every sample starts from BOS alone."""
+    import datasets
+
+    return datasets.Dataset.from_dict({"prompt": [""] * n, "parent": [""] * n})
+
+
+def real_prefix(ctx: PhaseContext, n: int, tokenizer: Any, tokens: int = 16,
+                position: str = "start") -> Dataset:
+    """``tokens`` consecutive tokens of real training documents drawn uniformly (with replacement).
+
+    ``position``: ``start`` (the document's first tokens) or ``uniform`` (a window starting at a
+    uniformly drawn token; documents shorter than ``tokens`` give the whole document). ``tokens: 0``
+    is unconditional generation (empty prompts, no parent)."""
+    if position not in ("start", "uniform"):
+        raise UserError(f"generate.prompts.position must be 'start' or 'uniform', got '{position}'")
+    if tokens < 0:
+        raise UserError(f"generate.prompts.tokens must be >= 0, got {tokens}")
+    if tokens == 0:
+        return unconditional(ctx, n, tokenizer)
+    real = ctx.real()
+    rows = np.random.default_rng(ctx.seed).integers(0, len(real), size=n)
+    field = ctx.text_field
+
+    def cut(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
+        ids = tokenizer(batch[field], add_special_tokens=False)["input_ids"]
+        if position == "start":
+            starts = [0] * len(ids)
+        else:
+            rng = np.random.default_rng([ctx.seed, idx[0] if idx else 0])
+            starts = [int(rng.integers(0, max(len(x) - tokens, 0) + 1)) for x in ids]
+        windows = [x[s : s + tokens] for x, s in zip(ids, starts)]
+        return {"prompt": tokenizer.batch_decode(windows), "parent": batch["id"]}
+
+    picked = real.select(rows).select_columns([field, "id"])
+    return picked.map(cut, batched=True, batch_size=1000, with_indices=True, remove_columns=[field, "id"],
+                      cache_file_name=str(ctx.cache_dir / f"prefix_{ctx.seed}_{n}_{tokens}_{position}.arrow"))
+
+
+def real_blocks(ctx: PhaseContext, n: int | None, tokenizer: Any, block_tokens: int = 64) -> Dataset:
+    """The real training split tokenised (each document + EOS) and cut into ``block_tokens``-token
+    blocks, each block a prompt (the classic WikiText-2 setting: continue every block). The parent
+    is the document the block starts in. Documents are packed 1000 at a time (the remainder of
+    each group is dropped), as the trainer packs them."""
+    real = ctx.real()
+    field = ctx.text_field
+    eos = tokenizer.eos_token_id
+
+    def cut(batch: dict[str, list]) -> dict[str, list]:
+        stream: list[int] = []
+        owner: list[str] = []
+        for doc_id, ids in zip(batch["id"], tokenizer(batch[field], add_special_tokens=False)["input_ids"]):
+            stream.extend([*ids, eos])
+            owner.extend([doc_id] * (len(ids) + 1))
+        starts = range(0, len(stream) // block_tokens * block_tokens, block_tokens)
+        if not starts:
+            return {"prompt": [], "parent": []}
+        return {"prompt": tokenizer.batch_decode([stream[s : s + block_tokens] for s in starts]),
+                "parent": [owner[s] for s in starts]}
+
+    blocks = real.select_columns([field, "id"]).map(
+        cut, batched=True, batch_size=1000, remove_columns=[field, "id"],
+        cache_file_name=str(ctx.cache_dir / f"blocks_{block_tokens}.arrow"))
+    if len(blocks) == 0:
+        raise UserError(f"generate.prompts (real_blocks): the real training data holds fewer than "
+                        f"{block_tokens} tokens (block_tokens)")
+    return _select(blocks, n, ctx.seed)
+
+
+
+def _load_prompts(ctx: PhaseContext, path: str, config_name: str | None, split: str,
+                  sample_by: str) -> Dataset:
+    local = ctx.config.resolve_path(path)
+    if not local.exists() and (path.startswith((".", "/", "~")) or local.suffix.lower() in BUILDERS):
+        raise UserError(f"generate.prompts.path: file not found: {local}")
+    if not local.exists():
+        return hub_source(ctx, path, config_name=config_name, split=split)
+    try:
+        return local_source(ctx, str(local), sample_by=sample_by, split=split)
+    except UserError as exc:
+        raise UserError(str(exc).replace("data.source.", "generate.prompts.")) from None
+
+
+def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Any, path: str, template: str = "{text}",
+                   config_name: str | None = None, split: str = "train", id_field: str = "id",
+                   sample_by: str = "line") -> Dataset:
+    """Prompts from a dataset: a local file / ``save_to_disk`` folder (relative to the config) or a
+    hub name. Each row is rendered through ``template``: ``"{field}"`` placeholders (str.format), or
+    a Jinja2 template (sandboxed) when it contains ``{{`` or ``{%``. The parent is the row's
+    ``id_field`` value, else ``prompt-<row index>``."""
+    ds = _load_prompts(ctx, path, config_name, split, sample_by)
+    if len(ds) == 0:
+        raise UserError(f"generate.prompts.path: {path}: no prompts")
+    use_jinja = "{{" in template or "{%" in template
+    columns = ds.column_names
+
+    def render(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
+        prompts, parents = [], []
+        for j, i in enumerate(idx):
+            row = {c: batch[c][j] for c in columns}
+            if use_jinja:
+                prompts.append(render_template(template, row, f"generate.prompts.template (row {i})"))
+            else:
+                try:
+                    prompts.append(template.format_map(row))
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise UserError(f"generate.prompts.template {template!r}: row {i}: {exc!r}; "
+                                    f"columns: {', '.join(columns)}") from None
+            parents.append(str(row[id_field]) if id_field in row else f"prompt-{i}")
+        return {"prompt": prompts, "parent": parents}
+
+    key = digest([path, template, config_name, split, id_field, sample_by])  # an explicit cache file is reused as is
+    rendered = ds.map(render, batched=True, batch_size=1000, with_indices=True, remove_columns=columns,
+                      cache_file_name=str(ctx.cache_dir / f"prompt_dataset_{key}.arrow"))
+    return _select(rendered, n, ctx.seed)
+
+
+
+def real_parts(ctx: PhaseContext, n: int, tokenizer: Any, parts: int | None = None,
+               tokens: int = 16) -> Dataset:
+    """Regenerate the real documents of every part the model has seen (parts 0..k-1 at iteration k,
+    see :mod:`collapsebench.regimes.parts`): each document's first ``tokens`` tokens are its
+    prompt and its id the sample's ``parent``; the documents are cycled to fill ``n`` samples."""
+    real = ctx.real()
+    n_parts = parts or ctx.config.iterations
+    _, hi = bounds(len(real), min(ctx.iteration, n_parts) - 1, n_parts)
+    if n < hi:
+        raise UserError(f"generate.num_samples: {n} samples cannot regenerate the {hi} documents of parts "
+                        f"0..{ctx.iteration - 1} (generate.prompts: real_parts); raise it to at least {hi}")
+    field = ctx.text_field
+
+    def cut(batch: dict[str, list]) -> dict[str, list]:
+        ids = tokenizer(batch[field], add_special_tokens=False)["input_ids"]
+        return {"prompt": tokenizer.batch_decode([x[:tokens] for x in ids]), "parent": batch["id"]}
+
+    rows = np.arange(n) % hi
+    picked = real.select(rows).select_columns([field, "id"])
+    return picked.map(cut, batched=True, batch_size=1000, remove_columns=[field, "id"],
+                      cache_file_name=str(ctx.cache_dir / f"real_parts_{n}_{tokens}.arrow"))

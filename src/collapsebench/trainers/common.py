@@ -1,0 +1,97 @@
+"""What the trainers share: the default training arguments, where a model starts (``model.init``),
+and the fit loop that resumes from the latest checkpoint and reports the same statistics."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from collapsebench.api import PhaseContext
+from collapsebench.errors import UserError
+from collapsebench.models.loading import build_model, load_for_training, run_tokenizer
+
+# Defaults chosen for small models on a CPU; every key can be overridden by train.trainer.args.
+DEFAULT_ARGS: dict[str, Any] = {
+    "per_device_train_batch_size": 16,
+    "num_train_epochs": 1,
+    "learning_rate": 5e-4,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 0,
+    "logging_steps": 10,
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "save_total_limit": 1,
+    "report_to": [],
+    "dataloader_num_workers": 0,
+}
+
+
+def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, seed: int,
+                      defaults: dict[str, Any] | None = None) -> Any:
+    """``cls`` (``TrainingArguments`` or TRL's ``SFTConfig``) from :data:`DEFAULT_ARGS`, the
+    trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins)."""
+    import torch
+
+    merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), "dataloader_pin_memory": torch.cuda.is_available(),
+              **(defaults or {}), **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
+    try:
+        return cls(**merged)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"train.trainer.args: {exc}") from None
+
+
+def init_source(ctx: PhaseContext, init_from: str | Path | None = None) -> str | Path | None:
+    """Where this iteration's model starts (None: fresh random weights). ``init_from`` (set by the
+    stage runner for every stage after the first) overrides the ``model.init`` policy."""
+    if init_from is not None:
+        return init_from
+    m = ctx.config.model
+    if m.init == "previous" and ctx.iteration > 1:
+        return ctx.model_dir(ctx.iteration - 1)
+    if m.init in ("base", "previous") and m.base:
+        return m.base
+    return None
+
+
+def start_model(ctx: PhaseContext, init_from: str | Path | None) -> tuple[Any, Any, str | Path | None]:
+    """(model, tokenizer, source) for this iteration or stage, following ``model.init``."""
+    source = init_source(ctx, init_from)
+    tokenizer = run_tokenizer(ctx, source)
+    if source is None:
+        return build_model(ctx.config, tokenizer, ctx.seed), tokenizer, None
+    return load_for_training(source, ctx.config.model.gguf_file), tokenizer, source
+
+
+def fit(ctx: PhaseContext, trainer: Any, tokenizer: Any, source: str | Path | None, tokens: int,
+        keep_checkpoints: bool) -> dict[str, Any]:
+    """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats."""
+    from transformers import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints = Path(trainer.args.output_dir)
+    if trainer.args.disable_tqdm:  # off a terminal: the log history goes to stats.json instead of stdout
+        trainer.remove_callback(PrinterCallback)
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    elapsed = time.time() - start
+    trainer.save_model(str(ctx.out_dir / "model"))
+    tokenizer.save_pretrained(str(ctx.out_dir / "model"))
+    if not keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    logged = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    return {
+        # the last logged loss survives a resume (the log history is restored with the checkpoint);
+        # the Trainer's own mean training loss covers only the steps after a resume
+        "metrics": {"loss": logged[-1] if logged else result.training_loss,
+                    "tokens_per_second": tokens / max(elapsed, 1e-9)},
+        "init_from": str(source) if source is not None else "scratch",
+        "resumed_from": Path(last).name if last else None,
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "steps": result.global_step,
+        "seconds": round(elapsed, 3),
+        "log_history": trainer.state.log_history,
+    }
