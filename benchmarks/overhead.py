@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -270,7 +271,7 @@ def main() -> int:
     result = {
         "benchmark": "overhead",
         "date": started.isoformat(timespec="seconds"),
-        "command": "python benchmarks/overhead.py" + "".join(f" {a}" for a in sys.argv[1:]),
+        "command": shlex.join(["python", "benchmarks/overhead.py", *sys.argv[1:]]),
         "machine": {"nproc": os.cpu_count(), "cpus_used": cores[:2], "cpu_model": cpu_model(),
                     "platform": platform.platform(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in load_after], "noisy": noisy},
