@@ -36,7 +36,7 @@ def build(root: Path, n: int) -> None:
             for text in batch["text"]:
                 yield {"text": text}
 
-    for k in range(0, 4):
+    for k in range(4):
         ds = datasets.Dataset.from_generator(docs, gen_kwargs={"seed": k}, cache_dir=str(root / "cache"))
         if k == 0:
             ds = add_lineage(ds, origin="real", generation=0, prefix="real-", parent="")
@@ -68,8 +68,8 @@ def curate_once(root: str, regime: str) -> None:
             peak_anon[0] = max(peak_anon[0], rss_anon_mib())
 
     threading.Thread(target=sample, daemon=True).start()
-    from collapsebench.config import config_from_dict
     from collapsebench.api import PhaseContext
+    from collapsebench.config import config_from_dict
     from collapsebench.phases import curate
 
     config = config_from_dict({"name": "bench", "iterations": 4, "curate": {"regime": regime}})

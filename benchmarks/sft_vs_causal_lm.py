@@ -16,12 +16,12 @@ from pathlib import Path
 import datasets
 import torch
 
+from collapsebench.api import PhaseContext
+from collapsebench.config import config_from_dict
+from collapsebench.models.tokenizer import train_tokenizer
+from collapsebench.sources.language import ground_truth_language_source
 from collapsebench.trainers.causal_lm import train_causal_lm
 from collapsebench.trainers.sft import train_sft
-from collapsebench.models.tokenizer import train_tokenizer
-from collapsebench.config import config_from_dict
-from collapsebench.api import PhaseContext
-from collapsebench.sources.language import ground_truth_language_source
 
 N_DOCS, EPOCHS, TRL_STEPS = 400, 1, 3
 ARCH = {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64}
@@ -49,8 +49,8 @@ def main() -> None:
         "sft, CPU defaults + packing (bfd)": lambda c: train_sft(c, docs, args={**ARGS, "max_length": 256, "packing": True}),
         # so slow on a CPU that it runs only TRL_STEPS steps; its rate is per step, on the same batches
         "sft, TRL defaults (gradient checkpointing, bf16)":
-            lambda c: train_sft(c, docs, args={**ARGS, "max_length": 256, "gradient_checkpointing": True, "bf16": True, "use_cpu": True,
-                                               "max_steps": TRL_STEPS}),
+            lambda c: train_sft(c, docs, args={**ARGS, "max_length": 256, "gradient_checkpointing": True, "bf16": True,
+                                               "use_cpu": True, "max_steps": TRL_STEPS}),
     }
     results = []
     for i, (name, fn) in enumerate(runs.items()):

@@ -58,7 +58,7 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(
         {"command": command, "machine": machine, "iterations": args.iterations, "num_samples": 100,
          "summary": summary, "runs": results}, indent=1))
-    lines = [f"# Gaussian collapse per curation regime", "", f"Command: `{command}`", "",
+    lines = ["# Gaussian collapse per curation regime", "", f"Command: `{command}`", "",
              f"Machine: {machine}. 1-D N(0, 1), 100 real training rows, 100 samples per iteration, "
              f"MLE fit (ddof 0), {args.iterations} iterations, seeds 0..{args.seeds - 1}. True variance: 1.", "",
              "| regime | median fitted variance | min | max | median wall time per run (s) |",

@@ -1,25 +1,50 @@
-"""The command line as a user runs it: exit codes, messages, status, and no torch where none is needed."""
+"""The command line as a user runs it: exit codes, messages, status, and no torch where none is needed.
+
+The verbs run in-process through ``collapsebench.cli.main`` (output captured); only the checks that
+need a fresh interpreter (what a command imports, the installed entry point) start a process."""
 
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
+from collapsebench.cli import main
 from conftest import tiny_config, write_config
 
-CLI = [sys.executable, "-m", "collapsebench"]
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def cli(*args, cwd=None):
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, cwd=cwd)
+@pytest.fixture
+def cli(capfd):
+    def run(*args):
+        capfd.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+        out = capfd.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
-def test_help_lists_the_verbs():
+def test_help_lists_the_verbs(cli):
     out = cli("--help")
     assert out.returncode == 0
-    for verb in ("run", "resume", "status", "validate", "ls", "phase", "report", "schema"):
+    for verb in ("run", "resume", "status", "validate", "ls", "phase", "report", "schema", "knowledge-items"):
         assert verb in out.stdout
+
+
+def test_the_installed_command_runs():
+    out = subprocess.run([sys.executable, "-m", "collapsebench", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("collapsebench ")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["ls"], ["validate", "{config}", "--no-backend"], ["status", "{run}"],
@@ -40,7 +65,7 @@ def test_light_commands_import_no_torch(tmp_path, argv):
     assert "torch" not in out.stdout.split("HEAVY")[1]
 
 
-def test_user_errors_exit_2_without_traceback(tmp_path):
+def test_user_errors_exit_2_without_traceback(tmp_path, cli):
     cfg = tiny_config(tmp_path)
     cfg["curate"]["regime"]["name"] = "replac"
     path = write_config(tmp_path, cfg)
@@ -62,7 +87,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     assert out.returncode == 2 and "plugins: module 'no_such_plugin_module' not found" in out.stderr
 
 
-def test_validate_builds_backend_arguments(tmp_path):
+def test_validate_builds_backend_arguments(tmp_path, cli):
     cfg = tiny_config(tmp_path)
     cfg["train"]["trainer"]["args"]["lr_scheduler_type"] = "no_such_schedule"
     out = cli("validate", str(write_config(tmp_path, cfg)))
@@ -80,12 +105,12 @@ def test_validate_builds_backend_arguments(tmp_path):
     assert out.returncode == 2 and "takes no argument 'block_sise'" in out.stderr and "block_size" in out.stderr
 
 
-def test_run_status_report_end_to_end(tmp_path):
+def test_run_status_report_end_to_end(tmp_path, cli):
     path = write_config(tmp_path, tiny_config(tmp_path, iterations=1))
     out = cli("run", str(path), "generate.num_samples=60", "train.trainer.args.num_train_epochs=1")
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "run"
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["generate/samples"] == 60
     snapshot = (run / "config.yaml").read_text()
     assert "num_samples: 60" in snapshot  # the resolved config, overrides included
@@ -96,5 +121,5 @@ def test_run_status_report_end_to_end(tmp_path):
     rep = cli("report", str(run))
     assert rep.returncode == 0 and (run / "report" / "report.html").exists()
     ls = cli("ls", "regimes")
-    assert "accumulate_subsample" in ls.stderr
+    assert "accumulate_subsample" in ls.stderr and "alpha: float" in ls.stderr  # names, summaries, arguments
     assert cli("status", str(tmp_path)).returncode == 2

@@ -77,4 +77,4 @@ def test_dedup_and_length_filter_count_what_they_drop(make_ctx):
     out = length_filter(ctx, out, min_words=2, max_words=4)
     assert out["text"] == ["a b c", "y z"]
     lines = (ctx.out_dir / "preprocess.jsonl").read_text().splitlines()
-    assert [__import__("json").loads(l)["dropped"] for l in lines] == [2, 2]
+    assert [__import__("json").loads(line)["dropped"] for line in lines] == [2, 2]

@@ -6,9 +6,9 @@ import datasets
 import pytest
 
 from collapsebench.data import check_text
-from collapsebench.sources.files import local_source
 from collapsebench.errors import UserError
 from collapsebench.phases.curate import prepare
+from collapsebench.sources.files import local_source
 
 
 @pytest.mark.parametrize("kind", ["txt", "jsonl", "csv", "parquet", "saved"])

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from collapsebench.cli import main as cli
 from collapsebench.errors import UserError
 from collapsebench.evaluations.common import read_jsonl
-from collapsebench.cli import main as cli
 from collapsebench.evaluations.knowledge import build_knowledge_items, knowledge_metrics
 
 DOCS = [

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from collapsebench.config import config_from_dict
 from collapsebench.cli import main as cli
+from collapsebench.config import config_from_dict
 from collapsebench.loop import run_experiment
 from conftest import tiny_config
 

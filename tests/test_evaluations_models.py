@@ -8,8 +8,8 @@ import pytest
 
 from collapsebench.evaluations.calibration import calibration
 from collapsebench.evaluations.knowledge import build_knowledge_items, knowledge
-from collapsebench.evaluations.qualitative import qualitative
 from collapsebench.evaluations.perplexity import reference_perplexity
+from collapsebench.evaluations.qualitative import qualitative
 from evalhelpers import eval_ctx, save_samples, tiny_causal_lm
 
 CAPITALS = {"france": "paris", "italy": "rome", "spain": "madrid", "japan": "tokyo", "egypt": "cairo",

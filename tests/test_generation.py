@@ -33,7 +33,8 @@ def test_quota_keeps_dataset_size_across_iterations(tmp_path):
         assert len(samples) == 200 and len(set(samples["id"])) == 200
         assert all(len(t) % 2 == 0 for t in samples["text"])
         assert len(rejected) > 50 and set(rejected["rejected_by"]) == {"jinja"}
-        assert all(len(t) % 2 == 1 for t in rejected["text"]) and all(r.startswith("template rendered") for r in rejected["reason"])
+        assert all(len(t) % 2 == 1 for t in rejected["text"])
+        assert all(r.startswith("template rendered") for r in rejected["reason"])
         assert 0.3 < row["generate/jinja_acceptance"] < 0.7 and row["generate/rounds"] >= 2
         assert row["generate/candidates"] == len(rejected) + 200 + run.committed_stats(k, "generate")["surplus"]
     assert rows[1]["curate/size"] == 200  # D(2) = S(1): the size holds although half was rejected

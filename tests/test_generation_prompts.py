@@ -60,7 +60,8 @@ def test_real_blocks_cover_the_token_stream(ctx, tok):
     assert set(blocks["parent"]) <= set(docs) and len(set(blocks["parent"])) > len(blocks) // 2
     first = tok(blocks["prompt"][0], add_special_tokens=False)["input_ids"]
     assert len(first) == 16  # blocks run across documents, EOS between them, as the trainer packs
-    assert blocks["prompt"][0].split(tok.eos_token)[0] == docs[blocks["parent"][0]][: len(blocks["prompt"][0].split(tok.eos_token)[0])]
+    head = blocks["prompt"][0].split(tok.eos_token)[0]
+    assert head == docs[blocks["parent"][0]][: len(head)]
     fewer = P.real_blocks(ctx, 10, tok, block_tokens=16)
     assert len(fewer) == 10 and set(fewer["prompt"]) <= set(blocks["prompt"])
     more = P.real_blocks(ctx, len(blocks) + 5, tok, block_tokens=16)

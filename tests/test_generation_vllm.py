@@ -8,8 +8,8 @@ import subprocess
 import datasets
 import pytest
 
-from collapsebench.generators import vllm_engine as VG
 from collapsebench.errors import UserError
+from collapsebench.generators import vllm_engine as VG
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 VLLM_PYTHON = os.environ.get("COLLAPSEBENCH_VLLM_PYTHON")

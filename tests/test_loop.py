@@ -20,7 +20,7 @@ CLI = [sys.executable, "-m", "collapsebench"]
 
 
 def metrics(run_dir):
-    return [json.loads(l) for l in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
 
 
 def comparable(rows):

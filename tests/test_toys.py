@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from collapsebench.api import PhaseContext
-from collapsebench.layout import iter_name
 from collapsebench.config import config_from_dict
-from collapsebench.io import phase_seed
 from collapsebench.errors import UserError
+from collapsebench.io import phase_seed
+from collapsebench.layout import iter_name
 from collapsebench.registry import data_sources, evaluations, generators, preprocessors, trainers
 
 datasets = pytest.importorskip("datasets")
@@ -296,7 +296,7 @@ def test_truncate_likely_min_sigmas_keeps_tails_only(tmp_path):
     assert 0.2 * 200 < len(synthetic) < 0.45 * 200  # P(|z| >= 1) = 0.317
     for g in (1, 2):
         fit = json.loads((ctx.model_dir(g) / "toy.json").read_text())
-        x = matrix(synthetic.filter(lambda r: r["generation"] == g))[:, 0]
+        x = matrix(synthetic.filter(lambda r, g=g: r["generation"] == g))[:, 0]
         assert (np.abs(x - fit["mean"][0]) >= np.sqrt(fit["cov"][0][0])).all()
 
 

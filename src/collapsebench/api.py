@@ -43,11 +43,15 @@ from collapsebench.io import atomic_write, phase_seed
 from collapsebench.layout import RunLayout, iter_name
 
 if TYPE_CHECKING:
-    import datasets
-
-    Dataset = datasets.Dataset
-else:
-    Dataset = Any
+    from datasets import Dataset as Dataset
+    from torch import Tensor as Tensor
+    from transformers import PreTrainedModel as Model
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+else:  # names for annotations: the libraries are imported only where they are used
+    Dataset = "datasets.Dataset"
+    Tensor = "torch.Tensor"
+    Model = "transformers.PreTrainedModel"
+    Tokenizer = "transformers.PreTrainedTokenizerBase"
 
 
 # ------------------------------------------------------------------------------------ validators
@@ -349,7 +353,7 @@ class Preprocessor(Protocol):
 
 
 class PromptSource(Protocol):
-    def __call__(self, ctx: PhaseContext, n: int | None, tokenizer: Any, /, **kwargs: Any) -> Dataset: ...
+    def __call__(self, ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, /, **kwargs: Any) -> Dataset: ...
 
 
 class Validator(Protocol):
@@ -358,7 +362,7 @@ class Validator(Protocol):
 
 
 class Loss(Protocol):
-    def __call__(self, logits: Any, labels: Any, /, **kwargs: Any) -> Any: ...
+    def __call__(self, logits: Tensor, labels: Tensor, /, **kwargs: Any) -> Any: ...
 
 
 class Trainer(Protocol):
@@ -381,3 +385,11 @@ class Tracker(Protocol):
 
 class TrackerFactory(Protocol):
     def __call__(self, config: dict[str, Any], run_dir: Path, /, **kwargs: Any) -> Tracker: ...
+
+
+__all__ = [
+    "DataSource", "Dataset", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle", "Loss", "MODELS",
+    "Model", "ObjectCache", "PhaseContext", "Preprocessor", "PromptSource", "Regime", "Resources",
+    "SyntheticHistory", "Task", "Tensor", "Tokenizer", "Tracker", "TrackerFactory", "Trainer", "Validator",
+    "Verdict", "context_for", "run_task",
+]

@@ -17,11 +17,19 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
     """Yield ``advance(n)``. Draws a rich bar on a terminal; off with COLLAPSEBENCH_PROGRESS=0."""
     enabled = os.environ.get("COLLAPSEBENCH_PROGRESS", "1") != "0" and sys.stderr.isatty()
     if not enabled:
-        yield lambda n=1: None
+        yield _ignore
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+
+        yield advance
+
+
+def _ignore(n: int = 1) -> None:
+    """``advance`` when no bar is drawn."""

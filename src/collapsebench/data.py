@@ -46,7 +46,8 @@ def add_lineage(ds: datasets.Dataset, *, origin: str, generation: int, prefix: s
 
     def fill(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
         n = len(idx)
-        out = {"id": [f"{prefix}{i:08d}" for i in idx], "origin": [origin] * n, "generation": [generation] * n}
+        out: dict[str, list[Any]] = {"id": [f"{prefix}{i:08d}" for i in idx], "origin": [origin] * n,
+                                     "generation": [generation] * n}
         if not keep_parent:
             out["parent"] = [parent or ""] * n
         return out

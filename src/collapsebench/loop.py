@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 from typing import Any
 
-from collapsebench.api import Resources, Task
+from collapsebench.api import Dataset, Resources, Task, Tracker
 from collapsebench.config import Config, fingerprints
 from collapsebench.console import console
 from collapsebench.errors import UserError
@@ -101,7 +102,8 @@ class Trackers:
     """The config's trackers, started on first use; each gets every newly evaluated iteration."""
 
     def __init__(self, config: Config, run: RunDir):
-        self.config, self.run, self.active = config, run, None
+        self.config, self.run = config, run
+        self.active: list[Tracker] | None = None
 
     def log(self, iteration: int) -> None:
         if not self.config.tracking:
@@ -111,17 +113,19 @@ class Trackers:
                                          kwargs=s.kwargs) for i, s in enumerate(self.config.tracking)]
         row = next((r for r in self.run.read_metrics() if r["iteration"] == iteration), {})
         samples = self.run.phase_dir(iteration, "generate") / "samples"
-        dataset = None
-        if samples.exists():
-            import datasets
-
-            dataset = datasets.load_from_disk(str(samples))
+        dataset = datasets_load(samples) if samples.exists() else None
         for tracker in self.active:
             tracker.log_iteration(iteration, row, dataset)
 
     def finish(self) -> None:
         for tracker in self.active or []:
             tracker.finish()
+
+
+def datasets_load(path: Path) -> Dataset:
+    import datasets
+
+    return datasets.load_from_disk(str(path))
 
 
 def run_step(config: Config, run: RunDir, step: Step) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from typing import Any
 
 from collapsebench.config import Config
 from collapsebench.errors import UserError

@@ -154,7 +154,7 @@ class Registry(Generic[T]):
 
     # ------------------------------------------------------------------------------ arguments
     def _parameters(self, name: str, key: str) -> tuple[Any, list[inspect.Parameter]]:
-        fn = self.get(name, key=key)
+        fn: Callable[..., Any] = cast(Callable[..., Any], self.get(name, key=key))
         try:
             signature = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -203,7 +203,7 @@ class Registry(Generic[T]):
             described = _describe_source(entry.target, self.skip)
             if described is not None:
                 return described
-        obj = self.get(name)
+        obj = cast(Callable[..., Any], self.get(name))
         doc = inspect.getdoc(obj) or ""
         try:
             params = [p for p in inspect.signature(obj).parameters.values() if p.name != "self"][self.skip:]

@@ -44,7 +44,7 @@ class RunDir(RunLayout):
     def lock(self) -> None:
         """Hold an exclusive lock on the run directory (released when the process dies)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path / LOCK_FILE, "a+")
+        fh = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 - held open for as long as the lock
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

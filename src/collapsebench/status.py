@@ -68,7 +68,7 @@ def status_table(run_dir: str | Path) -> Table:
             cells = cells + [""] * (len(PHASES) - 1)
         row = metrics.get(k, {})
         extra = [f"{row[m]:.4g}" if isinstance(row.get(m), float) else "" for m in shown]
-        extra += [ALERTS.get(row.get(m), "") for m in alert]
+        extra += [ALERTS.get(int(row[m]), "") if isinstance(row.get(m), (int, float)) else "" for m in alert]
         table.add_row("0 (real)" if k == 0 else str(k), *cells, *extra)
     return table
 

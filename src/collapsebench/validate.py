@@ -10,8 +10,7 @@ from typing import Any
 from collapsebench import registry as R
 from collapsebench.config import Config, Spec
 from collapsebench.errors import UserError
-from collapsebench.plugins import load_plugins
-from collapsebench.plugins import import_object
+from collapsebench.plugins import import_object, load_plugins
 
 
 def specs(config: Config) -> Iterator[tuple[str, R.Registry[Any], Spec]]:

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import Model, PhaseContext, Tokenizer
 from collapsebench.errors import UserError
 from collapsebench.models.loading import cached_causal_lm
 from collapsebench.models.scoring import continuation_logprobs
@@ -31,7 +30,7 @@ WARNING_RISE = 0.5
 CRITICAL_RISE = 1.0
 
 
-def choice_probabilities(logprobs: Sequence[Sequence[float]]) -> list[np.ndarray]:
+def choice_probabilities(logprobs: Sequence[Sequence[float] | np.ndarray]) -> list[np.ndarray]:
     """Softmax of each item's choice log-probabilities (items may have different numbers of choices)."""
     out = []
     for row in logprobs:
@@ -110,7 +109,7 @@ def add_ece_alert(ctx: PhaseContext, metrics: dict[str, float], ece_key: str) ->
 # ------------------------------------------------------------------------------- model scoring
 
 
-def score_choices(model: Any, tokenizer: Any, contexts: Sequence[str], choices: Sequence[Sequence[str]],
+def score_choices(model: Model, tokenizer: Tokenizer, contexts: Sequence[str], choices: Sequence[Sequence[str]],
                   *, batch_size: int = 16) -> list[np.ndarray]:
     """log P(choice | context) of every choice of every item (one array per item)."""
     flat_ctx = [c for c, opts in zip(contexts, choices) for _ in opts]

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from collapsebench.api import Dataset
 from collapsebench.errors import UserError
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -26,7 +27,7 @@ def tokenize(text: str) -> list[str]:
     return TOKEN_PATTERN.findall(text.lower())
 
 
-def require_column(dataset: Any, field: str, *, what: str = "dataset") -> None:
+def require_column(dataset: Dataset, field: str, *, what: str = "dataset") -> None:
     """Raise a UserError if ``dataset`` has no column ``field``."""
     if field not in dataset.column_names:
         raise UserError(f"{what} has no column '{field}' (data.text_field); columns: {', '.join(dataset.column_names)}")

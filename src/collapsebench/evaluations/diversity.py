@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import Dataset, PhaseContext
 from collapsebench.evaluations.common import require_column, tokenize
 from collapsebench.models.embeddings import embed_texts
 
@@ -73,7 +72,7 @@ def embedding_diversity(embeddings: np.ndarray) -> float:
     return 1.0 - mean_pair_cos
 
 
-def subsample_texts(dataset: Any, field: str, k: int, seed: int) -> list[str]:
+def subsample_texts(dataset: Dataset, field: str, k: int, seed: int) -> list[str]:
     """At most ``k`` texts of ``dataset``, drawn without replacement with a seeded RNG, in random order."""
     rng = np.random.default_rng(seed)
     n = len(dataset)

@@ -82,7 +82,7 @@ def aggregate_pairwise(synthetic_first: Sequence[str | None], synthetic_second: 
     Rates are over parsed verdicts of both orders; ``synthetic_score`` counts a tie as half a win;
     ``position_a_rate`` (share of A among non-tie verdicts) shows the judge's position bias.
     """
-    winners = []
+    winners: list[str | None] = []
     for verdict, synthetic_is in [(v, "A") for v in synthetic_first] + [(v, "B") for v in synthetic_second]:
         if verdict is None:
             winners.append(None)

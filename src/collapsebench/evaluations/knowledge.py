@@ -166,7 +166,7 @@ def model_scorer(model_dir: str | Path, *, batch_size: int = 16) -> Scorer:
     lm, tok = load_causal_lm(model_dir)
 
     def score(context: str, candidates: list[str]) -> Sequence[float]:
-        return continuation_logprobs(lm, tok, [context] * len(candidates), candidates, batch_size=batch_size)
+        return list(continuation_logprobs(lm, tok, [context] * len(candidates), candidates, batch_size=batch_size))
 
     return score
 

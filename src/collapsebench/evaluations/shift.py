@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.evaluations.common import require_column, tokenize
 
@@ -28,7 +27,7 @@ def count_unigrams(text_batches: Iterable[Iterable[str]]) -> Counter:
     return counts
 
 
-def dataset_text_batches(dataset: Any, field: str, batch_size: int = 1000) -> Iterable[list[str]]:
+def dataset_text_batches(dataset: Dataset, field: str, batch_size: int = 1000) -> Iterable[list[str]]:
     for batch in dataset.iter(batch_size=batch_size):
         yield batch[field]
 

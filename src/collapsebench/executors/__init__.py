@@ -22,6 +22,6 @@ def run_task_file(path: str | Path) -> Any:
     if not file.is_file():
         raise UserError(f"task spec not found: {file}")
     spec = json.loads(file.read_text())
-    context = tuple(spec["context"]) if spec.get("context") else None
+    context = (int(spec["context"][0]), str(spec["context"][1])) if spec.get("context") else None
     return run_task(Task(key=spec["key"], target=spec["target"], kwargs=spec["kwargs"], run_dir=spec["run_dir"],
-                         context=context))  # type: ignore[arg-type]
+                         context=context))

@@ -37,7 +37,7 @@ class InlineExecutor:
             handle.error = exc
         return handle
 
-    def wait(self, handles: list[InlineHandle]) -> None:  # type: ignore[override]
+    def wait(self, handles: list[InlineHandle]) -> None:
         for handle in handles:
             if handle.error is not None:
                 raise handle.error
@@ -77,12 +77,14 @@ class SubprocessExecutor:
         out = None
         if handle.log is not None:
             handle.log.parent.mkdir(parents=True, exist_ok=True)
-            out = handle.log_fh = open(handle.log, "wb")
+            out = handle.log_fh = open(handle.log, "wb")  # noqa: SIM115 - closed when the process ends
         handle.proc = sp.Popen(handle.task.command(self.python), env=handle.env, stdout=out,
                                stderr=sp.STDOUT if out else None)
 
-    def wait(self, handles: list[ProcessHandle]) -> None:  # type: ignore[override]
-        pending, running, failures = deque(handles), [], []
+    def wait(self, handles: list[ProcessHandle]) -> None:
+        pending: deque[ProcessHandle] = deque(handles)
+        running: list[ProcessHandle] = []
+        failures: list[ProcessHandle] = []
         while pending or running:
             while pending and len(running) < self.workers:
                 handle = pending.popleft()

@@ -14,17 +14,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import Model, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError, did_you_mean
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
+from collapsebench.models.generation import generate_ids
 from collapsebench.models.loading import bos_id, cached_causal_lm, context_length
 
 # Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 
 
-def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, tokenizer: Any = None) -> Any:
+def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, tokenizer: Tokenizer | None = None) -> Any:
     """Build and validate a `GenerationConfig` from the defaults and the config's ``sampling``
     (the sampling defaults are left out when ``sampling`` sets ``do_sample: false``)."""
     from transformers import GenerationConfig
@@ -51,7 +52,7 @@ def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, toke
     return config
 
 
-def generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen_config: Any) -> tuple[list[str], list[int]]:
+def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str], gen_config: Any) -> tuple[list[str], list[int]]:
     """Continue each prompt (BOS-prefixed); return the decoded continuations and their token counts,
     ``num_return_sequences`` per prompt, prompt-major."""
     import torch
@@ -72,14 +73,13 @@ def generate_batch(model: Any, tokenizer: Any, prompts: list[str], gen_config: A
         mask[row, width - len(e):] = 1
     dev = next(model.parameters()).device
     extra = {"tokenizer": tokenizer} if gen_config.stop_strings else {}
-    with torch.no_grad():
-        out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_config, **extra)
+    out = generate_ids(model, input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_config, **extra)
     new = out[:, width:].cpu()
     texts, lengths = [], []
     for row in new.tolist():
         if tokenizer.eos_token_id in row:
             row = row[: row.index(tokenizer.eos_token_id)]
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+        texts.append(str(tokenizer.decode(row, skip_special_tokens=True)))
         lengths.append(len(row))
     return texts, lengths
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from collapsebench.api import Dataset, PhaseContext
+from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import GenerateConfig
 from collapsebench.errors import UserError
 from collapsebench.io import atomic_write_with, derive_seed
@@ -84,14 +84,14 @@ def write_raw_shard(path: str | Path, prompts: list[str], parents: list[str], co
 def _read(path: Path, columns: list[str] | None = None) -> dict[str, list[Any]]:
     import pyarrow.parquet as pq
 
-    return pq.read_table(path, columns=columns).to_pydict()  # type: ignore[no-any-return]
+    return pq.read_table(path, columns=columns).to_pydict()
 
 
 def read_prompts(path: str | Path, lo: int, hi: int) -> dict[str, list[Any]]:
     """Rows ``[lo, hi)`` of a round's prompt table (``prompt``, ``parent``), memory-mapped."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(path, memory_map=True).slice(lo, hi - lo).to_pydict()  # type: ignore[no-any-return]
+    return pq.read_table(path, memory_map=True).slice(lo, hi - lo).to_pydict()
 
 
 def _num_rows(path: Path) -> int:
@@ -109,7 +109,7 @@ def _save_prompts(ds: Dataset, path: Path) -> None:
     atomic_write_with(path, lambda tmp: table.to_parquet(str(tmp)))
 
 
-def _prompts_for_round(ctx: PhaseContext, r: int, n: int | None, tokenizer: Any, shard_dir: Path) -> Path:
+def _prompts_for_round(ctx: PhaseContext, r: int, n: int | None, tokenizer: Tokenizer, shard_dir: Path) -> Path:
     """Write (once) and return the round's prompt table."""
     path = shard_dir / f"prompts_r{r:03d}.parquet"
     if path.exists():
@@ -126,7 +126,7 @@ def _prompts_for_round(ctx: PhaseContext, r: int, n: int | None, tokenizer: Any,
     return path
 
 
-def target_size(ctx: PhaseContext, per_prompt: int, tokenizer: Any) -> tuple[int, int | None]:
+def target_size(ctx: PhaseContext, per_prompt: int, tokenizer: Tokenizer) -> tuple[int, int | None]:
     """(accepted samples wanted, the finite prompt source's own count or None)."""
     cfg = ctx.config.generate
     spec = cfg.prompts
@@ -212,7 +212,7 @@ def _validate(ctx: PhaseContext, job: Job, final: Path, keep_prompt: bool) -> No
     os.remove(job.path)
 
 
-def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Any, per_prompt: int = 1,
+def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, per_prompt: int = 1,
               keep_prompt: bool = True) -> dict[str, Any]:
     """Drive the rounds; save ``samples/`` and ``rejected/``; return the phase stats.
 

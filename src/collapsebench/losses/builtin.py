@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from collapsebench.api import Tensor
 from collapsebench.errors import UserError
 
 IGNORE_INDEX = -100
 
 
-def shift(logits: Any, labels: Any) -> tuple[Any, Any]:
+def shift(logits: Tensor, labels: Tensor) -> tuple[Any, Any]:
     """Align position t's logits with label t+1; flatten; labels padded with ``IGNORE_INDEX``."""
     import torch.nn.functional as F
 
@@ -31,7 +32,7 @@ def shift(logits: Any, labels: Any) -> tuple[Any, Any]:
     return logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device)
 
 
-def _token_terms(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
+def _token_terms(logits: Tensor, labels: Tensor) -> tuple[Any, Any, Any]:
     """Per-token negative log-likelihood, probability of the correct token, valid mask."""
     import torch
 
@@ -47,13 +48,13 @@ def _mean(per_token: Any, weight: Any) -> Any:
     return (per_token * weight).sum() / weight.sum().clamp(min=1)
 
 
-def cross_entropy(logits: Any, labels: Any) -> Any:
+def cross_entropy(logits: Tensor, labels: Tensor) -> Any:
     """Mean next-token cross-entropy over the valid label tokens (what `transformers` computes)."""
     nll, _, valid = _token_terms(logits, labels)
     return _mean(nll, valid.float())
 
 
-def truncated_cross_entropy(logits: Any, labels: Any, gamma: float = 0.9, normalize: str = "all") -> Any:
+def truncated_cross_entropy(logits: Tensor, labels: Tensor, gamma: float = 0.9, normalize: str = "all") -> Any:
     """TCE(γ): cross-entropy with the tokens the model already predicts with probability > ``gamma``
     masked out (no loss, no gradient). ``normalize``: divide by all valid tokens (``"all"``, default)
     or by the kept ones (``"kept"``). γ = 1 is cross-entropy."""
@@ -66,7 +67,7 @@ def truncated_cross_entropy(logits: Any, labels: Any, gamma: float = 0.9, normal
     return total / denom
 
 
-def focal(logits: Any, labels: Any, gamma: float = 2.0) -> Any:
+def focal(logits: Tensor, labels: Tensor, gamma: float = 2.0) -> Any:
     """Focal loss: each token's cross-entropy weighted by (1 - p_t)^γ (γ = 0 is cross-entropy)."""
     nll, p, valid = _token_terms(logits, labels)
     return _mean(nll * (1.0 - p) ** gamma, valid.float())
@@ -92,7 +93,7 @@ def compute_loss_func(spec: Any) -> Any:
     the number of valid tokens of the whole accumulated batch, and the mean is rescaled to it."""
     fn, kwargs, _ = resolve(spec)
 
-    def loss_func(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+    def loss_func(outputs: Any, labels: Tensor, num_items_in_batch: Any = None) -> Any:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
         loss = fn(logits, labels, **kwargs)
         if num_items_in_batch is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import Model, PhaseContext, Tokenizer
 from collapsebench.models.loading import device, load_tokenizer
 
 
@@ -21,10 +21,11 @@ def load_classifier(path: str | Path) -> tuple[Any, Any]:
 
 
 def cached_classifier(ctx: PhaseContext, path: str | Path) -> tuple[Any, Any]:
-    return ctx.models.get(("classifier", str(path)), lambda: load_classifier(path))  # type: ignore[no-any-return]
+    loaded: tuple[Any, Any] = ctx.models.get(("classifier", str(path)), lambda: load_classifier(path))
+    return loaded
 
 
-def class_probabilities(model: Any, tokenizer: Any, texts: list[str], index: int, *, batch_size: int = 32,
+def class_probabilities(model: Model, tokenizer: Tokenizer, texts: list[str], index: int, *, batch_size: int = 32,
                         max_length: int = 512) -> list[float]:
     """Softmax probability of class ``index`` for each text."""
     import torch

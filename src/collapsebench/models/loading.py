@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import Model, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 
@@ -40,13 +40,13 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def bos_id(tokenizer: Any) -> int:
+def bos_id(tokenizer: Tokenizer) -> int:
     """The token every sequence starts with (see the module docstring)."""
     bos = tokenizer.bos_token_id
     return int(bos if bos is not None else tokenizer.eos_token_id)
 
 
-def context_length(model: Any, default: int = 1024) -> int:
+def context_length(model: Model, default: int = 1024) -> int:
     cfg = model.config
     for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
         value = getattr(cfg, attr, None)
@@ -86,7 +86,7 @@ def load_causal_lm(model_dir: str | Path) -> tuple[Any, Any]:
     """A trained model for inference (eval mode, on the GPU when there is one) and its tokenizer."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir))
     model.to(device()).eval()
     return model, load_tokenizer(model_dir)
 
@@ -94,7 +94,8 @@ def load_causal_lm(model_dir: str | Path) -> tuple[Any, Any]:
 def cached_causal_lm(ctx: PhaseContext, model_dir: str | Path) -> tuple[Any, Any]:
     """:func:`load_causal_lm` through the phase's model cache: loaded once per phase, whichever
     plug-ins (generator, validators, evaluations) ask for it."""
-    return ctx.models.get(("causal_lm", str(model_dir)), lambda: load_causal_lm(model_dir))  # type: ignore[no-any-return]
+    loaded: tuple[Any, Any] = ctx.models.get(("causal_lm", str(model_dir)), lambda: load_causal_lm(model_dir))
+    return loaded
 
 
 def load_for_training(source: str | Path, gguf_file: str | None) -> Any:
@@ -103,7 +104,7 @@ def load_for_training(source: str | Path, gguf_file: str | None) -> Any:
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": gguf_file} if gguf_file and not Path(source, "config.json").exists() else {}
-    model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_quantized", False):
         model.hf_quantizer = None
         model.is_quantized = False
@@ -112,7 +113,7 @@ def load_for_training(source: str | Path, gguf_file: str | None) -> Any:
     return model
 
 
-def architecture_config(config: Config, tokenizer: Any = None) -> Any:
+def architecture_config(config: Config, tokenizer: Tokenizer | None = None) -> Any:
     """The transformers config of a model built from ``model.architecture`` (vocabulary and special
     tokens from the tokenizer when there is one)."""
     from transformers import AutoConfig
@@ -130,7 +131,7 @@ def architecture_config(config: Config, tokenizer: Any = None) -> Any:
         raise UserError(f"model.architecture: {exc}") from None
 
 
-def build_model(config: Config, tokenizer: Any, seed: int) -> Any:
+def build_model(config: Config, tokenizer: Tokenizer, seed: int) -> Any:
     """A randomly initialised model from ``model.architecture``, seeded."""
     import torch
     from transformers import AutoModelForCausalLM

@@ -9,14 +9,14 @@ tokens inside it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from collapsebench.api import Model, Tokenizer
 from collapsebench.models.loading import bos_id, context_length
 
 
-def document_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+def document_ids(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text framed as BOS + tokens + EOS (BOS falls back to EOS)."""
     bos = bos_id(tokenizer)
     eos = tokenizer.eos_token_id
@@ -36,7 +36,7 @@ def _windows(ids: list[int], size: int) -> list[tuple[list[int], int]]:
     return out
 
 
-def token_logprobs_batched(model: Any, sequences: list[list[int]], pad_id: int, batch_size: int) -> list[np.ndarray]:
+def token_logprobs_batched(model: Model, sequences: list[list[int]], pad_id: int, batch_size: int) -> list[np.ndarray]:
     """Per-token log p(token_t | tokens_<t) for t >= 1 of each sequence (right padded batches)."""
     import torch
 
@@ -60,7 +60,8 @@ def token_logprobs_batched(model: Any, sequences: list[list[int]], pad_id: int, 
     return out
 
 
-def sequence_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def sequence_logprobs(model: Model, tokenizer: Tokenizer, texts: Sequence[str], *,
+                      batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """For each text: (sum of token log-probs in nats, number of scored tokens)."""
     size = context_length(model)
     windows, owner = [], []
@@ -77,7 +78,7 @@ def sequence_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], *, batch
     return total, count
 
 
-def continuation_logprobs(model: Any, tokenizer: Any, contexts: Sequence[str], continuations: Sequence[str], *,
+def continuation_logprobs(model: Model, tokenizer: Tokenizer, contexts: Sequence[str], continuations: Sequence[str], *,
                           batch_size: int = 16) -> np.ndarray:
     """Sum of log p(continuation tokens | BOS + context) for each pair (nats).
 

@@ -11,11 +11,9 @@ this way, with a seed of their own).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from collapsebench.api import Dataset, PhaseContext
+from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.errors import UserError
 from collapsebench.io import digest
 from collapsebench.regimes.parts import bounds
@@ -38,14 +36,14 @@ def _select(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return ds if idx is None else ds.select(idx)
 
 
-def unconditional(ctx: PhaseContext, n: int, tokenizer: Any) -> Dataset:
+def unconditional(ctx: PhaseContext, n: int, tokenizer: Tokenizer) -> Dataset:
     """Every sample starts from BOS alone."""
     import datasets
 
     return datasets.Dataset.from_dict({"prompt": [""] * n, "parent": [""] * n})
 
 
-def real_prefix(ctx: PhaseContext, n: int, tokenizer: Any, tokens: int = 16,
+def real_prefix(ctx: PhaseContext, n: int, tokenizer: Tokenizer, tokens: int = 16,
                 position: str = "start") -> Dataset:
     """``tokens`` consecutive tokens of real training documents drawn uniformly (with replacement).
 
@@ -77,7 +75,7 @@ def real_prefix(ctx: PhaseContext, n: int, tokenizer: Any, tokens: int = 16,
                       cache_file_name=str(ctx.cache_dir / f"prefix_{ctx.seed}_{n}_{tokens}_{position}.arrow"))
 
 
-def real_blocks(ctx: PhaseContext, n: int | None, tokenizer: Any, block_tokens: int = 64) -> Dataset:
+def real_blocks(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, block_tokens: int = 64) -> Dataset:
     """The real training split tokenised (each document + EOS) and cut into ``block_tokens``-token
     blocks, each block a prompt (the classic WikiText-2 setting: continue every block). The parent
     is the document the block starts in. Documents are packed 1000 at a time (the remainder of
@@ -121,7 +119,7 @@ def _load_prompts(ctx: PhaseContext, path: str, config_name: str | None, split: 
         raise UserError(str(exc).replace("data.source.", "generate.prompts.")) from None
 
 
-def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Any, path: str, template: str = "{text}",
+def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, path: str, template: str = "{text}",
                    config_name: str | None = None, split: str = "train", id_field: str = "id",
                    sample_by: str = "line") -> Dataset:
     """Prompts from a dataset: a local file / ``save_to_disk`` folder (relative to the config) or a
@@ -156,7 +154,7 @@ def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Any, path: str, 
 
 
 
-def real_parts(ctx: PhaseContext, n: int, tokenizer: Any, parts: int | None = None,
+def real_parts(ctx: PhaseContext, n: int, tokenizer: Tokenizer, parts: int | None = None,
                tokens: int = 16) -> Dataset:
     """Regenerate the real documents of every part the model has seen (parts 0..k-1 at iteration k,
     see :mod:`collapsebench.regimes.parts`): each document's first ``tokens`` tokens are its

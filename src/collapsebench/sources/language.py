@@ -252,7 +252,10 @@ def score(spec: LanguageSpec, texts: list[str]) -> Scores:
     n, k = len(texts), s.n_topics
     lp_lang = np.full(n, -np.inf)
     posterior = np.full((n, k), np.nan)
-    rows, struct, ids, starts = [], [], [], []
+    rows: list[int] = []
+    struct: list[float] = []
+    ids: list[int] = []
+    starts: list[int] = []
     for i, text in enumerate(texts):
         sentences = parse(lang, text)
         if sentences is None:

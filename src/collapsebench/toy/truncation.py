@@ -71,6 +71,7 @@ def truncate_likely(ctx: PhaseContext, dataset: Dataset, *, keep_below_percentil
         return dataset.with_format("arrow").filter(keep_far, batched=True, batch_size=batch_size,
                                                    input_columns=COLUMNS, **_cache(ctx)).with_format(None)
 
+    assert keep_below_percentile is not None
     # Percentile mode: one pass scores the rows, a second keeps those at or below their generation's threshold.
     loglik = np.full(len(dataset), np.nan)
     gens = np.zeros(len(dataset), dtype=np.int64)

@@ -63,7 +63,7 @@ def _init_weights(ctx: PhaseContext, net: Any, meta: dict[str, Any]) -> str:
     source = None
     if init == "previous" and ctx.iteration > 1:
         source = ctx.model_dir(ctx.iteration - 1)
-    elif init == "base":
+    elif init == "base" and ctx.config.model.base:
         source = ctx.config.resolve_path(ctx.config.model.base)
     if source is None:
         return "scratch"

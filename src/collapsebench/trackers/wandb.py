@@ -16,11 +16,12 @@ import math
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from collapsebench.errors import UserError
 
-WANDB_MODES = ("online", "offline", "disabled")
+WandbMode = Literal["online", "offline", "disabled"]
+WANDB_MODES = get_args(WandbMode)
 SAMPLE_COLUMNS = ("id", "origin", "generation", "parent")
 
 
@@ -28,7 +29,7 @@ class WandbTracker:
     """Weights & Biases: config at start, one step per iteration, a table of samples per iteration."""
 
     def __init__(self, config: dict[str, Any], run_dir: str | Path, *, project: str = "collapsebench",
-                 entity: str | None = None, mode: str = "online", name: str | None = None, group: str | None = None,
+                 entity: str | None = None, mode: WandbMode = "online", name: str | None = None, group: str | None = None,
                  tags: list[str] | None = None, sample_rows: int = 50, text_field: str | None = None,
                  dir: str | None = None):
         if mode not in WANDB_MODES:

@@ -6,20 +6,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import Dataset, PhaseContext
+from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.trainers.common import fit, start_model, trainer_arguments
 
 
-def encode_documents(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     """Each document's tokens (no special tokens) followed by EOS: the unit the token cache keeps
     (its key includes this function's source, so editing it invalidates the cache)."""
     eos = tokenizer.eos_token_id
     return [ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def pack(ctx: PhaseContext, dataset: Dataset, tokenizer: Any, block_size: int) -> tuple[Dataset, dict[str, Any]]:
+def pack(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer, block_size: int) -> tuple[Dataset, dict[str, Any]]:
     """Tokenise every document (+EOS) and pack the stream into blocks of ``block_size`` tokens,
     1000 documents at a time (the remainder of each group is dropped). Real rows come from the
     token cache (:mod:`collapsebench.trainers.token_cache`)."""

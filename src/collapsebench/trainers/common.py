@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import PhaseContext, Tokenizer
 from collapsebench.errors import UserError
 from collapsebench.models.loading import build_model, load_for_training, run_tokenizer
 
@@ -65,7 +65,7 @@ def start_model(ctx: PhaseContext, init_from: str | Path | None) -> tuple[Any, A
     return load_for_training(source, ctx.config.model.gguf_file), tokenizer, source
 
 
-def fit(ctx: PhaseContext, trainer: Any, tokenizer: Any, source: str | Path | None, tokens: int,
+def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Path | None, tokens: int,
         keep_checkpoints: bool) -> dict[str, Any]:
     """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats."""
     from transformers import PrinterCallback

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.templating import placeholders
@@ -55,7 +55,7 @@ def split_template(template: str, completion: str | None) -> tuple[str, str, lis
     return template[:cut], template[cut:], fields
 
 
-def to_sft_rows(ctx: PhaseContext, dataset: Any, fmt: str, template: str | None, completion: str | None,
+def to_sft_rows(ctx: PhaseContext, dataset: Dataset, fmt: str, template: str | None, completion: str | None,
                 prompt_field: str, response_field: str | None) -> Any:
     """The dataset in a shape TRL reads: ``text``, or ``prompt``/``completion`` (strings or chat turns)."""
     cols = dataset.column_names
@@ -63,7 +63,8 @@ def to_sft_rows(ctx: PhaseContext, dataset: Any, fmt: str, template: str | None,
         field = ctx.text_field
         if field not in cols:
             raise UserError(f"train: the curated dataset has no text column '{field}' (data.text_field)")
-        return dataset.select_columns([field]).rename_column(field, "text") if field != "text" else dataset.select_columns(["text"])
+        rows = dataset.select_columns([field])
+        return rows.rename_column(field, "text") if field != "text" else rows
     if fmt == "template":
         if not template:
             raise UserError("train.trainer.template is required with format: template")
@@ -94,7 +95,7 @@ def to_sft_rows(ctx: PhaseContext, dataset: Any, fmt: str, template: str | None,
     raise UserError(f"train.trainer.format must be one of text, template, chat; got {fmt!r}")
 
 
-def drop_long(ctx: PhaseContext, rows: Any, tokenizer: Any, max_tokens: int) -> Any:
+def drop_long(ctx: PhaseContext, rows: Any, tokenizer: Tokenizer, max_tokens: int) -> Any:
     """Rows whose prompt + completion (as the tokenizer renders them) fit in ``max_tokens``."""
 
     def length(batch: dict[str, list]) -> list[bool]:
@@ -109,7 +110,7 @@ def drop_long(ctx: PhaseContext, rows: Any, tokenizer: Any, max_tokens: int) -> 
     return rows.filter(length, batched=True, batch_size=1000, cache_file_name=str(ctx.cache_dir / "sft_kept.arrow"))
 
 
-def train_sft(ctx: PhaseContext, dataset: Any, format: str = "text", template: str | None = None,
+def train_sft(ctx: PhaseContext, dataset: Dataset, format: str = "text", template: str | None = None,
               completion: str | None = None, prompt_field: str = "prompt", response_field: str | None = None,
               completion_only_loss: bool = False, max_tokens: int | None = None, chat_template: str | None = None,
               loss: Any = None, args: dict[str, Any] | None = None, keep_checkpoints: bool = False,
@@ -134,7 +135,8 @@ def train_sft(ctx: PhaseContext, dataset: Any, format: str = "text", template: s
         raise UserError(f"train.trainer.max_tokens: every one of the {n_rows} rows is longer than {max_tokens} tokens")
     trainer = SFTTrainer(model=model, args=sargs, train_dataset=rows, processing_class=tokenizer,
                          compute_loss_func=compute_loss_func(loss) if loss is not None else None)
-    lengths = pc.list_value_length(trainer.train_dataset.data.column("input_ids"))
+    train_rows: Any = trainer.train_dataset
+    lengths = pc.list_value_length(train_rows.data.column("input_ids"))
     tokens = int(pc.sum(lengths).as_py() or 0) * sargs.num_train_epochs
     stats = fit(ctx, trainer, tokenizer, source, tokens, keep_checkpoints)
     stats.update(rows=len(rows), dropped_too_long=n_rows - len(rows), format=format,

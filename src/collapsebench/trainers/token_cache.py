@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from collapsebench.api import Dataset, PhaseContext
+from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.errors import UserError
 
 Encoder = Callable[[Any, list[str]], list[list[int]]]
@@ -45,23 +45,23 @@ def cache_size() -> tuple[int, int]:
     return len(entries), sum(f.stat().st_size for e in entries for f in e.rglob("*") if f.is_file())
 
 
-def tokenizer_hash(tokenizer: Any) -> str:
+def tokenizer_hash(tokenizer: Tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     body = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
     extra = f"{tokenizer.eos_token_id}|{tokenizer.bos_token_id}|{type(tokenizer).__name__}"
     return hashlib.sha256((body + extra).encode()).hexdigest()[:16]
 
 
-def cache_key(real: Dataset, tokenizer: Any, encode: Encoder, field: str) -> str:
+def cache_key(real: Dataset, tokenizer: Tokenizer, encode: Encoder, field: str) -> str:
     code = inspect.getsource(encode)
     return hashlib.sha256(f"{real._fingerprint}|{tokenizer_hash(tokenizer)}|{field}|{code}".encode()).hexdigest()[:24]
 
 
-def _mapper(tokenizer: Any, encode: Encoder, field: str) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
+def _mapper(tokenizer: Tokenizer, encode: Encoder, field: str) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
     return lambda batch: {"input_ids": encode(tokenizer, batch[field])}
 
 
-def real_tokens(real: Dataset, tokenizer: Any, encode: Encoder, *, field: str) -> tuple[Dataset, Path, bool]:
+def real_tokens(real: Dataset, tokenizer: Tokenizer, encode: Encoder, *, field: str) -> tuple[Dataset, Path, bool]:
     """The cached ``(id, input_ids)`` table of the real split; (dataset, folder, was it a hit)."""
     import datasets
 
@@ -87,7 +87,8 @@ def real_tokens(real: Dataset, tokenizer: Any, encode: Encoder, *, field: str) -
     return datasets.load_from_disk(str(folder)), folder, False
 
 
-def tokenize_with_cache(ctx: PhaseContext, dataset: Dataset, tokenizer: Any, encode: Encoder) -> tuple[Dataset, dict[str, Any]]:
+def tokenize_with_cache(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer,
+                        encode: Encoder) -> tuple[Dataset, dict[str, Any]]:
     """``input_ids`` for every row of ``dataset`` (in its order): real rows from the cache, the
     others encoded now. Without lineage (a plug-in used on its own) everything is encoded now."""
     import datasets
