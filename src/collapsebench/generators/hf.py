@@ -19,7 +19,7 @@ from collapsebench.config import Config
 from collapsebench.errors import UserError, did_you_mean
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
 from collapsebench.models.generation import generate_ids
-from collapsebench.models.loading import bos_id, cached_causal_lm, context_length
+from collapsebench.models.loading import cached_causal_lm, context_length, prompt_ids
 
 # Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
@@ -57,8 +57,7 @@ def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str], gen_c
     ``num_return_sequences`` per prompt, prompt-major."""
     import torch
 
-    bos = bos_id(tokenizer)
-    encoded = [[bos, *ids] for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    encoded = prompt_ids(tokenizer, prompts)
     width = max(len(e) for e in encoded)
     room = context_length(model) - width
     if room < 1:

@@ -30,7 +30,7 @@ from collapsebench.errors import UserError
 from collapsebench.executors.local import SubprocessExecutor
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
 from collapsebench.io import derive_seed
-from collapsebench.models.loading import bos_id, load_tokenizer
+from collapsebench.models.loading import load_tokenizer, prompt_ids
 
 
 def gpu_groups(data_parallel: int | list[Any], tensor_parallel: int) -> list[str]:
@@ -114,15 +114,13 @@ def worker(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[str, Any], 
 
     model = str(ctx.model_dir())
     tokenizer = load_tokenizer(model)
-    bos = bos_id(tokenizer)
     llm = LLM(model=model, **engine)
     m = per_prompt
     for job in jobs:
         if Path(job["path"]).exists():
             continue
         rows = read_prompts(prompts, job["lo"], job["hi"])
-        ids = tokenizer(rows["prompt"], add_special_tokens=False)["input_ids"]
-        requests = [{"prompt_token_ids": [bos, *x]} for x in ids]
+        requests = [{"prompt_token_ids": ids} for ids in prompt_ids(tokenizer, rows["prompt"])]
         params = [SamplingParams(**{**sampling, "seed": derive_seed(job["seed"], i) % 2**31})
                   for i in range(len(requests))]
         outputs = llm.generate(requests, params, use_tqdm=False)

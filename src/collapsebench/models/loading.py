@@ -2,9 +2,22 @@
 built from scratch, pretrained and GGUF weights, the start of every sequence (BOS), and the
 per-phase cache through which plug-ins share a loaded model.
 
-BOS convention: a sequence starts with the tokenizer's BOS token, or with its EOS token when it
-has no BOS (the byte-level BPE trained on the real data uses one token for both). Training,
-generation and scoring all take it from :func:`bos_id`.
+BOS convention (train what you generate from): every sequence a model sees starts with BOS at
+position 0, the token unconditional generation starts from. BOS is the tokenizer's BOS token, or
+its EOS token when it has none (the byte-level BPE trained on the real data uses one token for
+both); :func:`bos_id` is the one place that decides it.
+
+* A document is framed as BOS + tokens + EOS (:func:`frame_ids`): what scoring scores, what SFT
+  trains on, and what the causal trainer packs (a token that is both the EOS of one document and
+  the BOS of the next is written once).
+* Every packed training block starts with BOS: a block that starts at a document boundary starts
+  with that document's BOS; any other block gets a BOS in front, and the prediction right after
+  it is left out of the loss, since what follows is the middle of a document
+  (:func:`collapsebench.trainers.causal_lm.pack_blocks`). So the model learns the first token of a
+  document from BOS at position 0, exactly the context generation gives it, and nothing else.
+* Generation continues BOS + the prompt's tokens (:func:`prompt_ids`).
+* Tokenizers' own special-token rules are not used (``add_special_tokens=False`` everywhere), so a
+  tokenizer that adds BOS itself (Llama) gets it once, from here.
 """
 
 from __future__ import annotations
@@ -44,6 +57,17 @@ def bos_id(tokenizer: Tokenizer) -> int:
     """The token every sequence starts with (see the module docstring)."""
     bos = tokenizer.bos_token_id
     return int(bos if bos is not None else tokenizer.eos_token_id)
+
+
+def frame_ids(tokenizer: Tokenizer, ids: list[int]) -> list[int]:
+    """A document's token ids as every model sees it: BOS + tokens + EOS."""
+    return [bos_id(tokenizer), *ids, int(tokenizer.eos_token_id)]
+
+
+def prompt_ids(tokenizer: Tokenizer, prompts: list[str]) -> list[list[int]]:
+    """The token ids generation continues: BOS + the prompt's tokens (BOS alone for an empty prompt)."""
+    bos = bos_id(tokenizer)
+    return [[bos, *ids] for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
 
 
 def context_length(model: Model, default: int = 1024) -> int:

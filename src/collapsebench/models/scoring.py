@@ -1,9 +1,10 @@
 """Log-probabilities of texts under a causal language model (transformers), batched.
 
-Convention: a document is scored as BOS + tokens + EOS; every token after BOS is scored, EOS
-included, so ``exp(logprob_sum)`` is the model's probability of the whole document. Texts longer
-than the model's context are scored in consecutive windows (each window conditions only on the
-tokens inside it).
+Convention: a document is scored as BOS + tokens + EOS (:func:`collapsebench.models.loading.frame_ids`,
+the framing every trainer uses); every token after BOS is scored, EOS included, so
+``exp(logprob_sum)`` is the model's probability of the whole document. Texts longer than the
+model's context are scored in consecutive windows (each window conditions only on the tokens
+inside it).
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from collapsebench.api import Model, Tokenizer
-from collapsebench.models.loading import bos_id, context_length
+from collapsebench.models.loading import bos_id, context_length, frame_ids
 
 
 def document_ids(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text framed as BOS + tokens + EOS (BOS falls back to EOS)."""
-    bos = bos_id(tokenizer)
-    eos = tokenizer.eos_token_id
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [[bos, *ids, eos] for ids in encoded]
+    """Token ids of each text framed as BOS + tokens + EOS."""
+    return [frame_ids(tokenizer, ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def _windows(ids: list[int], size: int) -> list[tuple[list[int], int]]:

@@ -9,31 +9,66 @@ from typing import Any
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
+from collapsebench.losses.builtin import IGNORE_INDEX
+from collapsebench.models.loading import bos_id, frame_ids
 from collapsebench.trainers.common import fit, start_model, trainer_arguments
 
 
 def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
-    """Each document's tokens (no special tokens) followed by EOS: the unit the token cache keeps
-    (its key includes this function's source, so editing it invalidates the cache)."""
-    eos = tokenizer.eos_token_id
-    return [ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    """Each document framed as BOS + tokens + EOS (:func:`collapsebench.models.loading.frame_ids`):
+    the unit the token cache keeps (its key includes the source of this function and of the
+    framing, so editing either invalidates the cache)."""
+    return [frame_ids(tokenizer, ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def pack_blocks(documents: list[list[int]], bos: int, block_size: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Pack framed documents into blocks of ``block_size`` tokens that all start with BOS, the
+    context generation starts from (see :mod:`collapsebench.models.loading`); return (input ids,
+    labels) per block.
+
+    The documents are concatenated (a token that ends one document and starts the next, when BOS
+    and EOS are one token, is written once) and cut in order: a block that starts at a document's
+    BOS is ``block_size`` tokens of the stream; any other block is BOS + ``block_size - 1`` tokens,
+    and its first prediction is left out of the loss (label -100) unless those tokens start a
+    document, so BOS at position 0 is followed in training by document starts only. The remainder
+    shorter than a block is dropped."""
+    stream: list[int] = []
+    for doc in documents:
+        stream.extend(doc[1:] if stream and doc and stream[-1] == doc[0] else doc)
+    blocks, labels = [], []
+    pos = 0
+    while pos < len(stream):
+        if stream[pos] == bos:
+            block, step = stream[pos : pos + block_size], block_size
+        else:
+            block, step = [bos, *stream[pos : pos + block_size - 1]], block_size - 1
+        if len(block) < block_size:
+            break
+        label = list(block)
+        if stream[pos] != bos and not (pos > 0 and stream[pos - 1] == bos):
+            label[1] = IGNORE_INDEX  # BOS followed by the middle of a document
+        blocks.append(block)
+        labels.append(label)
+        pos += step
+    return blocks, labels
 
 
 def pack(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer, block_size: int) -> tuple[Dataset, dict[str, Any]]:
-    """Tokenise every document (+EOS) and pack the stream into blocks of ``block_size`` tokens,
-    1000 documents at a time (the remainder of each group is dropped). Real rows come from the
-    token cache (:mod:`collapsebench.trainers.token_cache`)."""
+    """Tokenise every document (framed) and pack them into blocks of ``block_size`` tokens
+    (:func:`pack_blocks`), 1000 documents at a time (the remainder of each group is dropped). Real
+    rows come from the token cache (:mod:`collapsebench.trainers.token_cache`)."""
     from collapsebench.trainers.token_cache import tokenize_with_cache
 
     field = ctx.text_field
     if field not in dataset.column_names:
         raise UserError(f"train: the curated dataset has no text column '{field}' (data.text_field)")
+    if block_size < 2:
+        raise UserError(f"train.trainer.block_size must be at least 2 (BOS and one token), got {block_size}")
+    bos = bos_id(tokenizer)
 
     def group(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        stream = [t for ids in batch["input_ids"] for t in ids]
-        usable = len(stream) // block_size * block_size
-        blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
-        return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
+        blocks, labels = pack_blocks(batch["input_ids"], bos, block_size)
+        return {"input_ids": blocks, "labels": labels}
 
     tokens, cache_info = tokenize_with_cache(ctx, dataset, tokenizer, encode_documents)
     blocks = tokens.map(group, batched=True, batch_size=1000, remove_columns=tokens.column_names,

@@ -1,12 +1,17 @@
 """Supervised finetuning with `trl.SFTTrainer` (trainer name ``sft``).
 
 Data formats (``format``):
-  * ``text``: the text field as it is (language modelling through TRL);
+  * ``text``: the text field, each document framed as BOS + tokens + EOS (the convention of
+    :mod:`collapsebench.models.loading`: the model learns the first token from BOS at position 0,
+    where unconditional generation starts); real rows come from the token cache;
   * ``template``: a template over columns, e.g. ``"user: {prompt}\\nassistant: {response}"``; the
     ``completion`` placeholder (default: the last one) and everything after it is the completion,
-    the rest the prompt (a prompt/completion dataset for TRL);
+    the rest the prompt; framed as BOS + prompt tokens + completion tokens + EOS, the prompt
+    tokenised on its own exactly as generation tokenises a prompt;
   * ``chat``: ``prompt_field`` as the user turn and ``response_field`` as the assistant turn,
-    rendered with the tokenizer's chat template (or ``chat_template``).
+    rendered with the tokenizer's chat template (or ``chat_template``), which decides how the
+    sequence starts (generation renders its prompts through the same template).
+Text and template rows reach TRL as token ids, so TRL adds no special tokens of its own.
 ``completion_only_loss`` puts the loss on the completion only (template and chat formats).
 ``max_tokens`` drops rows whose prompt + completion exceed that many tokens (counted in stats).
 ``args`` pass through to `trl.SFTConfig`; defaults depend on the device (see docs/training.md).
@@ -21,8 +26,11 @@ from typing import Any
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
+from collapsebench.models.loading import frame_ids
 from collapsebench.templating import placeholders
+from collapsebench.trainers.causal_lm import encode_documents
 from collapsebench.trainers.common import fit, start_model, trainer_arguments
+from collapsebench.trainers.token_cache import tokenize_with_cache
 
 # SFT's own defaults over the shared ones (trainers.common.DEFAULT_ARGS).
 SFT_ARGS: dict[str, Any] = {"max_length": 256}
@@ -55,16 +63,17 @@ def split_template(template: str, completion: str | None) -> tuple[str, str, lis
     return template[:cut], template[cut:], fields
 
 
-def to_sft_rows(ctx: PhaseContext, dataset: Dataset, fmt: str, template: str | None, completion: str | None,
-                prompt_field: str, response_field: str | None) -> Any:
-    """The dataset in a shape TRL reads: ``text``, or ``prompt``/``completion`` (strings or chat turns)."""
+def to_sft_rows(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer, fmt: str, template: str | None,
+                completion: str | None, prompt_field: str, response_field: str | None,
+                completion_only_loss: bool) -> Any:
+    """The dataset in a shape TRL reads: framed token ids (``text``, ``template``; with
+    ``completion_mask`` when the loss is on the completion only) or prompt/completion chat turns."""
     cols = dataset.column_names
     if fmt == "text":
-        field = ctx.text_field
-        if field not in cols:
-            raise UserError(f"train: the curated dataset has no text column '{field}' (data.text_field)")
-        rows = dataset.select_columns([field])
-        return rows.rename_column(field, "text") if field != "text" else rows
+        if ctx.text_field not in cols:
+            raise UserError(f"train: the curated dataset has no text column '{ctx.text_field}' (data.text_field)")
+        tokens, _ = tokenize_with_cache(ctx, dataset, tokenizer, encode_documents)
+        return tokens
     if fmt == "template":
         if not template:
             raise UserError("train.trainer.template is required with format: template")
@@ -76,7 +85,12 @@ def to_sft_rows(ctx: PhaseContext, dataset: Dataset, fmt: str, template: str | N
 
         def fill(batch: dict[str, list]) -> dict[str, list]:
             rows = [{f: batch[f][i] for f in fields} for i in range(len(batch[fields[0]]))]
-            return {"prompt": [head.format(**r) for r in rows], "completion": [tail.format(**r) for r in rows]}
+            prompts = tokenizer([head.format(**r) for r in rows], add_special_tokens=False)["input_ids"]
+            completions = tokenizer([tail.format(**r) for r in rows], add_special_tokens=False)["input_ids"]
+            out = {"input_ids": [frame_ids(tokenizer, p + c) for p, c in zip(prompts, completions)]}
+            if completion_only_loss:  # BOS and the prompt: 0; the completion and EOS: 1
+                out["completion_mask"] = [[0] * (1 + len(p)) + [1] * (len(c) + 1) for p, c in zip(prompts, completions)]
+            return out
 
         return dataset.map(fill, batched=True, batch_size=1000, remove_columns=cols,
                            cache_file_name=str(ctx.cache_dir / "sft_rows.arrow"))
@@ -96,15 +110,13 @@ def to_sft_rows(ctx: PhaseContext, dataset: Dataset, fmt: str, template: str | N
 
 
 def drop_long(ctx: PhaseContext, rows: Any, tokenizer: Tokenizer, max_tokens: int) -> Any:
-    """Rows whose prompt + completion (as the tokenizer renders them) fit in ``max_tokens``."""
+    """Rows whose prompt + completion fit in ``max_tokens`` tokens (without BOS and EOS; chat rows
+    as the tokenizer's chat template renders them)."""
 
     def length(batch: dict[str, list]) -> list[bool]:
-        if "text" in batch:
-            texts = batch["text"]
-        elif isinstance(batch["prompt"][0], list):
-            texts = [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(batch["prompt"], batch["completion"])]
-        else:
-            texts = [p + c for p, c in zip(batch["prompt"], batch["completion"])]
+        if "input_ids" in batch:
+            return [len(ids) - 2 <= max_tokens for ids in batch["input_ids"]]
+        texts = [tokenizer.apply_chat_template(p + c, tokenize=False) for p, c in zip(batch["prompt"], batch["completion"])]
         return [len(ids) <= max_tokens for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     return rows.filter(length, batched=True, batch_size=1000, cache_file_name=str(ctx.cache_dir / "sft_kept.arrow"))
@@ -127,7 +139,8 @@ def train_sft(ctx: PhaseContext, dataset: Dataset, format: str = "text", templat
         tokenizer.chat_template = chat_template
     if format == "chat" and not tokenizer.chat_template:
         raise UserError("train.trainer.chat_template: the tokenizer has no chat template; give one")
-    rows = to_sft_rows(ctx, dataset, format, template, completion, prompt_field, response_field)
+    rows = to_sft_rows(ctx, dataset, tokenizer, format, template, completion, prompt_field, response_field,
+                       completion_only_loss)
     n_rows = len(rows)
     if max_tokens is not None:
         rows = drop_long(ctx, rows, tokenizer, max_tokens)

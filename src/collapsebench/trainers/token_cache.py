@@ -4,7 +4,8 @@ The real training split is tokenized once per (dataset content, tokenizer, token
 reused by every iteration and every run that shares all three. The key hashes the real split's
 fingerprint (the `datasets` content fingerprint recorded when it was prepared), the tokenizer's
 files (its full serialisation and special tokens) and the source code of the function that
-encodes the documents, so an edit of that function cannot serve stale tokens. Entries are
+encodes the documents and of the framing it applies (:func:`collapsebench.models.loading.frame_ids`),
+so an edit of either cannot serve stale tokens. Entries are
 ``save_to_disk`` folders with ``id`` and ``input_ids`` under ``$COLLAPSEBENCH_CACHE`` (default
 ``~/.cache/collapsebench/tokens``; ``collapsebench status`` shows its size), written to a temporary
 folder and renamed into place, so concurrent runs never see half an entry.
@@ -28,6 +29,7 @@ import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.errors import UserError
+from collapsebench.models.loading import frame_ids
 
 Encoder = Callable[[Any, list[str]], list[list[int]]]
 
@@ -53,7 +55,7 @@ def tokenizer_hash(tokenizer: Tokenizer) -> str:
 
 
 def cache_key(real: Dataset, tokenizer: Tokenizer, encode: Encoder, field: str) -> str:
-    code = inspect.getsource(encode)
+    code = inspect.getsource(encode) + inspect.getsource(frame_ids)
     return hashlib.sha256(f"{real._fingerprint}|{tokenizer_hash(tokenizer)}|{field}|{code}".encode()).hexdigest()[:24]
 
 
