@@ -52,9 +52,11 @@ def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, toke
     return config
 
 
-def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str], gen_config: Any) -> tuple[list[str], list[int]]:
-    """Continue each prompt (BOS-prefixed); return the decoded continuations and their token counts,
-    ``num_return_sequences`` per prompt, prompt-major."""
+def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str],
+                   gen_config: Any) -> tuple[list[str], list[list[int]]]:
+    """Continue each prompt (BOS-prefixed); return the decoded continuations and their token ids
+    (cut at the first EOS, other special tokens dropped), ``num_return_sequences`` per prompt,
+    prompt-major."""
     import torch
 
     encoded = prompt_ids(tokenizer, prompts)
@@ -74,13 +76,18 @@ def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str], gen_c
     extra = {"tokenizer": tokenizer} if gen_config.stop_strings else {}
     out = generate_ids(model, input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_config, **extra)
     new = out[:, width:].cpu()
-    texts, lengths = [], []
-    for row in new.tolist():
+    return continuations(tokenizer, new.tolist())
+
+
+def continuations(tokenizer: Tokenizer, rows: list[list[int]]) -> tuple[list[str], list[list[int]]]:
+    """Generated ids cut at the first EOS, without special tokens, and their decoded text."""
+    special = set(tokenizer.all_special_ids)
+    ids = []
+    for row in rows:
         if tokenizer.eos_token_id in row:
             row = row[: row.index(tokenizer.eos_token_id)]
-        texts.append(str(tokenizer.decode(row, skip_special_tokens=True)))
-        lengths.append(len(row))
-    return texts, lengths
+        ids.append([t for t in row if t not in special])
+    return [str(tokenizer.decode(x)) for x in ids], ids
 
 
 def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
@@ -118,16 +125,16 @@ def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_siz
     rows = read_prompts(prompts, job["lo"], job["hi"])
     chunk = rows["prompt"]
     texts: list[str] = [""] * (len(chunk) * per_prompt)
-    lengths = [0] * len(texts)
+    ids: list[list[int]] = [[] for _ in texts]
     order = sorted(range(len(chunk)), key=lambda i: len(chunk[i]))
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
-        outs, lens = generate_batch(model, tokenizer, [chunk[i] for i in idx], gen_config)
+        outs, out_ids = generate_batch(model, tokenizer, [chunk[i] for i in idx], gen_config)
         for pos, i in enumerate(idx):
             for j in range(per_prompt):
                 texts[i * per_prompt + j] = outs[pos * per_prompt + j]
-                lengths[i * per_prompt + j] = lens[pos * per_prompt + j]
-    write_raw_shard(job["path"], chunk, rows["parent"], texts, lengths, per_prompt)
+                ids[i * per_prompt + j] = out_ids[pos * per_prompt + j]
+    write_raw_shard(job["path"], chunk, rows["parent"], texts, ids, per_prompt)
 
 
 def check_config(config: Config, kwargs: dict[str, Any]) -> None:

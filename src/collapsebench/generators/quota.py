@@ -36,6 +36,8 @@ from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import GenerateConfig
 from collapsebench.errors import UserError
 from collapsebench.io import atomic_write_with, derive_seed
+from collapsebench.models.tokens import COLUMN as TOKENS
+from collapsebench.models.tokens import FRAME
 from collapsebench.registry import prompt_sources
 from collapsebench.validators.chain import apply_chain, validator_keys
 
@@ -72,13 +74,16 @@ def write_table(rows: dict[str, list[Any]], path: Path) -> None:
 
 
 def write_raw_shard(path: str | Path, prompts: list[str], parents: list[str], continuations: list[str],
-                    new_tokens: list[int], per_prompt: int) -> None:
-    """The candidates of one job: ``per_prompt`` continuations per prompt, prompt-major."""
-    if len(continuations) != len(prompts) * per_prompt:
-        raise RuntimeError(f"{len(continuations)} continuations for {len(prompts)} prompts x {per_prompt}")
+                    continuation_ids: list[list[int]], per_prompt: int) -> None:
+    """The candidates of one job: ``per_prompt`` continuations per prompt, prompt-major, as text
+    and as the token ids the model generated."""
+    if len(continuations) != len(prompts) * per_prompt or len(continuation_ids) != len(continuations):
+        raise RuntimeError(f"{len(continuations)} continuations ({len(continuation_ids)} as ids) for "
+                           f"{len(prompts)} prompts x {per_prompt}")
     write_table({"prompt": [p for p in prompts for _ in range(per_prompt)],
                  "parent": [p for p in parents for _ in range(per_prompt)],
-                 "continuation": continuations, "new_tokens": new_tokens}, Path(path))
+                 "continuation": continuations, "continuation_ids": continuation_ids,
+                 "new_tokens": [len(x) for x in continuation_ids]}, Path(path))
 
 
 def _read(path: Path, columns: list[str] | None = None) -> dict[str, list[Any]]:
@@ -202,13 +207,24 @@ def _jobs(ctx: PhaseContext, r: int, n_prompts: int, per_shard: int, shard_dir: 
             for s, lo in enumerate(range(0, n_prompts, per_shard))]
 
 
-def _validate(ctx: PhaseContext, job: Job, final: Path, keep_prompt: bool) -> None:
-    """Run the validator chain over one raw shard; write the validated shard; drop the raw one."""
+def _validate(ctx: PhaseContext, job: Job, final: Path, keep_prompt: bool, tokenizer: Tokenizer) -> None:
+    """Run the validator chain over one raw shard; write the validated shard; drop the raw one.
+
+    Each sample keeps its token ids (``input_ids``: the prompt's tokens when the prompt is kept, then
+    the generated ones, as generated), its framed token count ``n_tokens``, whether re-tokenizing its
+    text would give the same ids, and its number of U+FFFD characters (bytes of a multi-byte
+    character cut by the generation, which decoding replaced)."""
     raw = _read(Path(job.path))
     texts = [p + c if keep_prompt else c for p, c in zip(raw["prompt"], raw["continuation"])]
+    ids = raw["continuation_ids"]
+    if keep_prompt:
+        ids = [p + c for p, c in zip(tokenizer(raw["prompt"], add_special_tokens=False)["input_ids"], ids)]
+    retokenized = tokenizer(texts, add_special_tokens=False)["input_ids"]
     batch = {ctx.text_field: texts, "prompt": raw["prompt"], "parent": raw["parent"]}
     verdicts = apply_chain(ctx, batch, list(ctx.config.generate.validators))
-    write_table({**batch, "new_tokens": raw["new_tokens"], **verdicts}, final)
+    write_table({**batch, "new_tokens": raw["new_tokens"], "input_ids": ids, TOKENS: [len(x) + FRAME for x in ids],
+                 "retokenizes_same": [r == x for r, x in zip(retokenized, ids)],
+                 "replacement_chars": [t.count("\ufffd") for t in texts], **verdicts}, final)
     os.remove(job.path)
 
 
@@ -242,7 +258,7 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
                 new_tokens += sum(sum(_read(Path(j.path), ["new_tokens"])["new_tokens"]) for j in missing)
             for job, final in zip(jobs, done):
                 if not final.exists():
-                    _validate(ctx, job, final, keep_prompt)
+                    _validate(ctx, job, final, keep_prompt, tokenizer)
                 got = tally.add(_read(final, ["accepted", "rejected_by"]), (job.hi - job.lo) * per_prompt)
                 advance(min(got, max(target - (tally.accepted - got), 0)))
                 validated.append(final)
@@ -251,9 +267,9 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
                     and tally.accepted + tally.rate * (budget - tally.candidates) < target):
                 raise tally.unreachable(target, cfg)
     elapsed = time.time() - start
-    kept = finalize(ctx, validated, target, keys)
+    kept, sample_stats = finalize(ctx, validated, target, keys)
     metrics: dict[str, Any] = {"samples": kept, "acceptance": tally.rate, "candidates": tally.candidates,
-                               "rounds": r, "tokens_per_second": new_tokens / max(elapsed, 1e-9)}
+                               "rounds": r, "tokens_per_second": new_tokens / max(elapsed, 1e-9), **sample_stats}
     for k in keys:
         metrics[f"{k}_acceptance"] = tally.per[k][1] / max(tally.per[k][0], 1)
     return {"metrics": metrics, "target": target, "samples_per_prompt": per_prompt, "shards": len(validated),
@@ -262,9 +278,13 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
             "seconds": round(elapsed, 3)}
 
 
-def finalize(ctx: PhaseContext, files: list[Path], target: int, keys: list[str]) -> int:
-    """Write ``samples/`` (the first ``target`` accepted, with lineage) and ``rejected/``; remove shards."""
+def finalize(ctx: PhaseContext, files: list[Path], target: int, keys: list[str]) -> tuple[int, dict[str, Any]]:
+    """Write ``samples/`` (the first ``target`` accepted, with lineage and their token ids) and
+    ``rejected/``; remove shards. Returns the number of samples and, over them, the share that
+    re-tokenizing would change (``retokenization_changed``), the U+FFFD characters decoding made
+    (``replacement_chars``) and their tokens (``tokens``)."""
     import datasets
+    import pyarrow.compute as pc
 
     from collapsebench.data import add_lineage
 
@@ -275,15 +295,22 @@ def finalize(ctx: PhaseContext, files: list[Path], target: int, keys: list[str])
     base = ["parent", "prompt", ctx.text_field, *score_cols]
     it = ctx.iteration
 
-    samples = add_lineage(ds.select(keep_rows).select_columns(base), origin="synthetic", generation=it,
+    kept = ds.select(keep_rows)
+    table = kept.data
+    stats = {"retokenization_changed": float(1 - pc.mean(table.column("retokenizes_same").cast("double")).as_py())
+             if len(kept) else 0.0,
+             "replacement_chars": int(pc.sum(table.column("replacement_chars")).as_py() or 0),
+             "tokens": int(pc.sum(table.column(TOKENS)).as_py() or 0)}
+    samples = add_lineage(kept.select_columns([*base, "input_ids", TOKENS]), origin="synthetic", generation=it,
                           prefix=f"g{it:03d}-")  # keeps each sample's parent
-    samples.select_columns(["id", "origin", "generation", *base]).save_to_disk(str(ctx.out_dir / "samples"))
+    samples.select_columns(["id", "origin", "generation", *base, "input_ids", TOKENS]).save_to_disk(
+        str(ctx.out_dir / "samples"))
     rejected = ds.select(np.flatnonzero(~flags)).select_columns([*base, "rejected_by", "reason"])
     rejected = add_lineage(rejected, origin="synthetic", generation=it, prefix=f"g{it:03d}-rejected-")
     rejected.save_to_disk(str(ctx.out_dir / "rejected"))
-    del ds, samples, rejected
+    del ds, kept, samples, rejected
     shard_dir = ctx.out_dir / "shards"
     for f in shard_dir.iterdir():
         f.unlink()
     shard_dir.rmdir()
-    return len(keep_rows)
+    return len(keep_rows), stats

@@ -28,6 +28,7 @@ from collapsebench.api import PhaseContext, Resources
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.executors.local import SubprocessExecutor
+from collapsebench.generators.hf import continuations
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
 from collapsebench.io import derive_seed
 from collapsebench.models.loading import load_tokenizer, prompt_ids
@@ -124,13 +125,11 @@ def worker(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[str, Any], 
         params = [SamplingParams(**{**sampling, "seed": derive_seed(job["seed"], i) % 2**31})
                   for i in range(len(requests))]
         outputs = llm.generate(requests, params, use_tqdm=False)
-        texts, lengths = [], []
+        generated = []
         for out in outputs:
             completions = list(out.outputs)[:m]
             if len(completions) != m:
                 raise RuntimeError(f"vLLM returned {len(completions)} completions for n = {m}")
-            for c in completions:
-                token_ids = [t for t in c.token_ids if t != tokenizer.eos_token_id]
-                texts.append(tokenizer.decode(token_ids, skip_special_tokens=True))
-                lengths.append(len(token_ids))
-        write_raw_shard(job["path"], rows["prompt"], rows["parent"], texts, lengths, m)
+            generated += [list(c.token_ids) for c in completions]
+        texts, ids = continuations(tokenizer, generated)
+        write_raw_shard(job["path"], rows["prompt"], rows["parent"], texts, ids, m)

@@ -10,6 +10,9 @@ so an edit of either cannot serve stale tokens. Entries are
 ``~/.cache/collapsebench/tokens``; ``collapsebench status`` shows its size), written to a temporary
 folder and renamed into place, so concurrent runs never see half an entry.
 
+Synthetic rows are not cached here: they are trained on the token ids their model generated,
+kept with the samples (``input_ids`` of S(g)), so decoding and re-tokenizing never changes them.
+
 Block size is not part of the key: documents are cached, and blocks are packed per iteration
 after the real rows are mixed with the synthetic ones (packing is cheap; tokenizing is not).
 """
@@ -89,16 +92,84 @@ def real_tokens(real: Dataset, tokenizer: Tokenizer, encode: Encoder, *, field: 
     return datasets.load_from_disk(str(folder)), folder, False
 
 
+def generated_sources(ctx: PhaseContext, dataset: Dataset) -> dict[int, Dataset]:
+    """The committed samples S(g), with their generated token ids, of every generation g > 0 that
+    rows of ``dataset`` come from."""
+    from collapsebench.data import count_by
+
+    if not {"id", "generation"} <= set(dataset.column_names):
+        return {}
+    sources = {}
+    for g in sorted(int(k) for k in count_by(dataset, "generation") if int(k) > 0):
+        try:
+            samples = ctx.samples(g)
+        except UserError:  # not generated in this run (a plug-in used on its own)
+            continue
+        if "input_ids" in samples.column_names and "id" in samples.column_names:
+            sources[g] = samples
+    return sources
+
+
+def _generated_or_encoded(tokenizer: Tokenizer, encode: Encoder, field: str,
+                          sources: dict[int, Dataset]) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
+    """A batch mapper: the framed generated ids of a synthetic row whose text is still the text its
+    ids decode to (looked up by id in S(generation)), else the encoded text."""
+    import pyarrow as pa
+
+    from collapsebench.data import positions_in
+
+    id_sets = {g: s.data.column("id") for g, s in sources.items()}
+
+    def fn(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        texts = batch[field]
+        out: list[list[int] | None] = [None] * len(texts)
+        for g, samples in sources.items():
+            rows = [i for i, gen in enumerate(batch["generation"]) if gen == g]
+            if not rows:
+                continue
+            position = positions_in(pa.array([batch["id"][i] for i in rows], pa.string()), id_sets[g])
+            found = [(i, int(p)) for i, p in zip(rows, position) if p >= 0]
+            if not found:
+                continue
+            stored = samples.select([p for _, p in found]).select_columns([field, "input_ids"])[:]
+            for (i, _), text, ids in zip(found, stored[field], stored["input_ids"]):
+                if text == texts[i]:  # not rewritten since (e.g. by a curate.preprocess step)
+                    out[i] = frame_ids(tokenizer, ids)
+        generated = [x is not None for x in out]
+        todo = [i for i, x in enumerate(out) if x is None]
+        for i, ids in zip(todo, encode(tokenizer, [texts[i] for i in todo]) if todo else []):
+            out[i] = ids
+        return {"input_ids": out, "generated": generated}
+
+    return fn
+
+
+def _tokenize_rest(ctx: PhaseContext, rest: Dataset, tokenizer: Tokenizer, encode: Encoder) -> tuple[Dataset, int]:
+    """``input_ids`` of rows that are not in the real cache: generated ids or encoded text."""
+    field = ctx.text_field
+    sources = generated_sources(ctx, rest)
+    fresh_file = str(ctx.cache_dir / f"tokens-{rest._fingerprint}.arrow")  # an explicit cache file is reused as is
+    if not sources:
+        return rest.map(_mapper(tokenizer, encode, field), batched=True, batch_size=1000,
+                        remove_columns=rest.column_names, cache_file_name=fresh_file, desc="tokenize"), 0
+    out = rest.map(_generated_or_encoded(tokenizer, encode, field, sources), batched=True, batch_size=1000,
+                   remove_columns=rest.column_names, cache_file_name=fresh_file, desc="tokenize")
+    generated = int(np.asarray(out.data.column("generated")).sum())
+    return out.remove_columns(["generated"]), generated
+
+
 def tokenize_with_cache(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer,
                         encode: Encoder) -> tuple[Dataset, dict[str, Any]]:
-    """``input_ids`` for every row of ``dataset`` (in its order): real rows from the cache, the
-    others encoded now. Without lineage (a plug-in used on its own) everything is encoded now."""
+    """``input_ids`` for every row of ``dataset`` (in its order): real rows from the cache,
+    synthetic rows from the token ids their model generated (``input_ids`` of S(g), framed with
+    :func:`collapsebench.models.loading.frame_ids` as ``encode`` frames text; a row whose text was
+    rewritten after generation is encoded), the others encoded now. Without lineage (a plug-in used
+    on its own) everything is encoded now."""
     import datasets
 
     from collapsebench.data import positions_in, string_column
 
     field = ctx.text_field
-    fresh_file = str(ctx.cache_dir / "tokens.arrow")
     real = None
     if "id" in dataset.column_names and "origin" in dataset.column_names:
         try:
@@ -106,24 +177,23 @@ def tokenize_with_cache(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenize
         except UserError:  # no prepared real split: no cache
             real = None
     if real is None or field not in real.column_names:
-        out = dataset.map(_mapper(tokenizer, encode, field), batched=True, batch_size=1000,
-                          remove_columns=dataset.column_names, cache_file_name=fresh_file, desc="tokenize")
-        return out, {"cached_rows": 0}
+        out, generated = _tokenize_rest(ctx, dataset, tokenizer, encode)
+        return out, {"cached_rows": 0, "generated_rows": generated}
     cached, folder, hit = real_tokens(real, tokenizer, encode, field=field)
     position = positions_in(string_column(dataset), cached.data.column("id"))
     found = position >= 0
     hits, misses = np.flatnonzero(found), np.flatnonzero(~found)
-    parts = []
+    parts, generated = [], 0
     if len(hits):
         parts.append(cached.select(position[hits]).select_columns(["input_ids"]))
     if len(misses):
-        rest = dataset.select(misses)
-        parts.append(rest.map(_mapper(tokenizer, encode, field), batched=True, batch_size=1000,
-                              remove_columns=rest.column_names, cache_file_name=fresh_file, desc="tokenize"))
+        rest, generated = _tokenize_rest(ctx, dataset.select(misses), tokenizer, encode)
+        parts.append(rest)
     combined = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     order = np.empty(len(dataset), dtype=np.int64)
     order[hits] = np.arange(len(hits))
     order[misses] = len(hits) + np.arange(len(misses))
     if not np.array_equal(order, np.arange(len(order))):
         combined = combined.select(order)
-    return combined, {"cached_rows": int(len(hits)), "cache_hit": hit, "cache": str(folder)}
+    return combined, {"cached_rows": int(len(hits)), "generated_rows": generated, "cache_hit": hit,
+                      "cache": str(folder)}

@@ -1,0 +1,65 @@
+"""Token counts of datasets under the run's tokenizer: the unit of token shares and budgets.
+
+A document counts as the trainers see it: BOS + its tokens + EOS (:func:`collapsebench.models.loading.frame_ids`;
+when BOS and EOS are one token, the packed stream writes it once between documents, so the stream
+is one token per document shorter than the sum of the counts).
+
+Counts travel with the rows in the column ``n_tokens``: the real training split gets it when it is
+prepared (iteration 0), and generated samples when they are validated (from the token ids the
+model generated), so a regime sums a column instead of tokenizing. Rows without the column (from
+a user's data source or generator) are tokenized in batches, with the run's tokenizer, when a
+count is asked for; nothing is held in memory but one integer per row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from collapsebench.api import Dataset, PhaseContext, Tokenizer
+from collapsebench.errors import UserError
+from collapsebench.models.loading import run_tokenizer
+
+COLUMN = "n_tokens"
+FRAME = 2  # BOS and EOS around every document
+BATCH = 1000
+
+
+def count_texts(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
+    """Framed token counts of texts (BOS + tokens + EOS)."""
+    return [len(ids) + FRAME for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def add_token_counts(ctx: PhaseContext, ds: Dataset, tokenizer: Tokenizer) -> Dataset:
+    """``ds`` with the column ``n_tokens`` (computed in batches; an existing column is replaced)."""
+    field = ctx.text_field
+    if COLUMN in ds.column_names:
+        ds = ds.remove_columns([COLUMN])
+    return ds.map(lambda batch: {COLUMN: count_texts(tokenizer, batch[field])}, batched=True, batch_size=BATCH,
+                  desc="count tokens", cache_file_name=str(ctx.cache_dir / f"{COLUMN}-{ds._fingerprint}.arrow"))
+
+
+def has_token_counts(ds: Dataset) -> bool:
+    return COLUMN in ds.column_names
+
+
+def token_counts(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> np.ndarray:
+    """The framed token count of every row: the ``n_tokens`` column, else the run's tokenizer over
+    the text field in batches."""
+    if COLUMN in ds.column_names:
+        column = ds.data.column(COLUMN)
+        return np.asarray(column.to_numpy() if column.null_count == 0 else column.fill_null(0).to_numpy(),
+                          dtype=np.int64)
+    field = ctx.text_field
+    if field not in ds.column_names:
+        raise UserError(f"counting tokens of the {what}: it has no text column '{field}' (data.text_field); "
+                        "use unit: rows for data without text")
+    tokenizer: Any = run_tokenizer(ctx)
+    out = np.zeros(len(ds), dtype=np.int64)
+    start = 0
+    for batch in ds.select_columns([field]).iter(batch_size=BATCH):
+        counts = count_texts(tokenizer, batch[field])
+        out[start:start + len(counts)] = counts
+        start += len(counts)
+    return out
