@@ -3,6 +3,7 @@ and the fit loop that resumes from the latest checkpoint and reports the same st
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
@@ -32,11 +33,20 @@ DEFAULT_ARGS: dict[str, Any] = {
 def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, seed: int,
                       defaults: dict[str, Any] | None = None) -> Any:
     """``cls`` (``TrainingArguments`` or TRL's ``SFTConfig``) from :data:`DEFAULT_ARGS`, the
-    trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins)."""
+    trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins).
+
+    Checkpoints fall on logging steps: a logged loss is the mean over the steps since the previous
+    log, and a resumed Trainer starts that window at its checkpoint, so when ``save_steps`` is not
+    a multiple of ``logging_steps`` the logging interval becomes their greatest common divisor;
+    then a run resumed from any checkpoint logs the same losses as an uninterrupted one."""
     import torch
 
     merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), "dataloader_pin_memory": torch.cuda.is_available(),
               **(defaults or {}), **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
+    save, log = merged.get("save_steps"), merged.get("logging_steps")
+    if (merged.get("save_strategy") == "steps" and isinstance(save, int) and isinstance(log, int)
+            and save > 0 and log > 0 and save % log):
+        merged["logging_steps"] = math.gcd(save, log)
     try:
         return cls(**merged)
     except (TypeError, ValueError) as exc:
