@@ -24,7 +24,7 @@ def base(tmp_path_factory):
 def test_quota_keeps_dataset_size_across_iterations(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["generate"]["validators"] = [HALF]
-    cfg["curate"] = {"regime": {"name": "replace", "alpha": 1.0}}
+    cfg["curate"] = {"regime": {"name": "replace", "alpha": 1.0, "unit": "rows"}}  # the target in samples
     run = run_experiment(config_from_dict(cfg), quiet=True)
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     for k, row in zip((1, 2), rows):

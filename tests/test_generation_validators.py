@@ -98,8 +98,35 @@ def test_perplexity_tier_keeps_the_intended_third(ctx, tier):
     model, tok = load_causal_lm(ctx.model_dir())
     total, count = sequence_logprobs(model, tok, texts)
     ppl = np.exp(-total / count)
-    out = VB.perplexity_tier(ctx, {"text": texts}, tier=tier)
-    kept = np.array([v.keep for v in out])
-    assert kept.sum() == 10 and np.allclose([v.score for v in out], ppl)
+    out = V.apply_chain(ctx, {"text": texts}, [Spec(name="perplexity_tier", tier=tier)])  # the batch is the pool
+    kept = np.array(out["accepted"])
+    assert kept.sum() == 10 and np.allclose(out["score_perplexity_tier"], ppl)
     ranks = np.argsort(np.argsort(ppl))
     assert set(ranks[kept]) == set({"low": range(10), "middle": range(10, 20), "high": range(20, 30)}[tier])
+
+
+def test_perplexity_tier_ranks_the_whole_pool_not_each_shard(gen_base, tmp_path):
+    """The same 120 candidates, validated as 1 shard or as 4: the same 40 samples are chosen."""
+    import datasets
+
+    from collapsebench.generators.quota import read_prompts, run_quota, write_raw_shard
+    from collapsebench.models.loading import load_tokenizer
+
+    tok = load_tokenizer(gen_base / "iter_001" / "train" / "model")
+    pool = [" ".join(t.split()[:8]) for t in datasets.load_from_disk(str(gen_base / "iter_000" / "curate" / "real"))["text"]]
+
+    def write_raw(r, prompts, jobs):  # candidates that depend on the prompt's position only, not on the shard
+        for job in jobs:
+            rows = read_prompts(prompts, job.lo, job.hi)
+            texts = [pool[(r * 997 + i) % len(pool)] for i in range(job.lo, job.hi)]
+            write_raw_shard(job.path, rows["prompt"], rows["parent"], texts,
+                            tok(texts, add_special_tokens=False)["input_ids"], 1)
+
+    chosen = []
+    for shard_size in (120, 30):
+        ctx = gen_ctx(gen_base, tmp_path / str(shard_size), num_samples=40, shard_size=shard_size, oversample=3,
+                      validators=[{"name": "perplexity_tier", "tier": "low"}])
+        stats = run_quota(ctx, write_raw, tokenizer=tok)
+        assert stats["shards"] == 120 // shard_size and stats["metrics"]["rounds"] == 1
+        chosen.append(sorted(datasets.load_from_disk(str(ctx.out_dir / "samples"))["text"]))
+    assert chosen[0] == chosen[1], f"{len(set(chosen[0]) - set(chosen[1]))} of 40 samples differ"

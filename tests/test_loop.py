@@ -56,12 +56,14 @@ def test_layout_journal_and_metrics(reference):
     for r in rows:
         assert r["holdout_perplexity"] == pytest.approx(2.718281828 ** r["holdout_cross_entropy"])
         assert 1 < r["holdout_perplexity"] < 300
-    assert rows[0]["curate/synthetic_fraction"] == 0 and rows[1]["curate/synthetic_fraction"] == 0.5
+    assert rows[0]["curate/synthetic_fraction"] == 0
+    assert rows[1]["curate/synthetic_fraction_tokens"] == pytest.approx(0.5, abs=0.02)
+    assert rows[1]["curate/tokens"] == pytest.approx(rows[0]["curate/tokens"], rel=0.02)  # replace keeps the size in tokens
     assert (run.path / "report" / "holdout_perplexity.png").stat().st_size > 1000
     # iteration 2's samples come from iteration 2's model, with lineage
     samples = __import__("datasets").load_from_disk(str(run.phase_dir(2, "generate") / "samples"))
     assert set(samples["generation"]) == {2} and set(samples["origin"]) == {"synthetic"}
-    assert len(samples) == 200
+    assert sum(samples["n_tokens"]) >= 0.5 * rows[0]["curate/tokens"]  # the tokens replace draws at alpha 0.5
 
 
 def test_same_config_same_results(reference, tmp_path):
@@ -175,6 +177,7 @@ def test_user_error_in_worker_is_reported(reference, tmp_path):
     cfg = ref_config.dump()
     cfg.update(output_dir=str(tmp_path / "run"), iterations=1, executor="subprocess")
     cfg["curate"] = {"regime": {"name": "replace", "alpha": 1.0, "size": 10_000}}
+    cfg["generate"]["num_samples"] = 200  # far fewer than the regime will need
     run_experiment(config_from_dict(dict(cfg, iterations=1)), quiet=True)  # iteration 1 trains on real data only
     cfg["iterations"] = 2
     with pytest.raises(UserError, match="2.curate failed"):

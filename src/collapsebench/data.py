@@ -77,6 +77,20 @@ def string_column(ds: datasets.Dataset, column: str = "id") -> Any:
     return pa.chunked_array(batches, type=pa.string())
 
 
+def numeric_column(ds: datasets.Dataset, column: str) -> np.ndarray:
+    """One numeric column as a numpy array, read in batches through Arrow (a selection of rows is
+    honoured; nulls read as 0)."""
+    import pyarrow as pa
+
+    parts = []
+    for batch in ds.select_columns([column]).with_format("arrow").iter(batch_size=100_000):
+        values = batch.column(column)
+        if values.null_count:
+            values = values.fill_null(pa.scalar(0).cast(values.type))
+        parts.append(values.to_numpy(zero_copy_only=False))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def positions_in(values: Any, value_set: Any) -> np.ndarray:
     """For each value, its position in ``value_set`` (pyarrow arrays), or -1 where it is absent."""
     import pyarrow.compute as pc

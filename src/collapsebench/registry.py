@@ -5,7 +5,9 @@ Entries are added with a decorator (``@trainers.register("name")``) or lazily as
 accepted, ``module:function`` works too. Each entry carries metadata: a one-line summary and its
 arguments (read from the source without importing it, so ``collapsebench ls`` stays light),
 whether it needs torch or a GPU, and an optional ``check``: a ``"module:function"`` that builds the
-backend's own argument objects (``TrainingArguments``, ``GenerationConfig``) for ``validate``.
+backend's own argument objects (``TrainingArguments``, ``GenerationConfig``) for ``validate``. A
+validator whose decision needs every candidate of a round (a ranking) names its ``pool``
+selector: it scores shard by shard, and the selector decides once over the round's scores.
 
 Arguments are bound and type-checked against the plug-in's signature (annotations through
 pydantic; ``Annotated[float, Field(ge=0, le=1)]`` declares a domain), once, by :meth:`Registry.call`
@@ -58,6 +60,7 @@ class Entry(Generic[T]):
     gpu: bool = False  # needs a CUDA device
     check: str | None = None  # "module:function(config, kwargs)" building the backend's argument objects
     finite: bool = False  # prompt sources: a fixed set of prompts (their count is the default target)
+    pool: str | None = None  # validators: "module:function(ctx, scores, **kw)" deciding over a round's pool
     builtin: bool = False
 
     @property
@@ -91,7 +94,8 @@ class Registry(Generic[T]):
 
     # ------------------------------------------------------------------------------ registration
     def register(self, name: str | None = None, *, override: bool = False, torch: bool = False,
-                 gpu: bool = False, check: str | None = None, finite: bool = False) -> Callable[[T], T]:
+                 gpu: bool = False, check: str | None = None, finite: bool = False,
+                 pool: str | None = None) -> Callable[[T], T]:
         """Decorator: ``@registry.register("name")`` (default: the function's name).
 
         A name that is taken (a built-in included) is refused unless ``override=True``."""
@@ -100,15 +104,15 @@ class Registry(Generic[T]):
             key = name or getattr(obj, "__name__", None)
             if not key:
                 raise ValueError(f"{self.kind}: give a name to register {obj!r}")
-            self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, finite=finite), override)
+            self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, finite=finite, pool=pool), override)
             return obj
 
         return deco
 
     def lazy(self, name: str, target: str, *, torch: bool = False, gpu: bool = False, check: str | None = None,
-             finite: bool = False) -> None:
+             finite: bool = False, pool: str | None = None) -> None:
         """Register ``"module:attr"`` under ``name`` without importing it (the built-ins)."""
-        self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, finite=finite, builtin=True), False)
+        self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, finite=finite, pool=pool, builtin=True), False)
 
     def _add(self, entry: Entry[T], override: bool) -> None:
         old = self._entries.get(entry.name)
@@ -336,7 +340,8 @@ prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts")
 
 validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja")
 validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True)
-validators.lazy("perplexity_tier", f"{_B}.validators.builtin:perplexity_tier", torch=True)
+validators.lazy("perplexity_tier", f"{_B}.validators.builtin:perplexity_tier", torch=True,
+                pool=f"{_B}.validators.builtin:select_tier")
 
 losses.lazy("cross_entropy", f"{_B}.losses.builtin:cross_entropy", torch=True)
 losses.lazy("truncated_cross_entropy", f"{_B}.losses.builtin:truncated_cross_entropy", torch=True)

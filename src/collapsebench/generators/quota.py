@@ -4,11 +4,15 @@ prompts, jobs)``, which has every job's raw Parquet shard written (:func:`write_
 normally as tasks of the phase (``PhaseContext.map_tasks``), so any executor can run them.
 
 Target: ``generate.num_samples``; when null, the prompt source's own count times the samples per
-prompt for finite sources (``real_blocks``, ``prompt_dataset``), else the number of real training
-rows. Round r draws ``ceil(missing * factor / m)`` prompts (m samples each) from the prompt
-source, called with a seed of its own (round 0 with the phase seed), where ``factor`` is
-``generate.oversample`` in round 0 and afterwards the larger of it and 1 / (acceptance so far).
-Candidates drawn in all rounds are capped at ``generate.max_attempts`` x target; when the cap is
+prompt for finite sources (``real_blocks``, ``prompt_dataset``); else, for language data, the
+tokens the curation regime will draw from S(k) (:func:`collapsebench.regimes.mixing.synthetic_need`:
+e.g. alpha x the real data's tokens for replace), met by the shortest run of accepted samples whose
+tokens reach it; else the number of real training rows. Round r draws ``ceil(missing * factor /
+m)`` prompts (m samples each; missing tokens count as samples of the mean length accepted so far,
+or of the real documents' before any is) from the prompt source, called with a seed of its own
+(round 0 with the phase seed), where ``factor`` is ``generate.oversample`` in round 0 and
+afterwards the larger of it and 1 / (acceptance so far). Candidates drawn in all rounds are capped
+at ``generate.max_attempts`` x target (in samples); when the cap is
 spent, or the observed acceptance rate says it will be, a UserError names the validator that
 rejects the most. Accepted samples are taken in (round, shard, row) order up to the target; the
 surplus of the last round is dropped. Rejected candidates go to ``rejected/`` with
@@ -39,7 +43,15 @@ from collapsebench.io import atomic_write_with, derive_seed
 from collapsebench.models.tokens import COLUMN as TOKENS
 from collapsebench.models.tokens import FRAME
 from collapsebench.registry import prompt_sources
-from collapsebench.validators.chain import apply_chain, validator_keys
+from collapsebench.validators.chain import (
+    apply_chain,
+    decide_pool,
+    pool_selector,
+    run_segment,
+    segments,
+    start_chain,
+    validator_keys,
+)
 
 EARLY_STOP_MIN_CANDIDATES = 100  # judge reachability from the acceptance rate only past this many
 
@@ -131,12 +143,45 @@ def _prompts_for_round(ctx: PhaseContext, r: int, n: int | None, tokenizer: Toke
     return path
 
 
-def target_size(ctx: PhaseContext, per_prompt: int, tokenizer: Tokenizer) -> tuple[int, int | None]:
-    """(accepted samples wanted, the finite prompt source's own count or None)."""
+@dataclass(frozen=True)
+class Target:
+    """What the phase accepts: ``samples`` samples, or, when ``tokens`` is set, the shortest run of
+    accepted samples whose tokens reach it. ``natural``: a finite prompt source's own count;
+    ``tokens_per_sample``: the length expected before any sample is accepted (token targets)."""
+
+    samples: int | None = None
+    tokens: int | None = None
+    natural: int | None = None
+    tokens_per_sample: float = 1.0
+
+    def reached(self, tally: Tally) -> bool:
+        if self.tokens is not None:
+            return tally.tokens >= self.tokens
+        return tally.accepted >= (self.samples or 0)
+
+    def goal(self, tally: Tally) -> int:
+        """Accepted samples the target is expected to take, from what was accepted so far."""
+        if self.tokens is None:
+            return self.samples or 0
+        if tally.tokens >= self.tokens:
+            return tally.accepted
+        mean = tally.tokens / tally.accepted if tally.accepted else self.tokens_per_sample
+        return tally.accepted + max(1, math.ceil((self.tokens - tally.tokens) / max(mean, 1e-9)))
+
+    def __str__(self) -> str:
+        if self.tokens is not None:
+            return f"{self.tokens} tokens of accepted samples"
+        return f"{self.samples} accepted samples"
+
+
+def target_size(ctx: PhaseContext, per_prompt: int, tokenizer: Tokenizer) -> Target:
+    """The target of this phase (see the module docstring)."""
     cfg = ctx.config.generate
     spec = cfg.prompts
-    if cfg.num_samples is not None or not prompt_sources.entry(spec.name, key="generate.prompts").finite:
-        return ctx.num_samples(), None
+    if cfg.num_samples is not None:
+        return Target(samples=cfg.num_samples)
+    if not prompt_sources.entry(spec.name, key="generate.prompts").finite:
+        return _regime_target(ctx)
     shard_dir = ctx.out_dir / "shards"
     shard_dir.mkdir(exist_ok=True)
     natural, round0 = shard_dir / "prompts_natural.parquet", shard_dir / "prompts_r000.parquet"
@@ -144,7 +189,23 @@ def target_size(ctx: PhaseContext, per_prompt: int, tokenizer: Tokenizer) -> tup
         ds = prompt_sources.call(spec.name, ctx, None, tokenizer, key="generate.prompts", kwargs=spec.kwargs)
         _save_prompts(ds, natural)
     count = _num_rows(natural if natural.exists() else round0)
-    return count * per_prompt, count
+    return Target(samples=count * per_prompt, natural=count)
+
+
+def _regime_target(ctx: PhaseContext) -> Target:
+    """The most tokens the curation regime (or a training stage's) will draw from S(k), for
+    language data; else the number of real training rows."""
+    from collapsebench.models.tokens import has_token_counts, token_counts
+    from collapsebench.regimes.stages import synthetic_needs
+
+    real = ctx.real()
+    if not has_token_counts(real):
+        return Target(samples=ctx.num_samples())
+    real_tokens = int(token_counts(ctx, real).sum())
+    tokens = [amount for unit, amount in synthetic_needs(ctx, real, real_tokens) if unit == "tokens"]
+    if not tokens:
+        return Target(samples=ctx.num_samples())
+    return Target(tokens=max(1, *tokens), tokens_per_sample=real_tokens / max(len(real), 1))
 
 
 # ------------------------------------------------------------------------------------ the tally
@@ -155,6 +216,7 @@ class Tally:
 
     keys: list[str]
     accepted: int = 0
+    tokens: int = 0  # of the accepted samples
     candidates: int = 0
     per: dict[str, list[int]] = field(default_factory=dict)
 
@@ -162,7 +224,8 @@ class Tally:
         self.per = {k: [0, 0] for k in self.keys}
 
     def add(self, table: dict[str, list[Any]], rows: int) -> int:
-        """Count one validated shard (its ``accepted`` and ``rejected_by`` columns); return its accepted rows."""
+        """Count one validated shard (its ``accepted``, ``rejected_by`` and token count columns);
+        return its accepted rows."""
         rejected_by = table["rejected_by"]
         for i, key in enumerate(self.keys):
             earlier = set(self.keys[:i])
@@ -171,6 +234,7 @@ class Tally:
             self.per[key] = [self.per[key][0] + seen, self.per[key][1] + kept]
         got = int(sum(table["accepted"]))
         self.accepted += got
+        self.tokens += int(sum(n for n, ok in zip(table[TOKENS], table["accepted"]) if ok))
         self.candidates += rows
         return got
 
@@ -178,26 +242,32 @@ class Tally:
     def rate(self) -> float:
         return self.accepted / max(self.candidates, 1)
 
-    def unreachable(self, target: int, cfg: GenerateConfig) -> UserError:
+    def unreachable(self, target: Target, cfg: GenerateConfig) -> UserError:
         per = self.per
         worst = min(per, key=lambda k: per[k][1] / max(per[k][0], 1)) if per else None
         blame = (f"; validator '{worst}' rejects the most (accepts {per[worst][1]} of {per[worst][0]} it sees, "
                  f"{per[worst][1] / max(per[worst][0], 1):.1%})") if worst else ""
+        goal = target.goal(self)
         return UserError(
-            f"generate: the target of {target} accepted samples is unreachable: {self.accepted} accepted of "
+            f"generate: the target of {target} is unreachable: {self.accepted} accepted of "
             f"{self.candidates} candidates ({self.rate:.1%}) within generate.max_attempts = "
-            f"{cfg.max_attempts:g} x {target} candidates{blame}. Loosen the validators or raise generate.max_attempts.")
+            f"{cfg.max_attempts:g} x {goal} candidates{blame}. Loosen the validators or raise generate.max_attempts.")
 
 
 # ------------------------------------------------------------------------------------ the loop
 
-def _round_size(r: int, target: int, budget: int, tally: Tally, cfg: GenerateConfig, per_prompt: int) -> int:
+def _budget(target: Target, tally: Tally, cfg: GenerateConfig) -> int:
+    """The cap on candidates: ``generate.max_attempts`` x the accepted samples the target takes."""
+    return math.floor(cfg.max_attempts * target.goal(tally))
+
+
+def _round_size(r: int, target: Target, tally: Tally, cfg: GenerateConfig, per_prompt: int) -> int:
     """Prompts to draw in round ``r``: the missing samples times the oversampling factor."""
-    left = budget - tally.candidates
+    left = _budget(target, tally, cfg) - tally.candidates
     if left < per_prompt:
         raise tally.unreachable(target, cfg)
     factor = cfg.oversample if r == 0 else max(cfg.oversample, tally.candidates / max(tally.accepted, 1))
-    want = min(math.ceil((target - tally.accepted) * factor), left)
+    want = min(math.ceil((target.goal(tally) - tally.accepted) * factor), left)
     return max(1, min(math.ceil(want / per_prompt), left // per_prompt))
 
 
@@ -207,13 +277,13 @@ def _jobs(ctx: PhaseContext, r: int, n_prompts: int, per_shard: int, shard_dir: 
             for s, lo in enumerate(range(0, n_prompts, per_shard))]
 
 
-def _validate(ctx: PhaseContext, job: Job, final: Path, keep_prompt: bool, tokenizer: Tokenizer) -> None:
-    """Run the validator chain over one raw shard; write the validated shard; drop the raw one.
-
-    Each sample keeps its token ids (``input_ids``: the prompt's tokens when the prompt is kept, then
-    the generated ones, as generated), its framed token count ``n_tokens``, whether re-tokenizing its
-    text would give the same ids, and its number of U+FFFD characters (bytes of a multi-byte
-    character cut by the generation, which decoding replaced)."""
+def _candidates(ctx: PhaseContext, job: Job, keep_prompt: bool,
+                tokenizer: Tokenizer) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """One raw shard's candidates: the batch the validators see (text, prompt, parent) and what the
+    samples keep besides: their token ids (``input_ids``: the prompt's tokens when the prompt is
+    kept, then the generated ones, as generated), framed token count ``n_tokens``, whether
+    re-tokenizing the text would give the same ids, and the U+FFFD characters in the text (bytes of
+    a multi-byte character cut by the generation, which decoding replaced)."""
     raw = _read(Path(job.path))
     texts = [p + c if keep_prompt else c for p, c in zip(raw["prompt"], raw["continuation"])]
     ids = raw["continuation_ids"]
@@ -221,11 +291,46 @@ def _validate(ctx: PhaseContext, job: Job, final: Path, keep_prompt: bool, token
         ids = [p + c for p, c in zip(tokenizer(raw["prompt"], add_special_tokens=False)["input_ids"], ids)]
     retokenized = tokenizer(texts, add_special_tokens=False)["input_ids"]
     batch = {ctx.text_field: texts, "prompt": raw["prompt"], "parent": raw["parent"]}
-    verdicts = apply_chain(ctx, batch, list(ctx.config.generate.validators))
-    write_table({**batch, "new_tokens": raw["new_tokens"], "input_ids": ids, TOKENS: [len(x) + FRAME for x in ids],
-                 "retokenizes_same": [r == x for r, x in zip(retokenized, ids)],
-                 "replacement_chars": [t.count("\ufffd") for t in texts], **verdicts}, final)
-    os.remove(job.path)
+    extra = {"new_tokens": raw["new_tokens"], "input_ids": ids, TOKENS: [len(x) + FRAME for x in ids],
+             "retokenizes_same": [r == x for r, x in zip(retokenized, ids)],
+             "replacement_chars": [t.count("\ufffd") for t in texts]}
+    return batch, extra
+
+
+def _validate_round(ctx: PhaseContext, jobs: list[Job], finals: list[Path], keep_prompt: bool,
+                    tokenizer: Tokenizer) -> None:
+    """Run the validator chain over a round's raw shards and write the validated shards.
+
+    Without a validator that decides over a pool, each shard is validated on its own, its raw file
+    removed once its validated one is written. With one, the round is the pool: every shard is
+    scored, the pool decided once, the rest of the chain run shard by shard, and only then are the
+    validated shards written and the raw ones removed; a round killed in between is validated
+    again from its raw shards."""
+    specs = list(ctx.config.generate.validators)
+    keys = validator_keys(specs)
+    parts = segments(specs) or [(0, 0)]
+    if len(parts) == 1 and not (specs and pool_selector(specs[-1])):
+        for job, final in zip(jobs, finals):
+            if not final.exists():
+                batch, extra = _candidates(ctx, job, keep_prompt, tokenizer)
+                write_table({**batch, **extra, **apply_chain(ctx, batch, specs)}, final)
+                os.remove(job.path)
+        return
+    if all(final.exists() for final in finals):
+        return
+    for final in finals:  # a round cut short while writing: decide it again, as a whole
+        final.unlink(missing_ok=True)
+    states = [start_chain(_num_rows(Path(job.path)), keys) for job in jobs]
+    for lo, hi in parts:
+        for job, state in zip(jobs, states):
+            run_segment(ctx, _candidates(ctx, job, keep_prompt, tokenizer)[0], specs, keys, state, lo, hi)
+        if pool_selector(specs[hi - 1]):
+            decide_pool(ctx, specs[hi - 1], keys[hi - 1], hi - 1, states)
+    for job, state, final in zip(jobs, states, finals):
+        batch, extra = _candidates(ctx, job, keep_prompt, tokenizer)
+        write_table({**batch, **extra, **state.out}, final)
+    for job in jobs:
+        os.remove(job.path)
 
 
 def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, per_prompt: int = 1,
@@ -238,16 +343,16 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
     keys = validator_keys(list(cfg.validators))
     shard_dir = ctx.out_dir / "shards"
     shard_dir.mkdir(exist_ok=True)
-    target, natural = target_size(ctx, per_prompt, tokenizer)
-    budget = math.floor(cfg.max_attempts * target)
+    target = target_size(ctx, per_prompt, tokenizer)
     per_shard = max(1, cfg.shard_size // per_prompt)
     tally, resumed, new_tokens, validated = Tally(keys), 0, 0, []
     start = time.time()
     r = 0
-    with ctx.progress("generate", target) as advance:
-        while tally.accepted < target:
-            n_prompts = _round_size(r, target, budget, tally, cfg, per_prompt)
-            prompts = _prompts_for_round(ctx, r, None if r == 0 and n_prompts == natural else n_prompts,
+    total = target.tokens if target.tokens is not None else target.samples
+    with ctx.progress("generate", total) as advance:
+        while not target.reached(tally):
+            n_prompts = _round_size(r, target, tally, cfg, per_prompt)
+            prompts = _prompts_for_round(ctx, r, None if r == 0 and n_prompts == target.natural else n_prompts,
                                          tokenizer, shard_dir)
             jobs = _jobs(ctx, r, _num_rows(prompts), per_shard, shard_dir)
             done = [shard_dir / f"shard_r{j.round:03d}_{j.shard:05d}.parquet" for j in jobs]
@@ -256,15 +361,17 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
             if missing:
                 write_raw(r, prompts, missing)
                 new_tokens += sum(sum(_read(Path(j.path), ["new_tokens"])["new_tokens"]) for j in missing)
+            _validate_round(ctx, jobs, done, keep_prompt, tokenizer)
             for job, final in zip(jobs, done):
-                if not final.exists():
-                    _validate(ctx, job, final, keep_prompt, tokenizer)
-                got = tally.add(_read(final, ["accepted", "rejected_by"]), (job.hi - job.lo) * per_prompt)
-                advance(min(got, max(target - (tally.accepted - got), 0)))
+                before = tally.tokens if target.tokens is not None else tally.accepted
+                tally.add(_read(final, ["accepted", "rejected_by", TOKENS]), (job.hi - job.lo) * per_prompt)
+                now = tally.tokens if target.tokens is not None else tally.accepted
+                advance(max(min(now, total or 0) - before, 0))
                 validated.append(final)
             r += 1
-            if (tally.accepted < target and tally.candidates >= EARLY_STOP_MIN_CANDIDATES
-                    and tally.accepted + tally.rate * (budget - tally.candidates) < target):
+            budget = _budget(target, tally, cfg)
+            if (not target.reached(tally) and tally.candidates >= EARLY_STOP_MIN_CANDIDATES
+                    and tally.accepted + tally.rate * (budget - tally.candidates) < target.goal(tally)):
                 raise tally.unreachable(target, cfg)
     elapsed = time.time() - start
     kept, sample_stats = finalize(ctx, validated, target, keys)
@@ -272,35 +379,38 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
                                "rounds": r, "tokens_per_second": new_tokens / max(elapsed, 1e-9), **sample_stats}
     for k in keys:
         metrics[f"{k}_acceptance"] = tally.per[k][1] / max(tally.per[k][0], 1)
-    return {"metrics": metrics, "target": target, "samples_per_prompt": per_prompt, "shards": len(validated),
-            "shards_resumed": resumed, "new_tokens": new_tokens, "surplus": tally.accepted - kept,
+    return {"metrics": metrics, "target": target.samples, "target_tokens": target.tokens,
+            "samples_per_prompt": per_prompt, "shards": len(validated), "shards_resumed": resumed,
+            "new_tokens": new_tokens, "surplus": tally.accepted - kept,
             "validators": {k: {"seen": s, "kept": a} for k, (s, a) in tally.per.items()},
             "seconds": round(elapsed, 3)}
 
 
-def finalize(ctx: PhaseContext, files: list[Path], target: int, keys: list[str]) -> tuple[int, dict[str, Any]]:
-    """Write ``samples/`` (the first ``target`` accepted, with lineage and their token ids) and
+def finalize(ctx: PhaseContext, files: list[Path], target: Target, keys: list[str]) -> tuple[int, dict[str, Any]]:
+    """Write ``samples/`` (the accepted samples that meet ``target``, in order, with lineage and their token ids) and
     ``rejected/``; remove shards. Returns the number of samples and, over them, the share that
     re-tokenizing would change (``retokenization_changed``), the U+FFFD characters decoding made
     (``replacement_chars``) and their tokens (``tokens``)."""
     import datasets
-    import pyarrow.compute as pc
 
-    from collapsebench.data import add_lineage
+    from collapsebench.data import add_lineage, numeric_column
 
     ds = datasets.Dataset.from_parquet([str(f) for f in files], cache_dir=str(ctx.cache_dir))
     flags = ds.data.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
-    keep_rows = np.flatnonzero(flags)[:target]
+    accepted = np.flatnonzero(flags)
+    if target.tokens is not None:  # the shortest run of accepted samples whose tokens reach the target
+        reach = np.cumsum(numeric_column(ds.select(accepted), TOKENS))
+        keep_rows = accepted[: int(np.searchsorted(reach, target.tokens)) + 1]
+    else:
+        keep_rows = accepted[: target.samples]
     score_cols = [f"score_{k}" for k in keys]
     base = ["parent", "prompt", ctx.text_field, *score_cols]
     it = ctx.iteration
 
     kept = ds.select(keep_rows)
-    table = kept.data
-    stats = {"retokenization_changed": float(1 - pc.mean(table.column("retokenizes_same").cast("double")).as_py())
-             if len(kept) else 0.0,
-             "replacement_chars": int(pc.sum(table.column("replacement_chars")).as_py() or 0),
-             "tokens": int(pc.sum(table.column(TOKENS)).as_py() or 0)}
+    stats = {"retokenization_changed": float(1 - numeric_column(kept, "retokenizes_same").mean()) if len(kept) else 0.0,
+             "replacement_chars": int(numeric_column(kept, "replacement_chars").sum()),
+             "tokens": int(numeric_column(kept, TOKENS).sum())}
     samples = add_lineage(kept.select_columns([*base, "input_ids", TOKENS]), origin="synthetic", generation=it,
                           prefix=f"g{it:03d}-")  # keeps each sample's parent
     samples.select_columns(["id", "origin", "generation", *base, "input_ids", TOKENS]).save_to_disk(

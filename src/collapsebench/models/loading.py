@@ -122,6 +122,11 @@ def cached_causal_lm(ctx: PhaseContext, model_dir: str | Path) -> tuple[Any, Any
     return loaded
 
 
+def generation_model_dir(ctx: PhaseContext) -> Path:
+    """The model this iteration generates with: its trained model M(k)."""
+    return ctx.model_dir()
+
+
 def load_for_training(source: str | Path, gguf_file: str | None) -> Any:
     """Pretrained (or previous-iteration) weights to continue training; GGUF weights are
     dequantized to full precision, and trained and saved as plain weights."""

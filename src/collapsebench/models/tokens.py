@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
+from collapsebench.data import numeric_column
 from collapsebench.errors import UserError
 from collapsebench.models.loading import run_tokenizer
 
@@ -48,9 +49,7 @@ def token_counts(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> np
     """The framed token count of every row: the ``n_tokens`` column, else the run's tokenizer over
     the text field in batches."""
     if COLUMN in ds.column_names:
-        column = ds.data.column(COLUMN)
-        return np.asarray(column.to_numpy() if column.null_count == 0 else column.fill_null(0).to_numpy(),
-                          dtype=np.int64)
+        return numeric_column(ds, COLUMN).astype(np.int64)
     field = ctx.text_field
     if field not in ds.column_names:
         raise UserError(f"counting tokens of the {what}: it has no text column '{field}' (data.text_field); "

@@ -8,6 +8,7 @@ from collapsebench import data
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import Spec
 from collapsebench.errors import UserError
+from collapsebench.models.tokens import has_token_counts, token_counts
 from collapsebench.registry import data_sources, preprocessors, regimes
 
 
@@ -41,15 +42,31 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
         raise UserError(f"data.holdout: {cfg.holdout} leaves {n_holdout} of {len(ds)} rows held out; "
                         "it must keep at least one row on each side")
     holdout, real = ds.select(range(n_holdout)), ds.select(range(n_holdout, len(ds)))
+    stats: dict[str, Any] = {"metrics": {"real_size": len(real), "holdout_size": len(holdout)}}
+    if is_text:
+        real = _count_tokens(ctx, real, stats)
     data.save(real, ctx.out_dir / "real")
     data.save(holdout, ctx.out_dir / "holdout")
-    stats: dict[str, Any] = {"metrics": {"real_size": len(real), "holdout_size": len(holdout)}}
+    return stats
+
+
+def _count_tokens(ctx: PhaseContext, real: Dataset, stats: dict[str, Any]) -> Dataset:
+    """Train the run's tokenizer on the real split when the model is built from scratch, and give
+    every real row its token count (``n_tokens``: the unit of token shares and budgets)."""
+    from collapsebench.models.loading import load_tokenizer, run_tokenizer
+    from collapsebench.models.tokens import add_token_counts
+
     m = ctx.config.model
-    if is_text and m.tokenizer.path is None and m.base is None:
+    if m.tokenizer.path is None and m.base is None:
         from collapsebench.models.tokenizer import train_tokenizer
 
         stats["tokenizer"] = train_tokenizer(real, ctx.text_field, m.tokenizer.vocab_size, ctx.out_dir / "tokenizer")
-    return stats
+        tokenizer = load_tokenizer(ctx.out_dir / "tokenizer")
+    else:
+        tokenizer = run_tokenizer(ctx)
+    real = add_token_counts(ctx, real, tokenizer)
+    stats["metrics"]["real_tokens"] = int(token_counts(ctx, real).sum())
+    return real
 
 
 def run(ctx: PhaseContext) -> dict[str, Any]:
@@ -63,5 +80,9 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     data.save(ds, ctx.out_dir / "dataset")
     by_generation = data.count_by(ds, "generation")
     synthetic_rows = sum(c for g, c in by_generation.items() if g != "0")
-    return {"metrics": {"size": len(ds), "synthetic_fraction": synthetic_rows / len(ds)},
-            "rows_by_generation": by_generation}
+    metrics: dict[str, Any] = {"size": len(ds), "synthetic_fraction": synthetic_rows / len(ds)}
+    if has_token_counts(ds) or ctx.text_field in ds.column_names:
+        tokens = token_counts(ctx, ds, what="curated dataset")
+        synthetic = data.numeric_column(ds, "generation") != 0
+        metrics.update(tokens=int(tokens.sum()), synthetic_fraction_tokens=float(tokens[synthetic].sum() / max(tokens.sum(), 1)))
+    return {"metrics": metrics, "rows_by_generation": by_generation}

@@ -2,22 +2,62 @@
 
 Every regime works on memory-mapped `datasets` tables by selecting row indices and concatenating,
 so no text is loaded into Python; lineage columns travel with the rows.
+
+Units (``unit``): sizes, shares and budgets count ``tokens`` (the default for language data: rows
+that carry token counts, ``n_tokens``, as every text run's real split and samples do; see
+:mod:`collapsebench.models.tokens`) or ``rows`` (the default for everything else, e.g. vectors).
+Synthetic samples are shorter or longer than real documents, so only in tokens is ``alpha`` the
+synthetic share of what the model trains on, and the dataset's size the same every iteration. A
+token amount is met with whole documents: the shortest uniformly drawn set of rows whose tokens
+reach it (:func:`take`), so it is exact to within one document.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
+from collapsebench.config import Spec
 from collapsebench.data import concat, sample_rows
 from collapsebench.errors import UserError
+from collapsebench.models.tokens import has_token_counts, token_counts
 from collapsebench.regimes.parts import part_rows
 
 SIZE_POLICIES = ("constant", "real_plus_synthetic")
+UNITS = ("tokens", "rows")
+
+
+def resolve_unit(real: Dataset, unit: str | None, key: str = "curate.regime.unit") -> str:
+    """``unit``, or its default: tokens when the real rows carry token counts, else rows."""
+    if unit is None:
+        return "tokens" if has_token_counts(real) else "rows"
+    if unit not in UNITS:
+        raise UserError(f"{key} must be one of {', '.join(UNITS)}, got {unit!r}")
+    return unit
+
+
+def take(ds: Dataset, amount: int, rng: np.random.Generator, *, counts: np.ndarray | None, what: str) -> Dataset:
+    """``amount`` rows drawn uniformly (``counts`` None), or the shortest uniformly drawn set of rows
+    whose tokens (``counts``) reach ``amount``; the rows keep their order. All rows when the amount
+    is all there is."""
+    if counts is None:
+        return sample_rows(ds, amount, rng, what=what)
+    total = int(counts.sum())
+    if amount > total:
+        raise UserError(f"curate.regime: needs {amount} tokens of {what} but only {total} exist")
+    if amount == total:
+        return ds
+    if amount <= 0:
+        return ds.select([])
+    order = rng.permutation(len(ds))
+    reach = int(np.searchsorted(np.cumsum(counts[order]), amount)) + 1
+    return ds.select(np.sort(order[:reach]))
 
 
 def replace_sizes(n: int, alpha: float, size_policy: str) -> tuple[int, int]:
-    """(real rows, synthetic rows) of the replace regime for a base size ``n``."""
+    """(real amount, synthetic amount) of the replace regime for a base size ``n`` (rows or tokens)."""
     if size_policy not in SIZE_POLICIES:
         raise UserError(f"curate.regime.size_policy must be one of {', '.join(SIZE_POLICIES)}, got {size_policy!r}")
     if size_policy == "constant":
@@ -30,27 +70,64 @@ def replace_sizes(n: int, alpha: float, size_policy: str) -> tuple[int, int]:
     return n, int(round(alpha * n))
 
 
-def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
-            alpha: float = 1.0, size: int | None = None, size_policy: str = "constant") -> Dataset:
-    """Mix real rows with rows of the latest synthetic dataset S(k-1); iteration 1 trains on real data only.
+def base_size(ctx: PhaseContext, real: Dataset, unit: str, size: int | None,
+              size_tokens: int | None) -> tuple[int, np.ndarray | None]:
+    """The dataset's base size in ``unit`` (``size`` rows, ``size_tokens`` tokens, default: the real
+    data's) and, in tokens, the real rows' token counts. With ``unit: tokens``, ``size`` rows count
+    as that many real documents of mean length."""
+    if unit == "rows":
+        if size_tokens is not None:
+            raise UserError("curate.regime.size_tokens is a token budget: it needs unit: tokens")
+        return size or len(real), None
+    counts = token_counts(ctx, real, what="real data")
+    if size_tokens is not None:
+        return int(size_tokens), counts
+    if size is not None:
+        return int(round(size * counts.sum() / max(len(real), 1))), counts
+    return int(counts.sum()), counts
+
+
+def _replace_real(ctx: PhaseContext, real: Dataset, first: bool, alpha: float, size: int | None, size_policy: str,
+                  unit: str | None, size_tokens: int | None) -> tuple[Dataset, int, str, np.random.Generator]:
+    """The real rows of replace (the whole base size at iteration 1), the synthetic amount, the unit
+    and the generator that drew them (replace and clean_fraction draw the same real rows)."""
+    unit = resolve_unit(real, unit)
+    n, counts = base_size(ctx, real, unit, size, size_tokens)
+    n_real, n_syn = replace_sizes(n, alpha, size_policy)
+    if first:
+        n_real = n
+    rng = np.random.default_rng(ctx.seed)
+    available = len(real) if counts is None else int(counts.sum())
+    return take(real, min(n_real, available), rng, counts=counts, what="real data"), n_syn, unit, rng
+
+
+def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], alpha: float = 1.0, size: int | None = None,
+            size_policy: str = "constant", unit: str | None = None, size_tokens: int | None = None) -> Dataset:
+    """Mix real data with the latest synthetic dataset S(k-1); iteration 1 trains on real data only.
 
     ``size_policy``:
-      * ``constant`` (default): |D(k)| = ``size`` (default: the real training size) at every
-        iteration; a fraction ``alpha`` of it is synthetic, the rest real.
-      * ``real_plus_synthetic``: all ``size`` real rows are kept and ``alpha * size`` synthetic rows
-        are added (|D(k)| = (1 + alpha) * size; alpha may exceed 1: the synthetic-to-real ratio)."""
-    n = size or len(real)
-    n_real, n_syn = replace_sizes(n, alpha, size_policy)
-    rng = np.random.default_rng(ctx.seed)
+      * ``constant`` (default): |D(k)| = the base size (``size_tokens`` tokens or ``size`` rows;
+        default: the real training data's) at every iteration; a fraction ``alpha`` of it is
+        synthetic, the rest real.
+      * ``real_plus_synthetic``: the base size of real data is kept and ``alpha`` times it of
+        synthetic data is added (|D(k)| = (1 + alpha) x base; alpha may exceed 1: the
+        synthetic-to-real ratio).
+
+    ``unit``: ``tokens`` (default for language data) or ``rows`` (see the module docstring)."""
+    real_part, n_syn, unit, rng = _replace_real(ctx, real, not synthetic, alpha, size, size_policy, unit, size_tokens)
     if not synthetic:
-        return sample_rows(real, min(n, len(real)), rng, what="real data")
+        return real_part
     latest = synthetic[-1]
-    if n_syn > len(latest):
+    counts = token_counts(ctx, latest, what=f"samples of iteration {ctx.iteration - 1}") if unit == "tokens" else None
+    available = len(latest) if counts is None else int(counts.sum())
+    if counts is not None and available < n_syn <= available + int(counts.max(initial=0)):
+        n_syn = available  # within one document of the budget: the samples are what there is
+    if n_syn > available:
         raise UserError(
-            f"curate.regime: replace with alpha={alpha} needs {n_syn} synthetic rows but iteration "
-            f"{ctx.iteration - 1} generated {len(latest)}; raise generate.num_samples or lower alpha"
+            f"curate.regime: replace with alpha={alpha} needs {n_syn} synthetic {unit} but iteration "
+            f"{ctx.iteration - 1} generated {available}; raise generate.num_samples or lower alpha"
         )
-    parts = [sample_rows(real, n_real, rng, what="real data"), sample_rows(latest, n_syn, rng, what="synthetic data")]
+    parts = [real_part, take(latest, n_syn, rng, counts=counts, what="synthetic data")]
     return concat([p for p in parts if len(p)] or parts[:1])
 
 
@@ -59,28 +136,38 @@ def accumulate(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset]) -> Da
     return concat([real, *synthetic])
 
 
-def accumulate_subsample(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
-                         size: int | None = None) -> Dataset:
-    """The accumulated pool subsampled uniformly to ``size`` rows (default: the real size)."""
+def accumulate_subsample(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], size: int | None = None,
+                         unit: str | None = None, size_tokens: int | None = None) -> Dataset:
+    """The accumulated pool subsampled uniformly to the base size (``size_tokens`` tokens or
+    ``size`` rows; default: the real data's)."""
     pool = concat([real, *synthetic])
-    n = size or len(real)
-    return sample_rows(pool, min(n, len(pool)), np.random.default_rng(ctx.seed), what="the accumulated pool")
+    unit = resolve_unit(real, unit)
+    n, _ = base_size(ctx, real, unit, size, size_tokens)
+    counts = token_counts(ctx, pool, what="the accumulated pool") if unit == "tokens" else None
+    available = len(pool) if counts is None else int(counts.sum())
+    return take(pool, min(n, available), np.random.default_rng(ctx.seed), counts=counts, what="the accumulated pool")
 
 
-def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
-         rows: int | None = None, fraction: float = 1.0, keep_real: bool = True) -> Dataset:
+def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], rows: int | None = None, fraction: float = 1.0,
+         keep_real: bool = True, unit: str | None = None) -> Dataset:
     """A fixed amount of fresh synthetic data added each round: D(k) = D_real ∪ A(1) ∪ ... ∪ A(k-1),
-    where A(j) is ``rows`` rows (default: ``fraction`` of the real size) of S(j), drawn once with a
-    seed of j, so the rows added at round j stay the same in every later round."""
-    amount = rows if rows is not None else int(round(fraction * len(real)))
+    where A(j) is ``rows`` rows of S(j), or else ``fraction`` of the real data (in ``unit``), drawn
+    once with a seed of j, so the rows added at round j stay the same in every later round."""
+    unit = "rows" if rows is not None else resolve_unit(real, unit)
+    if rows is not None:
+        amount = rows
+    else:
+        amount = int(round(fraction * (len(real) if unit == "rows" else token_counts(ctx, real, what="real data").sum())))
     if amount < 0:
         raise UserError(f"curate.regime: grow needs rows >= 0, got {amount}")
     added = []
     for j, s in enumerate(synthetic, start=1):
-        if amount > len(s):
-            raise UserError(f"curate.regime: grow adds {amount} rows per round but iteration {j} generated "
-                            f"{len(s)}; raise generate.num_samples or lower rows/fraction")
-        added.append(sample_rows(s, amount, np.random.default_rng([ctx.config.seed, j]), what=f"S({j})"))
+        counts = token_counts(ctx, s, what=f"samples of iteration {j}") if unit == "tokens" else None
+        available = len(s) if counts is None else int(counts.sum())
+        if amount > available:
+            raise UserError(f"curate.regime: grow adds {amount} {unit} per round but iteration {j} generated "
+                            f"{available}; raise generate.num_samples or lower rows/fraction")
+        added.append(take(s, amount, np.random.default_rng([ctx.config.seed, j]), counts=counts, what=f"S({j})"))
     parts = ([real] if keep_real else []) + [a for a in added if len(a)]
     if not parts:
         return real.select([])
@@ -89,23 +176,43 @@ def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
 
 def clean_fraction(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
                    alpha: float = 0.0, size: int | None = None, size_policy: str = "constant",
-                   parts: int | None = None, **ignored: object) -> Dataset:
+                   parts: int | None = None, unit: str | None = None, size_tokens: int | None = None,
+                   **ignored: object) -> Dataset:
     """The clean baseline of a run: the real rows the run's regime would train on, without its
     synthetic rows. Switch any config to it with ``curate.regime.name=clean_fraction`` (the other
     regime arguments are read where they matter and ignored otherwise):
 
-    * with ``alpha`` (replace): the same ``(1 - alpha) * size`` real rows replace draws (same seed);
-      iteration 1 uses the full size, as replace does;
+    * with ``alpha`` (replace): the same real rows replace draws (same seed, same unit); iteration 1
+      uses the full size, as replace does;
     * with ``parts`` (fresh_real): the fresh part of the iteration alone;
     * otherwise (accumulate, grow, ...): the real data."""
     if parts is not None:
         return part_rows(real, ctx.iteration - 1, parts)
-    n = size or len(real)
-    rng = np.random.default_rng(ctx.seed)
-    if not synthetic:
-        return sample_rows(real, min(n, len(real)), rng, what="real data")
-    n_real, _ = replace_sizes(n, alpha, size_policy)
-    if n_real == 0:
+    real_part, _, _, _ = _replace_real(ctx, real, not synthetic, alpha, size, size_policy, unit, size_tokens)
+    if len(real_part) == 0:
         raise UserError(f"curate.regime: clean_fraction with alpha={alpha} keeps no real rows at iteration "
                         f"{ctx.iteration}; the clean baseline needs alpha < 1")
-    return sample_rows(real, min(n_real, len(real)), rng, what="real data")
+    return real_part
+
+
+def synthetic_need(spec: Spec, real: Dataset, real_tokens: int | None) -> tuple[str, int] | None:
+    """How much of S(k) the regime ``spec`` draws, as (unit, amount), when a built-in regime says so
+    (replace, grow, accumulate, accumulate_subsample, clean_fraction: as much as the real data);
+    None for the others (fresh_real needs rows per document; a plug-in says nothing). The default
+    target of generation (:mod:`collapsebench.generators.quota`)."""
+    kw: dict[str, Any] = spec.kwargs
+    if spec.name not in ("replace", "grow", "accumulate", "accumulate_subsample", "clean_fraction"):
+        return None
+    unit = "rows" if spec.name == "grow" and kw.get("rows") is not None else kw.get("unit")
+    if unit is None:
+        unit = "tokens" if real_tokens is not None else "rows"
+    whole = len(real) if unit == "rows" else int(real_tokens or 0)
+    if spec.name == "replace":
+        base = kw.get("size_tokens") if unit == "tokens" else None
+        if base is None:
+            size = kw.get("size")
+            base = whole if size is None else (size if unit == "rows" else round(size * whole / max(len(real), 1)))
+        return unit, replace_sizes(int(base), float(kw.get("alpha", 1.0)), kw.get("size_policy", "constant"))[1]
+    if spec.name == "grow":
+        return unit, int(kw["rows"]) if kw.get("rows") is not None else int(round(float(kw.get("fraction", 1.0)) * whole))
+    return unit, whole

@@ -32,11 +32,24 @@ def bounds(n: int, part: int, parts: int) -> tuple[int, int]:
     return part * n // parts, (part + 1) * n // parts
 
 
-def part_rows(ds: Dataset, part: int, parts: int, *, key: str = "curate.regime.parts") -> Dataset:
+def token_bounds(tokens: np.ndarray, part: int, parts: int) -> tuple[int, int]:
+    """Row positions [lo, hi) of ``part`` of ``parts`` contiguous parts holding equal shares of the
+    tokens (``tokens`` per row; each cut falls at the first row where the running total reaches the
+    share, so a part is exact to within one document)."""
+    cuts = np.searchsorted(np.cumsum(tokens), [tokens.sum() * q / parts for q in (part, part + 1)], side="left")
+    lo = 0 if part == 0 else int(cuts[0]) + 1
+    hi = len(tokens) if part == parts - 1 else int(cuts[1]) + 1
+    return min(lo, hi), hi
+
+
+def part_rows(ds: Dataset, part: int, parts: int, *, key: str = "curate.regime.parts",
+              tokens: np.ndarray | None = None) -> Dataset:
+    """Part ``part`` of ``parts`` equal contiguous parts of ``ds``: equal in rows, or in tokens when
+    the rows' token counts are given."""
     if not 0 <= part < parts:
         raise UserError(f"{key}: part {part} is needed but the real data is cut into {parts} parts; "
                         f"raise {key} to at least {part + 1}")
-    lo, hi = bounds(len(ds), part, parts)
+    lo, hi = bounds(len(ds), part, parts) if tokens is None else token_bounds(tokens, part, parts)
     return ds.select(range(lo, hi))
 
 

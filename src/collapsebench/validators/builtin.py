@@ -11,7 +11,7 @@ from collapsebench.api import PhaseContext, Verdict
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.models.classify import cached_classifier, class_probabilities
-from collapsebench.models.loading import cached_causal_lm
+from collapsebench.models.loading import cached_causal_lm, generation_model_dir
 from collapsebench.models.scoring import sequence_logprobs
 from collapsebench.templating import compile_template, render_template
 
@@ -69,27 +69,44 @@ def classifier(ctx: PhaseContext, batch: dict[str, list], model: str, label: int
             for s in scores]
 
 
+TIERS = ("low", "middle", "high")
+
+
 def perplexity_tier(ctx: PhaseContext, batch: dict[str, list], tier: str = "low", fraction: float = 1 / 3,
                     batch_size: int = 16) -> list[Verdict]:
-    """Score each candidate's perplexity under this iteration's model and keep the ``low``, ``middle``
-    or ``high`` ``fraction`` of the batch (one shard of candidates; at least one row).
+    """Keep the ``low``, ``middle`` or ``high`` ``fraction`` of the candidates by their perplexity
+    under the generating model, ranked over the whole pool: each round's candidates in the quota
+    loop, however they are sharded (this function scores a shard; :func:`select_tier` ranks the
+    pool once).
 
-    It keeps a fixed share of every shard, so set ``generate.oversample`` to ``1 / fraction`` (3) to
-    meet the target in one round; give shards enough rows (``generate.shard_size``) for a ranking."""
-    if tier not in ("low", "middle", "high"):
-        raise UserError(f"generate.validators (perplexity_tier): tier must be low, middle or high, got '{tier}'")
-    if not 0 < fraction <= 1:
-        raise UserError(f"generate.validators (perplexity_tier): fraction must be in (0, 1], got {fraction}")
+    It keeps a fixed share of every round, so set ``generate.oversample`` to ``1 / fraction`` (3) to
+    meet the target in one round."""
+    _check_tier(tier, fraction)
     texts = batch[ctx.text_field]
     if not texts:
         return []
-    model, tok = cached_causal_lm(ctx, ctx.model_dir())
+    model, tok = cached_causal_lm(ctx, generation_model_dir(ctx))
     total, count = sequence_logprobs(model, tok, texts, batch_size=batch_size)
     ppl = np.exp(-total / np.maximum(count, 1))
-    n = len(texts)
+    return [Verdict(True, "", float(p)) for p in ppl]
+
+
+def select_tier(ctx: PhaseContext, scores: list[float], tier: str = "low", fraction: float = 1 / 3,
+                **ignored: Any) -> list[Verdict]:
+    """The pool's decision of ``perplexity_tier``: keep the ``tier`` ``fraction`` of the scores (at least one)."""
+    _check_tier(tier, fraction)
+    ppl = np.asarray(scores, dtype=np.float64)
+    n = len(ppl)
     k = max(1, int(round(n * fraction)))
     order = np.argsort(ppl, kind="stable")
     start = {"low": 0, "middle": (n - k) // 2, "high": n - k}[tier]
     chosen = set(order[start : start + k].tolist())
-    return [Verdict(i in chosen, "" if i in chosen else f"perplexity {ppl[i]:.4g} outside the {tier} tier",
+    return [Verdict(i in chosen, "" if i in chosen else f"perplexity {ppl[i]:.4g} outside the {tier} tier of the pool",
                     float(ppl[i])) for i in range(n)]
+
+
+def _check_tier(tier: str, fraction: float) -> None:
+    if tier not in TIERS:
+        raise UserError(f"generate.validators (perplexity_tier): tier must be low, middle or high, got '{tier}'")
+    if not 0 < fraction <= 1:
+        raise UserError(f"generate.validators (perplexity_tier): fraction must be in (0, 1], got {fraction}")

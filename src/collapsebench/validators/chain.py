@@ -8,12 +8,21 @@ survived the validators before it, and the result has one verdict per row. A ver
 ``(keep, reason)`` / ``(keep, reason, score)``.
 
 ``generate.validators`` is a chain: each validator sees only what the previous ones kept.
+
+A validator registered with a ``pool`` selector (``perplexity_tier``: a ranking) decides over a
+whole pool of candidates, not one shard: shard by shard it only scores (its verdicts' ``keep`` is
+not read), then its selector, ``fn(ctx, scores, **kw) -> list[Verdict]``, decides once over the
+scores of every candidate of the pool that reached it, and the rest of the chain goes on shard by
+shard. The chain is cut into segments after each such validator (:func:`segments`); the quota loop
+runs them over a round's shards (:mod:`collapsebench.generators.quota`), :func:`apply_chain` over
+one batch (the batch is then the pool). So a ranking never depends on how candidates are sharded.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,29 +65,96 @@ def validator_keys(specs: list[Spec]) -> list[str]:
     return keys
 
 
-def apply_chain(ctx: PhaseContext, batch: dict[str, list], specs: list[Spec]) -> dict[str, list]:
-    """Run the chain over one shard; return the columns ``accepted``, ``rejected_by``, ``reason`` and
-    ``score_<key>`` (NaN where a validator gave no score or did not see the row)."""
-    n = len(next(iter(batch.values()))) if batch else 0
-    out: dict[str, list] = {"accepted": [True] * n, "rejected_by": [""] * n, "reason": [""] * n}
-    alive = list(range(n))
-    for i, (spec, key) in enumerate(zip(specs, validator_keys(specs))):
+@dataclass
+class ChainState:
+    """A batch's verdict columns (``accepted``, ``rejected_by``, ``reason``, ``score_<key>``) and
+    the rows still alive, kept between the segments of the chain."""
+
+    out: dict[str, list[Any]]
+    alive: list[int]
+
+
+def start_chain(n: int, keys: list[str]) -> ChainState:
+    out: dict[str, list[Any]] = {"accepted": [True] * n, "rejected_by": [""] * n, "reason": [""] * n}
+    out.update({f"score_{key}": [math.nan] * n for key in keys})
+    return ChainState(out, list(range(n)))
+
+
+def pool_selector(spec: Spec) -> str | None:
+    """The ``pool`` selector of a validator (``"module:function"``), or None."""
+    return validators.entry(spec.name).pool
+
+
+def segments(specs: list[Spec]) -> list[tuple[int, int]]:
+    """[lo, hi) index ranges of the chain, each ending after a validator that decides over a pool."""
+    cuts = [i + 1 for i, spec in enumerate(specs) if pool_selector(spec)]
+    bounds = [0, *[c for c in cuts if c < len(specs)], len(specs)]
+    return list(zip(bounds[:-1], bounds[1:])) if specs else []
+
+
+def run_segment(ctx: PhaseContext, batch: dict[str, list], specs: list[Spec], keys: list[str], state: ChainState,
+                lo: int, hi: int) -> None:
+    """Run validators ``lo..hi-1`` over the rows of ``batch`` still alive in ``state``; a validator
+    that decides over a pool only scores here."""
+    out = state.out
+    for i in range(lo, hi):
+        spec, key = specs[i], keys[i]
         where = f"generate.validators[{i}] ({spec.name})"
-        scores = [math.nan] * n
-        if alive:
-            sub = {col: [values[j] for j in alive] for col, values in batch.items()}
-            verdicts = list(validators.call(spec.name, ctx, sub, key=f"generate.validators[{i}]", kwargs=spec.kwargs))
-            if len(verdicts) != len(alive):
-                raise UserError(f"{where} returned {len(verdicts)} verdicts for {len(alive)} samples")
-            survivors = []
-            for j, value in zip(alive, verdicts):
-                v = as_verdict(value, where)
-                if v.score is not None:
-                    scores[j] = float(v.score)
-                if v.keep:
-                    survivors.append(j)
-                else:
-                    out["accepted"][j], out["rejected_by"][j], out["reason"][j] = False, key, v.reason or "rejected"
-            alive = survivors
-        out[f"score_{key}"] = scores
-    return out
+        if not state.alive:
+            continue
+        sub = {col: [values[j] for j in state.alive] for col, values in batch.items()}
+        verdicts = list(validators.call(spec.name, ctx, sub, key=f"generate.validators[{i}]", kwargs=spec.kwargs))
+        if len(verdicts) != len(state.alive):
+            raise UserError(f"{where} returned {len(verdicts)} verdicts for {len(state.alive)} samples")
+        pooled = pool_selector(spec) is not None
+        survivors = []
+        for j, value in zip(state.alive, verdicts):
+            v = as_verdict(value, where)
+            if v.score is not None:
+                out[f"score_{key}"][j] = float(v.score)
+            if v.keep or pooled:
+                survivors.append(j)
+            else:
+                out["accepted"][j], out["rejected_by"][j], out["reason"][j] = False, key, v.reason or "rejected"
+        state.alive = survivors
+
+
+def decide_pool(ctx: PhaseContext, spec: Spec, key: str, index: int, states: list[ChainState]) -> None:
+    """The decision of a pooled validator over the scores of every row alive in ``states``."""
+    from collapsebench.plugins import import_object
+
+    where = f"generate.validators[{index}] ({spec.name})"
+    selector = pool_selector(spec)
+    assert selector is not None
+    scores = [state.out[f"score_{key}"][j] for state in states for j in state.alive]
+    if not scores:
+        return
+    kwargs = validators.check_kwargs(spec.name, spec.kwargs, key=f"generate.validators[{index}]")
+    verdicts = [as_verdict(v, where) for v in import_object(selector, what=f"{where} pool")(ctx, scores, **kwargs)]
+    if len(verdicts) != len(scores):
+        raise UserError(f"{where} decided {len(verdicts)} of a pool of {len(scores)} samples")
+    it = iter(verdicts)
+    for state in states:
+        survivors = []
+        for j in state.alive:
+            v = next(it)
+            if v.keep:
+                survivors.append(j)
+            else:
+                state.out["accepted"][j], state.out["rejected_by"][j] = False, key
+                state.out["reason"][j] = v.reason or "rejected"
+        state.alive = survivors
+
+
+def apply_chain(ctx: PhaseContext, batch: dict[str, list], specs: list[Spec]) -> dict[str, list]:
+    """Run the chain over one batch (the pool of any validator that decides over one); return the
+    columns ``accepted``, ``rejected_by``, ``reason`` and ``score_<key>`` (NaN where a validator gave
+    no score or did not see the row)."""
+    n = len(next(iter(batch.values()))) if batch else 0
+    keys = validator_keys(specs)
+    state = start_chain(n, keys)
+    for lo, hi in segments(specs):
+        run_segment(ctx, batch, specs, keys, state, lo, hi)
+        if pool_selector(specs[hi - 1]):
+            decide_pool(ctx, specs[hi - 1], keys[hi - 1], hi - 1, [state])
+    return state.out
