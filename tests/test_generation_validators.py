@@ -130,3 +130,50 @@ def test_perplexity_tier_ranks_the_whole_pool_not_each_shard(gen_base, tmp_path)
         assert stats["shards"] == 120 // shard_size and stats["metrics"]["rounds"] == 1
         chosen.append(sorted(datasets.load_from_disk(str(ctx.out_dir / "samples"))["text"]))
     assert chosen[0] == chosen[1], f"{len(set(chosen[0]) - set(chosen[1]))} of 40 samples differ"
+
+
+def _classifier(tmp_path, ctx, name, **config):
+    import torch
+    from transformers import AutoModelForSequenceClassification, GPT2Config
+
+    from collapsebench.models.loading import load_tokenizer
+
+    tok = load_tokenizer(ctx.model_dir())
+    torch.manual_seed(2)
+    cfg = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=32, pad_token_id=tok.pad_token_id, **config)
+    clf = AutoModelForSequenceClassification.from_config(cfg).eval()
+    clf.save_pretrained(str(tmp_path / name))
+    tok.save_pretrained(str(tmp_path / name))
+    texts = list(ctx.real()["text"][:30])
+    with torch.no_grad():
+        logits = clf(**tok(texts, padding=True, return_tensors="pt")).logits
+    return str(tmp_path / name), texts, logits
+
+
+def test_classifier_regression_head_thresholds_the_raw_score(ctx, tmp_path):
+    """A one-output head (a quality score, as math-data filters use) is a score, not a probability."""
+    path, texts, logits = _classifier(tmp_path, ctx, "score", num_labels=1, problem_type="regression")
+    raw = logits[:, 0].numpy()
+    t = float(np.median(raw))
+    out = VB.classifier(ctx, {"text": texts}, model=path, label=0, threshold=t)
+    kept = sum(v.keep for v in out)
+    assert 10 <= kept <= 20, f"{kept} of 30 kept at the median score (filter rate {1 - kept / 30:.0%})"
+    assert np.allclose([v.score for v in out], raw, atol=1e-5)
+    with pytest.raises(UserError, match="threshold"):
+        VB.classifier(ctx, {"text": texts}, model=path)  # a raw score has no default threshold
+
+
+def test_classifier_binary_and_multiclass_heads(ctx, tmp_path):
+    import torch
+
+    path, texts, logits = _classifier(tmp_path, ctx, "one", num_labels=1)
+    sig = torch.sigmoid(logits[:, 0]).numpy()
+    out = VB.classifier(ctx, {"text": texts}, model=path, head="binary", threshold=float(np.median(sig)))
+    assert np.allclose([v.score for v in out], sig, atol=1e-5) and 10 <= sum(v.keep for v in out) <= 20
+    path, texts, logits = _classifier(tmp_path, ctx, "three", num_labels=3, id2label={0: "a", 1: "b", 2: "c"},
+                                      label2id={"a": 0, "b": 1, "c": 2})
+    probs = torch.softmax(logits, -1).numpy()
+    out = VB.classifier(ctx, {"text": texts}, model=path, label="b")  # multi-class: keep where 'b' is predicted
+    assert [v.keep for v in out] == list(probs.argmax(-1) == 1) and np.allclose([v.score for v in out], probs[:, 1])
+    out = VB.classifier(ctx, {"text": texts}, model=path, label="b", threshold=0.2)
+    assert [v.keep for v in out] == list(probs[:, 1] >= 0.2)

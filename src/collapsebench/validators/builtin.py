@@ -10,7 +10,7 @@ import numpy as np
 from collapsebench.api import PhaseContext, Verdict
 from collapsebench.config import Config
 from collapsebench.errors import UserError
-from collapsebench.models.classify import cached_classifier, class_probabilities
+from collapsebench.models.classify import cached_classifier, class_scores, head_kind
 from collapsebench.models.loading import cached_causal_lm, generation_model_dir
 from collapsebench.models.scoring import sequence_logprobs
 from collapsebench.templating import compile_template, render_template
@@ -48,12 +48,25 @@ def check_jinja(config: Config, kwargs: dict[str, Any]) -> None:
 
 
 def classifier(ctx: PhaseContext, batch: dict[str, list], model: str, label: int | str = 1,
-               threshold: float = 0.5, field: str | None = None, batch_size: int = 32,
-               max_length: int = 512) -> list[Verdict]:
-    """Keep a sample when a sequence classifier's probability of ``label`` (index or name) is at
-    least ``threshold``. ``model``: a local folder (relative to the config) or a hub name."""
+               threshold: float | None = None, head: str | None = None, field: str | None = None,
+               batch_size: int = 32, max_length: int = 512) -> list[Verdict]:
+    """Keep a sample by a sequence classifier's verdict on it. ``model``: a local folder (relative
+    to the config) or a hub name. ``head`` (default: read from the model's ``problem_type`` and
+    ``num_labels``; see :func:`collapsebench.models.classify.head_kind`) decides what is compared:
+
+    * ``regression`` (one output: a score, e.g. a quality rating): keep when the raw score is at
+      least ``threshold`` (required);
+    * ``binary``: keep when the probability of ``label`` (sigmoid of a single output, or two-class
+      softmax) is at least ``threshold`` (default 0.5);
+    * ``multi_class``: keep when ``label`` is the predicted class, or, with ``threshold``, when its
+      softmax probability is at least that;
+    * ``multi_label``: keep when the sigmoid of ``label`` is at least ``threshold`` (default 0.5).
+
+    ``label``: an index or a name of the model's labels. The score goes to ``score_classifier``."""
     local = ctx.config.resolve_path(model)
     clf, tok = cached_classifier(ctx, str(local) if local.exists() else model)
+    kind = head_kind(clf, head)
+    n_out = int(clf.config.num_labels)
     if isinstance(label, str):
         names = dict(clf.config.label2id or {})
         if label not in names:
@@ -61,12 +74,20 @@ def classifier(ctx: PhaseContext, batch: dict[str, list], model: str, label: int
         index = int(names[label])
     else:
         index = int(label)
-    if not 0 <= index < clf.config.num_labels:
-        raise UserError(f"generate.validators (classifier): label {label} out of range for {clf.config.num_labels} labels")
-    scores = class_probabilities(clf, tok, batch[field or ctx.text_field], index, batch_size=batch_size,
-                                 max_length=max_length)
-    return [Verdict(s >= threshold, "" if s >= threshold else f"{label} score {s:.3f} < {threshold}", s)
-            for s in scores]
+    if kind == "regression":
+        if threshold is None:
+            raise UserError(f"generate.validators (classifier): {model} has a regression head (a raw score); "
+                            "set threshold to the score a sample must reach")
+        index = 0 if n_out == 1 else index
+    if not 0 <= index < max(n_out, 2 if kind == "binary" else 1):
+        raise UserError(f"generate.validators (classifier): label {label} out of range for {n_out} labels")
+    scores, predicted = class_scores(clf, tok, batch[field or ctx.text_field], kind, index, batch_size=batch_size,
+                                     max_length=max_length)
+    if kind == "multi_class" and threshold is None:
+        return [Verdict(p == index, "" if p == index else f"predicted label {p}, not {label}", s)
+                for s, p in zip(scores, predicted)]
+    cut = 0.5 if threshold is None else threshold
+    return [Verdict(s >= cut, "" if s >= cut else f"{label} score {s:.3f} < {cut}", s) for s in scores]
 
 
 TIERS = ("low", "middle", "high")
