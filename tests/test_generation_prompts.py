@@ -84,3 +84,25 @@ def test_prompt_dataset_templates_and_parents(ctx, tok, tmp_path):
         P.prompt_dataset(ctx, None, tok, path=str(path), template="{{ question.__class__.__mro__ }}")
     with pytest.raises(UserError, match="generate.prompts.path: file not found"):
         P.prompt_dataset(ctx, None, tok, path="missing.jsonl")
+
+
+def test_prompts_never_come_from_the_holdout(gen_base, tmp_path):
+    """Prompts drawn from the file the real data came from skip the held-out documents, so the model
+    is never prompted with its own evaluation data."""
+    from collapsebench.models.loading import load_tokenizer
+    from collapsebench.prompts.builtin import prompt_dataset, real_prefix
+
+    corpus = gen_base.parent / "corpus.txt"
+    ctx = gen_ctx(gen_base, tmp_path)
+    tok = load_tokenizer(ctx.model_dir())
+    held_out = set(ctx.holdout()["text"])
+    prompts = prompt_dataset(ctx, None, tok, path=str(corpus), sample_by="line")
+    leaked = [p for p in prompts["prompt"] if p in held_out]
+    assert leaked == [], f"{len(leaked)} of {len(prompts)} prompts are held-out documents"
+    assert len(prompts) == len(corpus.read_text().splitlines()) - len(held_out)
+    prefixes = real_prefix(ctx, 50, tok, tokens=3)
+    assert not set(prefixes["parent"]) & set(ctx.holdout()["id"])
+    with pytest.raises(UserError, match="held-out"):  # a prompt file that is nothing but the holdout
+        only = tmp_path / "held_out.txt"
+        only.write_text("\n".join(sorted(held_out)) + "\n")
+        prompt_dataset(ctx, None, tok, path=str(only), sample_by="line")

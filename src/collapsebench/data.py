@@ -6,6 +6,7 @@ k for samples of iteration k's model), ``parent`` (prompt / source document id, 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,18 @@ def numeric_column(ds: datasets.Dataset, column: str) -> np.ndarray:
             values = values.fill_null(pa.scalar(0).cast(values.type))
         parts.append(values.to_numpy(zero_copy_only=False))
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def text_hashes(ds: datasets.Dataset, column: str) -> np.ndarray:
+    """A fingerprint of each row's text (8 bytes of blake2b), streamed in batches: texts compared
+    without holding them in memory."""
+    out = np.empty(len(ds), dtype=np.uint64)
+    offset = 0
+    for batch in ds.select_columns([column]).iter(batch_size=10_000):
+        for i, text in enumerate(batch[column]):
+            out[offset + i] = int.from_bytes(hashlib.blake2b(str(text).encode(), digest_size=8).digest(), "little")
+        offset += len(batch[column])
+    return out
 
 
 def positions_in(values: Any, value_set: Any) -> np.ndarray:

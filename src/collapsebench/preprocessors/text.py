@@ -7,13 +7,13 @@ All work in batches over the Arrow table. Each appends one line of counts (rows 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
+from collapsebench.data import text_hashes
 from collapsebench.errors import UserError
 from collapsebench.models.loading import run_tokenizer
 from collapsebench.templating import placeholders
@@ -95,14 +95,7 @@ def length_filter(ctx: PhaseContext, dataset: Dataset, min_words: int | None = N
 def dedup(ctx: PhaseContext, dataset: Dataset, column: str | None = None) -> Dataset:
     """Exact deduplication by a hash of the text (first occurrence kept), streamed in batches:
     only 8 bytes per row are held in memory."""
-    field = column or ctx.text_field
-    hashes = np.empty(len(dataset), dtype=np.uint64)
-    offset = 0
-    for batch in dataset.select_columns([field]).iter(batch_size=BATCH):
-        for i, text in enumerate(batch[field]):
-            hashes[offset + i] = int.from_bytes(hashlib.blake2b(str(text).encode(), digest_size=8).digest(), "little")
-        offset += len(batch[field])
-    _, first = np.unique(hashes, return_index=True)
+    _, first = np.unique(text_hashes(dataset, column or ctx.text_field), return_index=True)
     keep = np.sort(first)
     result = dataset if len(keep) == len(dataset) else dataset.select(keep)
     record(ctx, "dedup", len(dataset), len(result))

@@ -1,6 +1,10 @@
 """Prompt sources: what each generated sample starts from. ``fn(ctx, n, tokenizer, **kw)`` returns a
 dataset of ``n`` rows with ``prompt`` (text) and ``parent`` (source document / prompt id, or "").
 
+No prompt is held-out evaluation data: the sources built on real documents (``real_prefix``,
+``real_blocks``, ``real_parts``) read the training split only, and ``prompt_dataset`` leaves out
+the rows that are held-out documents (compared by fingerprint).
+
 Finite sources (``prompt_dataset``, ``real_blocks``; registered with ``finite=True``) also accept
 ``n=None``: all their prompts, in order. When ``generate.num_samples`` is null, that count (times
 the samples per prompt) is the target. For any other ``n`` they draw from their prompts with
@@ -14,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
+from collapsebench.data import text_hashes
 from collapsebench.errors import UserError
 from collapsebench.io import digest
 from collapsebench.regimes.parts import bounds
@@ -125,7 +130,8 @@ def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, path:
     """Prompts from a dataset: a local file / ``save_to_disk`` folder (relative to the config) or a
     hub name. Each row is rendered through ``template``: ``"{field}"`` placeholders (str.format), or
     a Jinja2 template (sandboxed) when it contains ``{{`` or ``{%``. The parent is the row's
-    ``id_field`` value, else ``prompt-<row index>``."""
+    ``id_field`` value, else ``prompt-<row index>``. Rows that are held-out documents are left out
+    (:func:`outside_holdout`), so the file the real data came from can serve as prompts."""
     ds = _load_prompts(ctx, path, config_name, split, sample_by)
     if len(ds) == 0:
         raise UserError(f"generate.prompts.path: {path}: no prompts")
@@ -148,9 +154,30 @@ def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, path:
         return {"prompt": prompts, "parent": parents}
 
     key = digest([path, template, config_name, split, id_field, sample_by])  # an explicit cache file is reused as is
-    rendered = ds.map(render, batched=True, batch_size=1000, with_indices=True, remove_columns=columns,
+    rendered = ds.map(render, batched=True, batch_size=1000, with_indices=True,
+                      remove_columns=[c for c in columns if c != ctx.text_field],
                       cache_file_name=str(ctx.cache_dir / f"prompt_dataset_{key}.arrow"))
-    return _select(rendered, n, ctx.seed)
+    return _select(outside_holdout(ctx, rendered, path), n, ctx.seed)
+
+
+def outside_holdout(ctx: PhaseContext, prompts: Dataset, path: str) -> Dataset:
+    """``prompts`` without the rows whose prompt, or whose source text (the text field, when the
+    prompt file has one), is a held-out document, compared by fingerprint
+    (:func:`collapsebench.data.text_hashes`): a model prompted with its evaluation data would be
+    scored on text it was shown. Returns the ``prompt`` and ``parent`` columns."""
+    held_out = np.unique(text_hashes(ctx.holdout(), ctx.text_field))
+    leaked = np.isin(text_hashes(prompts, "prompt"), held_out)
+    if ctx.text_field in prompts.column_names and ctx.text_field != "prompt":
+        leaked |= np.isin(text_hashes(prompts, ctx.text_field), held_out)
+    prompts = prompts.select_columns(["prompt", "parent"])
+    if leaked.all():
+        raise UserError(f"generate.prompts.path: every prompt of {path} is a held-out document (data.holdout); "
+                        "prompting with the evaluation data would show the model its own test set")
+    if leaked.any():
+        ctx.log.warning("generate.prompts: %d of %d prompts of %s are held-out documents; left out", int(leaked.sum()),
+                        len(leaked), path)
+        prompts = prompts.select(np.flatnonzero(~leaked))
+    return prompts
 
 
 
