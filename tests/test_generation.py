@@ -11,7 +11,7 @@ from collapsebench.errors import UserError
 from collapsebench.generators.hf import generate
 from collapsebench.loop import run_experiment
 from conftest import tiny_config
-from generation_fixtures import build_base, gen_ctx
+from generation_fixtures import build_base, gen_config, gen_ctx
 
 HALF = {"name": "jinja", "template": "{{ text | length % 2 == 0 }}"}  # drops about half
 
@@ -92,3 +92,50 @@ def test_shipped_generation_configs_validate(name):
     if name == "wikitext_blocks":
         assert config.resolve_path(config.data.source.kwargs["path"]).resolve() == (
             Path(__file__).parents[2] / "shared" / "data" / "wikitext-2" / "valid.txt").resolve()
+
+
+def test_first_iteration_generates_from_the_base_model(base, tmp_path):
+    """generate.first_from: base: S(1) comes from the untrained base model, as self-consuming setups
+    that start from a pretrained model generate; later iterations use their trained model."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from collapsebench.generators.hf import generate_batch, generation_config
+    from collapsebench.models.loading import load_tokenizer
+
+    tok = load_tokenizer(base / "iter_001" / "train" / "model")
+    torch.manual_seed(11)  # another random model than iteration 1's
+    pretrained = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=32, n_positions=256,
+                                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).eval()
+    pretrained.save_pretrained(str(tmp_path / "pretrained"))
+    tok.save_pretrained(str(tmp_path / "pretrained"))
+    greedy = {"do_sample": False}
+    raw = gen_config(base, tmp_path, num_samples=4, first_from="base")
+    raw["model"] = {"init": "base", "base": str(tmp_path / "pretrained")}
+    from collapsebench.api import PhaseContext
+
+    out = tmp_path / "run" / "iter_001" / "generate.tmp"
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = PhaseContext(config=config_from_dict(raw), run_dir=tmp_path / "run", iteration=1, phase="generate", seed=7,
+                       out_dir=out)
+    stats = generate(ctx, batch_size=4, max_new_tokens=6, sampling=greedy)
+    samples = datasets.load_from_disk(str(out / "samples"))
+    expected, _ = generate_batch(pretrained, tok, [""], generation_config(greedy, 6, tok))
+    assert set(samples["text"]) == {expected[0]} and stats["model"] == str(tmp_path / "pretrained")
+    with pytest.raises(UserError, match="model.base"):
+        config_from_dict({**raw, "model": {"init": "scratch"}})
+
+
+def test_chat_sft_generation_renders_prompts_through_the_chat_template(base, tmp_path):
+    from collapsebench.generators.hf import uses_chat_template
+    from collapsebench.models.loading import load_tokenizer, prompt_ids
+
+    tok = load_tokenizer(base / "iter_001" / "train" / "model")
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    ids = prompt_ids(tok, ["what is 2 plus 2?"], chat=True)[0]
+    assert ids == tok("<user>what is 2 plus 2?<assistant>", add_special_tokens=False)["input_ids"]
+    assert prompt_ids(tok, ["hi"])[0][0] == tok.bos_token_id  # plain prompts start with BOS
+    raw = gen_config(base, tmp_path)
+    assert not uses_chat_template(config_from_dict(raw), None)
+    raw["train"] = {"trainer": {"name": "sft", "format": "chat"}}
+    assert uses_chat_template(config_from_dict(raw), None) and not uses_chat_template(config_from_dict(raw), False)

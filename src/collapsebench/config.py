@@ -158,6 +158,9 @@ class GenerateConfig(Strict):
     max_attempts: float = Field(10.0, ge=1, description="cap on candidates drawn, as a multiple of the target "
                                 "number of samples; past it (or when the acceptance rate says it will be passed) "
                                 "generation stops with an error naming the strictest validator")
+    first_from: Literal["trained", "base"] = Field(
+        "trained", description="the model iteration 1 generates with: its trained model, or the untrained "
+        "model.base (self-consuming setups that start from a pretrained model); later iterations use their own")
 
 
 class EvaluateConfig(Strict):
@@ -196,6 +199,12 @@ class Config(Strict):
             if unknown:
                 raise ValueError(f"executor mapping keys must be phases {PHASES}, got {unknown}")
         return value
+
+    @model_validator(mode="after")
+    def _first_from_base(self) -> Config:
+        if self.generate.first_from == "base" and not self.model.base:
+            raise ValueError("generate.first_from is 'base' but model.base is not set")
+        return self
 
     def executor_for(self, phase: str) -> Spec:
         if isinstance(self.executor, Spec):

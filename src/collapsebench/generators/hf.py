@@ -19,7 +19,7 @@ from collapsebench.config import Config
 from collapsebench.errors import UserError, did_you_mean
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
 from collapsebench.models.generation import generate_ids
-from collapsebench.models.loading import cached_causal_lm, context_length, prompt_ids
+from collapsebench.models.loading import cached_causal_lm, context_length, generation_model_dir, prompt_ids
 
 # Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
@@ -52,14 +52,14 @@ def generation_config(sampling: dict[str, Any] | None, max_new_tokens: int, toke
     return config
 
 
-def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str],
-                   gen_config: Any) -> tuple[list[str], list[list[int]]]:
-    """Continue each prompt (BOS-prefixed); return the decoded continuations and their token ids
-    (cut at the first EOS, other special tokens dropped), ``num_return_sequences`` per prompt,
-    prompt-major."""
+def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str], gen_config: Any,
+                   chat: bool = False) -> tuple[list[str], list[list[int]]]:
+    """Continue each prompt (BOS-prefixed, or rendered through the chat template with ``chat``);
+    return the decoded continuations and their token ids (cut at the first EOS, other special
+    tokens dropped), ``num_return_sequences`` per prompt, prompt-major."""
     import torch
 
-    encoded = prompt_ids(tokenizer, prompts)
+    encoded = prompt_ids(tokenizer, prompts, chat=chat)
     width = max(len(e) for e in encoded)
     room = context_length(model) - width
     if room < 1:
@@ -90,35 +90,53 @@ def continuations(tokenizer: Tokenizer, rows: list[list[int]]) -> tuple[list[str
     return [str(tokenizer.decode(x)) for x in ids], ids
 
 
-def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
-             sampling: dict[str, Any] | None = None, keep_prompt: bool = True) -> dict[str, Any]:
-    """Generate the accepted samples S(k) with M(k) into ``samples/`` (lineage columns kept); each
-    shard of candidates is a task of the phase (:func:`generate_job`).
+def uses_chat_template(config: Config, chat_template: bool | None) -> bool:
+    """Whether generation renders prompts through the tokenizer's chat template: ``chat_template``
+    when set, else when the model was trained on chat turns (an ``sft`` trainer with ``format:
+    chat``, in ``train.trainer`` or a stage), so it is prompted the way it was trained."""
+    if chat_template is not None:
+        return chat_template
+    trainers = [config.train.trainer, *(stage.trainer for stage in config.train.stages if stage.trainer)]
+    return any(t.name == "sft" and t.kwargs.get("format") == "chat" for t in trainers)
 
-    ``keep_prompt``: the sample's text is prompt + continuation (else the continuation alone)."""
-    _, tokenizer = cached_causal_lm(ctx, ctx.model_dir())
+
+def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
+             sampling: dict[str, Any] | None = None, keep_prompt: bool = True,
+             chat_template: bool | None = None) -> dict[str, Any]:
+    """Generate the accepted samples S(k) with M(k) (or the base model, ``generate.first_from``)
+    into ``samples/`` (lineage columns kept); each shard of candidates is a task of the phase
+    (:func:`generate_job`).
+
+    ``keep_prompt``: the sample's text is prompt + continuation (else the continuation alone).
+    ``chat_template``: render each prompt as a user turn through the tokenizer's chat template
+    (default: on after chat SFT, see :func:`uses_chat_template`); the template then decides how the
+    sequence starts (no BOS of ours)."""
+    _, tokenizer = cached_causal_lm(ctx, generation_model_dir(ctx))
     gen_config = generation_config(sampling, max_new_tokens, tokenizer)
     per_prompt = gen_config.num_return_sequences or 1
+    chat = uses_chat_template(ctx.config, chat_template)
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise UserError("generate.generator.chat_template: the model's tokenizer has no chat template")
 
     def write_raw(round_: int, prompts_path: Path, jobs: list[Job]) -> None:
         ctx.map_tasks([ctx.task(job.name, "collapsebench.generators.hf:generate_job", job=asdict(job),
                                 prompts=str(prompts_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                sampling=sampling) for job in jobs])
+                                sampling=sampling, chat=chat) for job in jobs])
 
     start = time.time()
     stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
-    stats["sampling"] = gen_config.to_diff_dict()
-    stats["seconds"] = round(time.time() - start, 3)
+    stats.update(sampling=gen_config.to_diff_dict(), model=str(generation_model_dir(ctx)), chat_template=chat,
+                 seconds=round(time.time() - start, 3))
     return stats
 
 
 def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_size: int, max_new_tokens: int,
-                 sampling: dict[str, Any] | None) -> None:
+                 sampling: dict[str, Any] | None, chat: bool = False) -> None:
     """One shard of candidates: continue prompts ``[lo, hi)`` of the round's table, seeded by the
     job's seed, in batches sorted by prompt length; write the raw shard."""
     import torch
 
-    model, tokenizer = cached_causal_lm(ctx, ctx.model_dir())
+    model, tokenizer = cached_causal_lm(ctx, generation_model_dir(ctx))
     gen_config = generation_config(sampling, max_new_tokens, tokenizer)
     per_prompt = gen_config.num_return_sequences or 1
     torch.manual_seed(job["seed"])
@@ -129,7 +147,7 @@ def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_siz
     order = sorted(range(len(chunk)), key=lambda i: len(chunk[i]))
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
-        outs, out_ids = generate_batch(model, tokenizer, [chunk[i] for i in idx], gen_config)
+        outs, out_ids = generate_batch(model, tokenizer, [chunk[i] for i in idx], gen_config, chat)
         for pos, i in enumerate(idx):
             for j in range(per_prompt):
                 texts[i * per_prompt + j] = outs[pos * per_prompt + j]

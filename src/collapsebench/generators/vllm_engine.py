@@ -28,10 +28,10 @@ from collapsebench.api import PhaseContext, Resources
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.executors.local import SubprocessExecutor
-from collapsebench.generators.hf import continuations
+from collapsebench.generators.hf import continuations, uses_chat_template
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
 from collapsebench.io import derive_seed
-from collapsebench.models.loading import load_tokenizer, prompt_ids
+from collapsebench.models.loading import generation_model_dir, load_tokenizer, prompt_ids
 
 
 def gpu_groups(data_parallel: int | list[Any], tensor_parallel: int) -> list[str]:
@@ -61,15 +61,19 @@ def _sampling(sampling: dict[str, Any] | None, max_new_tokens: int) -> dict[str,
 
 def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None,
              max_new_tokens: int = 128, data_parallel: int | list[Any] = 1, keep_prompt: bool = True,
-             python: str | None = None) -> dict[str, Any]:
-    """Generate S(k) with M(k) through vLLM workers; see the module docstring.
+             python: str | None = None, chat_template: bool | None = None) -> dict[str, Any]:
+    """Generate S(k) with M(k) (or the base model, ``generate.first_from``) through vLLM workers;
+    see the module docstring.
 
-    ``python``: the interpreter of the workers (default: this one), e.g. a separate vLLM venv."""
+    ``python``: the interpreter of the workers (default: this one), e.g. a separate vLLM venv.
+    ``chat_template``: as for the transformers generator (default: on after chat SFT)."""
     engine = dict(engine or {})
     params = _sampling(sampling, max_new_tokens)
     per_prompt = int(params.get("n", 1))
     groups = gpu_groups(data_parallel, int(engine.get("tensor_parallel_size", 1)))
-    tokenizer = load_tokenizer(ctx.model_dir())
+    model = str(generation_model_dir(ctx))
+    tokenizer = load_tokenizer(model)
+    chat = uses_chat_template(ctx.config, chat_template)
     workers = SubprocessExecutor(workers=len(groups), python=python, logs=True)
 
     def write_raw(round_: int, prompts: Path, jobs: list[Job]) -> None:
@@ -79,13 +83,15 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
             if mine:
                 task = ctx.task(f"vllm-r{round_:03d}-w{w}", "collapsebench.generators.vllm_engine:worker",
                                 engine=engine, sampling=params, per_prompt=per_prompt, prompts=str(prompts),
-                                jobs=[{"path": j.path, "seed": j.seed, "lo": j.lo, "hi": j.hi} for j in mine])
+                                jobs=[{"path": j.path, "seed": j.seed, "lo": j.lo, "hi": j.hi} for j in mine],
+                                model=model, chat=chat)
                 tasks.append(replace(task, env={"CUDA_VISIBLE_DEVICES": group}))
         workers.wait([workers.submit(t, Resources(gpus=len(groups[0].split(",")))) for t in tasks])
 
     start = time.time()
     stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
-    stats.update(sampling=params, engine=engine, workers=len(groups), seconds=round(time.time() - start, 3))
+    stats.update(sampling=params, engine=engine, workers=len(groups), model=model, chat_template=chat,
+                 seconds=round(time.time() - start, 3))
     return stats
 
 
@@ -109,11 +115,10 @@ def check_config(config: Config, kwargs: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------ the worker
 
 def worker(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[str, Any], per_prompt: int, prompts: str,
-           jobs: list[dict[str, Any]]) -> None:
+           jobs: list[dict[str, Any]], model: str, chat: bool = False) -> None:
     """Run one engine over its jobs; write each job's raw shard (skipping done ones)."""
     from vllm import LLM, SamplingParams
 
-    model = str(ctx.model_dir())
     tokenizer = load_tokenizer(model)
     llm = LLM(model=model, **engine)
     m = per_prompt
@@ -121,7 +126,7 @@ def worker(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[str, Any], 
         if Path(job["path"]).exists():
             continue
         rows = read_prompts(prompts, job["lo"], job["hi"])
-        requests = [{"prompt_token_ids": ids} for ids in prompt_ids(tokenizer, rows["prompt"])]
+        requests = [{"prompt_token_ids": ids} for ids in prompt_ids(tokenizer, rows["prompt"], chat=chat)]
         params = [SamplingParams(**{**sampling, "seed": derive_seed(job["seed"], i) % 2**31})
                   for i in range(len(requests))]
         outputs = llm.generate(requests, params, use_tqdm=False)

@@ -40,7 +40,7 @@ def head_kind(model: Model, head: str | None = None) -> str:
             raise UserError(f"generate.validators (classifier): head must be one of {', '.join(HEADS)}, got {head!r}")
         return head
     problem = getattr(model.config, "problem_type", None)
-    n = int(model.config.num_labels)
+    n = int(model.config.num_labels or 1)
     if problem == "regression" or n == 1:
         return "regression"
     if problem == "multi_label_classification":

@@ -15,7 +15,8 @@ both); :func:`bos_id` is the one place that decides it.
   it is left out of the loss, since what follows is the middle of a document
   (:func:`collapsebench.trainers.causal_lm.pack_blocks`). So the model learns the first token of a
   document from BOS at position 0, exactly the context generation gives it, and nothing else.
-* Generation continues BOS + the prompt's tokens (:func:`prompt_ids`).
+* Generation continues BOS + the prompt's tokens (:func:`prompt_ids`); after chat SFT it renders
+  the prompt through the chat template instead, which decides the start, as it did in training.
 * Tokenizers' own special-token rules are not used (``add_special_tokens=False`` everywhere), so a
   tokenizer that adds BOS itself (Llama) gets it once, from here.
 """
@@ -64,8 +65,14 @@ def frame_ids(tokenizer: Tokenizer, ids: list[int]) -> list[int]:
     return [bos_id(tokenizer), *ids, int(tokenizer.eos_token_id)]
 
 
-def prompt_ids(tokenizer: Tokenizer, prompts: list[str]) -> list[list[int]]:
-    """The token ids generation continues: BOS + the prompt's tokens (BOS alone for an empty prompt)."""
+def prompt_ids(tokenizer: Tokenizer, prompts: list[str], *, chat: bool = False) -> list[list[int]]:
+    """The token ids generation continues: BOS + the prompt's tokens (BOS alone for an empty
+    prompt), or with ``chat`` each prompt as a user turn through the tokenizer's chat template
+    (with the generation prompt), which then decides how the sequence starts."""
+    if chat:
+        rendered = [str(tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                      add_generation_prompt=True)) for p in prompts]
+        return [list(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
     bos = bos_id(tokenizer)
     return [[bos, *ids] for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
 
@@ -106,24 +113,33 @@ def run_tokenizer(ctx: PhaseContext, source: str | Path | None = None) -> Any:
                     "(the tokenizer trained on the real data exists only after iteration 0)")
 
 
-def load_causal_lm(model_dir: str | Path) -> tuple[Any, Any]:
-    """A trained model for inference (eval mode, on the GPU when there is one) and its tokenizer."""
+def load_causal_lm(model_dir: str | Path, gguf_file: str | None = None) -> tuple[Any, Any]:
+    """A model for inference (eval mode, on the GPU when there is one) and its tokenizer; from the
+    GGUF file ``gguf_file`` of the folder when it has no transformers weights of its own."""
     from transformers import AutoModelForCausalLM
 
-    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    gguf = gguf_file if gguf_file and not Path(model_dir, "config.json").exists() else None
+    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), **({"gguf_file": gguf} if gguf else {}))
     model.to(device()).eval()
-    return model, load_tokenizer(model_dir)
+    return model, load_tokenizer(model_dir, gguf)
 
 
 def cached_causal_lm(ctx: PhaseContext, model_dir: str | Path) -> tuple[Any, Any]:
     """:func:`load_causal_lm` through the phase's model cache: loaded once per phase, whichever
-    plug-ins (generator, validators, evaluations) ask for it."""
-    loaded: tuple[Any, Any] = ctx.models.get(("causal_lm", str(model_dir)), lambda: load_causal_lm(model_dir))
+    plug-ins (generator, validators, evaluations) ask for it. A folder without transformers
+    weights (the base model, ``model.gguf_file``) is read from its GGUF file."""
+    gguf = ctx.config.model.gguf_file
+    loaded: tuple[Any, Any] = ctx.models.get(("causal_lm", str(model_dir)), lambda: load_causal_lm(model_dir, gguf))
     return loaded
 
 
-def generation_model_dir(ctx: PhaseContext) -> Path:
-    """The model this iteration generates with: its trained model M(k)."""
+def generation_model_dir(ctx: PhaseContext) -> str | Path:
+    """The model this iteration generates with: its trained model M(k), or at iteration 1 with
+    ``generate.first_from: base`` the untrained ``model.base`` (a folder or a hub name)."""
+    base = ctx.config.model.base
+    if ctx.iteration == 1 and ctx.config.generate.first_from == "base" and base:
+        local = ctx.config.resolve_path(base)
+        return local if local.exists() else base
     return ctx.model_dir()
 
 
