@@ -86,3 +86,24 @@ def test_prepare_splits_and_adds_lineage(make_ctx):
     assert set(real["origin"]) == {"real"} and set(real["generation"]) == {0}
     assert (ctx.out_dir / "tokenizer" / "tokenizer.json").exists()
     assert stats["tokenizer"]["vocab_size"] <= 300
+
+
+def test_evaluation_source_is_evaluated_instead_of_a_holdout_fraction(tmp_path, make_ctx):
+    """data.evaluation: a separate evaluation source (a corpus's own test split): the whole training
+    source is trained on, and every evaluation reads the evaluation source."""
+    from conftest import write_corpus
+
+    test_split = write_corpus(tmp_path / "test.txt", n=30, seed=9)
+    ctx = make_ctx(iteration=0, data={"source": {"name": "local", "path": str(tmp_path / "corpus.txt"),
+                                                 "sample_by": "line"},
+                                      "evaluation": {"name": "local", "path": str(test_split), "sample_by": "line"}})
+    write_corpus(tmp_path / "corpus.txt")
+    stats = prepare(ctx)
+    real = datasets.load_from_disk(str(ctx.out_dir / "real"))
+    held_out = datasets.load_from_disk(str(ctx.out_dir / "holdout"))
+    assert len(real) == 240 and stats["metrics"]["holdout_size"] == len(held_out) == 30  # nothing held out of the source
+    assert list(held_out["text"]) == test_split.read_text().splitlines()
+    assert set(held_out["id"]).isdisjoint(real["id"]) and all(i.startswith("eval-") for i in held_out["id"])
+    with pytest.raises(UserError, match="data.holdout"):
+        make_ctx(iteration=0, data={"source": {"name": "local", "path": str(tmp_path / "corpus.txt")},
+                                    "evaluation": {"name": "local", "path": str(test_split)}, "holdout": 0.2})

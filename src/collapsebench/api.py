@@ -230,7 +230,8 @@ class PhaseContext:
 
     @property
     def holdout_dir(self) -> Path:
-        """The held-out real split, used by every evaluation."""
+        """The held-out real data every evaluation reads: a fraction of ``data.source``, or the
+        separate evaluation source ``data.evaluation``."""
         return self.require(0, "curate", "holdout")
 
     @property

@@ -63,9 +63,27 @@ class DataConfig(Strict):
     source: Spec = Field(default_factory=lambda: Spec(name="ground_truth_language"),
                          description="where the real data comes from (data_sources registry)")
     text_field: str = Field("text", description="column holding the text")
-    holdout: float = Field(0.1, gt=0, description="held-out real data: a fraction (<1) or a number of rows")
+    holdout: float | None = Field(None, ge=0, description="held-out real data: a fraction (<1) or a number of rows "
+                                  "of data.source; default 0.1, or nothing with data.evaluation")
+    evaluation: Spec | None = Field(None, description="a separate evaluation source (data_sources registry), e.g. "
+                                    "the corpus's own test split: every evaluation reads it instead of a held-out "
+                                    "fraction of data.source, which is then trained on whole")
     max_documents: int | None = Field(None, gt=0, description="cap on real documents (train + holdout)")
     preprocess: list[Spec] = Field(default_factory=list, description="one-time preprocessing of the real data")
+
+    @model_validator(mode="after")
+    def _one_evaluation_set(self) -> DataConfig:
+        if self.evaluation is not None and self.holdout:
+            raise ValueError("data.holdout: with data.evaluation the evaluations read the evaluation source; "
+                             "hold nothing out of data.source (leave data.holdout unset)")
+        return self
+
+    def holdout_rows(self, n: int) -> int:
+        """Rows of data.source held out for evaluation, of ``n``."""
+        if self.evaluation is not None:
+            return 0
+        holdout = 0.1 if self.holdout is None else self.holdout
+        return int(round(holdout * n)) if holdout < 1 else int(holdout)
 
 
 class TokenizerConfig(Strict):

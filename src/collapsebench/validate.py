@@ -16,6 +16,8 @@ from collapsebench.plugins import import_object, load_plugins
 def specs(config: Config) -> Iterator[tuple[str, R.Registry[Any], Spec]]:
     """Every plug-in choice of the config: (config key, registry, spec)."""
     yield "data.source", R.data_sources, config.data.source
+    if config.data.evaluation is not None:
+        yield "data.evaluation", R.data_sources, config.data.evaluation
     for i, s in enumerate(config.data.preprocess):
         yield f"data.preprocess[{i}]", R.preprocessors, s
     yield "curate.regime", R.regimes, config.curate.regime

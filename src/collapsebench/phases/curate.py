@@ -18,11 +18,10 @@ def _preprocess(ctx: PhaseContext, ds: Dataset, specs: list[Spec], key: str) -> 
     return ds
 
 
-def prepare(ctx: PhaseContext) -> dict[str, Any]:
-    """Load the real data, add lineage, split off the held-out part, train a tokenizer if needed."""
-    cfg = ctx.config.data
-    ds = data_sources.call(cfg.source.name, ctx, key="data.source", kwargs=cfg.source.kwargs)
-    where = f"data.source ({cfg.source.name})"
+def _load(ctx: PhaseContext, spec: Spec, key: str, prefix: str) -> tuple[Dataset, bool]:
+    """A real data source with lineage, blank rows dropped, ``data.preprocess`` applied; and whether it is text."""
+    ds = data_sources.call(spec.name, ctx, key=key, kwargs=spec.kwargs)
+    where = f"{key} ({spec.name})"
     if len(ds) == 0:
         raise UserError(f"{where}: the dataset is empty")
     is_text = ctx.text_field in ds.column_names
@@ -32,16 +31,27 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
         ds = data.drop_blank(ds, ctx.text_field)
         if len(ds) == 0:
             raise UserError(f"{where}: every row of '{ctx.text_field}' is blank ({n_before} rows)")
-    ds = data.add_lineage(ds, origin="real", generation=0, prefix="real-", parent="")
-    ds = _preprocess(ctx, ds, cfg.preprocess, "data.preprocess")
+    ds = data.add_lineage(ds, origin="real", generation=0, prefix=prefix, parent="")
+    return _preprocess(ctx, ds, ctx.config.data.preprocess, "data.preprocess"), is_text
+
+
+def prepare(ctx: PhaseContext) -> dict[str, Any]:
+    """Load the real data, add lineage, split off the held-out part (or load the evaluation source),
+    train a tokenizer if needed."""
+    cfg = ctx.config.data
+    ds, is_text = _load(ctx, cfg.source, "data.source", "real-")
     ds = ds.shuffle(seed=ctx.seed % 2**32)
     if cfg.max_documents:
         ds = ds.select(range(min(cfg.max_documents, len(ds))))
-    n_holdout = int(round(cfg.holdout * len(ds))) if cfg.holdout < 1 else int(cfg.holdout)
-    if not 0 < n_holdout < len(ds):
-        raise UserError(f"data.holdout: {cfg.holdout} leaves {n_holdout} of {len(ds)} rows held out; "
-                        "it must keep at least one row on each side")
-    holdout, real = ds.select(range(n_holdout)), ds.select(range(n_holdout, len(ds)))
+    if cfg.evaluation is not None:  # evaluations read a source of their own; data.source is trained on whole
+        holdout, _ = _load(ctx, cfg.evaluation, "data.evaluation", "eval-")
+        real = ds
+    else:
+        n_holdout = cfg.holdout_rows(len(ds))
+        if not 0 < n_holdout < len(ds):
+            raise UserError(f"data.holdout: {cfg.holdout} leaves {n_holdout} of {len(ds)} rows held out; "
+                            "it must keep at least one row on each side")
+        holdout, real = ds.select(range(n_holdout)), ds.select(range(n_holdout, len(ds)))
     stats: dict[str, Any] = {"metrics": {"real_size": len(real), "holdout_size": len(holdout)}}
     if is_text:
         real = _count_tokens(ctx, real, stats)
