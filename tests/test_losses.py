@@ -83,3 +83,39 @@ def test_training_with_each_loss_changes_every_parameter(loss):
     Trainer(model=model, args=args, train_dataset=data, compute_loss_func=compute_loss_func(loss)).train()
     unchanged = [n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])]
     assert unchanged == []
+
+
+def test_losses_report_what_they_did_per_step_and_in_total():
+    """TCE reports the share of tokens it masked, focal the mean weight it gave them: per logged
+    step (in the log history) and over the whole training (token-weighted)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    from collapsebench.losses.builtin import loss_reporting, phase_report
+
+    logits, labels = batch(4)
+    probs = torch.softmax(logits[:, :-1], -1).gather(-1, labels[:, 1:].clamp(min=0)[..., None]).squeeze(-1)
+    valid = labels[:, 1:] != IGNORE_INDEX
+    fn, callback = loss_reporting({"name": "tce", "gamma": 0.5})
+    fn({"logits": logits}, labels)
+    window = callback.report.flush()
+    assert window["tce_masked_fraction"] == pytest.approx(float((probs[valid] > 0.5).float().mean()), rel=1e-6)
+    assert window["loss_tokens"] == int(valid.sum())
+    fn, callback = loss_reporting({"name": "focal", "gamma": 2.0})
+    fn({"logits": logits}, labels)
+    assert callback.report.flush()["focal_mean_weight"] == pytest.approx(float(((1 - probs[valid]) ** 2).mean()), rel=1e-5)
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=16, n_layer=1, n_head=2, n_embd=16))
+    ids = torch.randint(0, 40, (32, 16), generator=torch.Generator().manual_seed(1))
+    fn, callback = loss_reporting({"name": "tce", "gamma": 0.025})  # near 1/40: some tokens above, some below
+    args = TrainingArguments(output_dir="/tmp/unused-losses", max_steps=4, per_device_train_batch_size=8, learning_rate=1e-2,
+                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, logging_steps=1)
+    trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": r, "labels": r} for r in ids],
+                      compute_loss_func=fn, callbacks=[callback])
+    trainer.train()
+    steps = [row for row in trainer.state.log_history if "loss" in row]
+    assert len(steps) == 4 and all(0 < row["tce_masked_fraction"] < 1 for row in steps)
+    total = phase_report(trainer.state.log_history, callback)
+    weights = [row["loss_tokens"] for row in steps]
+    expected = sum(row["tce_masked_fraction"] * w for row, w in zip(steps, weights)) / sum(weights)
+    assert total["tce_masked_fraction"] == pytest.approx(expected)

@@ -84,15 +84,16 @@ def train_causal_lm(ctx: PhaseContext, dataset: Dataset, block_size: int = 128, 
     resuming from the latest checkpoint; ``init_from`` overrides ``model.init`` (multi-stage)."""
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from collapsebench.losses.builtin import compute_loss_func
+    from collapsebench.losses.builtin import loss_reporting
 
     model, tokenizer, source = start_model(ctx, init_from)
     blocks, cache_info = pack(ctx, dataset, tokenizer, block_size)
     targs = trainer_arguments(TrainingArguments, args, ctx.out_dir / "checkpoints", ctx.seed)
+    loss_fn, callback = loss_reporting(loss) if loss is not None else (None, None)
     trainer = Trainer(model=model, args=targs, train_dataset=blocks, data_collator=default_data_collator,
-                      compute_loss_func=compute_loss_func(loss) if loss is not None else None)
+                      compute_loss_func=loss_fn, callbacks=[callback] if callback else None)
     tokens = len(blocks) * block_size * targs.num_train_epochs
-    stats = fit(ctx, trainer, tokenizer, source, tokens, keep_checkpoints)
+    stats = fit(ctx, trainer, tokenizer, source, tokens, keep_checkpoints, loss_callback=callback)
     stats.update(blocks=len(blocks), block_size=block_size, token_cache=cache_info,
                  loss=loss if loss is not None else "model default (cross-entropy)")
     return stats

@@ -76,8 +76,10 @@ def start_model(ctx: PhaseContext, init_from: str | Path | None) -> tuple[Any, A
 
 
 def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Path | None, tokens: int,
-        keep_checkpoints: bool) -> dict[str, Any]:
-    """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats."""
+        keep_checkpoints: bool, loss_callback: Any = None) -> dict[str, Any]:
+    """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats;
+    with the callback of :func:`collapsebench.losses.builtin.loss_reporting`, the metrics hold what
+    the loss reported over the whole training (e.g. ``tce_masked_fraction``)."""
     from transformers import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -93,11 +95,16 @@ def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Pat
     if not keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
     logged = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    reported = {}
+    if loss_callback is not None:
+        from collapsebench.losses.builtin import phase_report
+
+        reported = phase_report(trainer.state.log_history, loss_callback)
     return {
         # the last logged loss survives a resume (the log history is restored with the checkpoint);
         # the Trainer's own mean training loss covers only the steps after a resume
         "metrics": {"loss": logged[-1] if logged else result.training_loss,
-                    "tokens_per_second": tokens / max(elapsed, 1e-9)},
+                    "tokens_per_second": tokens / max(elapsed, 1e-9), **reported},
         "init_from": str(source) if source is not None else "scratch",
         "resumed_from": Path(last).name if last else None,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),

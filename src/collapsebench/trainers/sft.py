@@ -131,7 +131,7 @@ def train_sft(ctx: PhaseContext, dataset: Dataset, format: str = "text", templat
     import pyarrow.compute as pc
     from trl import SFTTrainer
 
-    from collapsebench.losses.builtin import compute_loss_func
+    from collapsebench.losses.builtin import loss_reporting
 
     sargs = sft_arguments(args, ctx.out_dir / "checkpoints", ctx.seed, completion_only_loss=completion_only_loss)
     model, tokenizer, source = start_model(ctx, init_from)
@@ -146,12 +146,13 @@ def train_sft(ctx: PhaseContext, dataset: Dataset, format: str = "text", templat
         rows = drop_long(ctx, rows, tokenizer, max_tokens)
     if len(rows) == 0:
         raise UserError(f"train.trainer.max_tokens: every one of the {n_rows} rows is longer than {max_tokens} tokens")
+    loss_fn, callback = loss_reporting(loss) if loss is not None else (None, None)
     trainer = SFTTrainer(model=model, args=sargs, train_dataset=rows, processing_class=tokenizer,
-                         compute_loss_func=compute_loss_func(loss) if loss is not None else None)
+                         compute_loss_func=loss_fn, callbacks=[callback] if callback else None)
     train_rows: Any = trainer.train_dataset
     lengths = pc.list_value_length(train_rows.data.column("input_ids"))
     tokens = int(pc.sum(lengths).as_py() or 0) * sargs.num_train_epochs
-    stats = fit(ctx, trainer, tokenizer, source, tokens, keep_checkpoints)
+    stats = fit(ctx, trainer, tokenizer, source, tokens, keep_checkpoints, loss_callback=callback)
     stats.update(rows=len(rows), dropped_too_long=n_rows - len(rows), format=format,
                  completion_only_loss=completion_only_loss, packing=sargs.packing,
                  bf16=bool(sargs.bf16), gradient_checkpointing=sargs.gradient_checkpointing,
