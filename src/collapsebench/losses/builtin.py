@@ -191,7 +191,7 @@ def phase_report(log_history: list[dict[str, Any]], callback: Any) -> dict[str, 
     if out.get("tce_masked_fraction") == 0.0:
         logging.getLogger("collapsebench.losses").warning(
             "truncated cross-entropy masked no token in the whole training: it trained exactly as cross-entropy "
-            "(raise train.trainer.loss.gamma's effect by lowering gamma)")
+            "(a lower train.trainer.loss.gamma masks the tokens predicted with a lower probability)")
     return out
 
 
