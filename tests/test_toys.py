@@ -430,3 +430,35 @@ def test_loop_variance_direction_across_seeds(tmp_path):
             for seed in range(5)])
     assert np.median(final["replace"]) < 0.3  # n = 20, 50 iterations: E[log var] about -5
     assert 0.5 < np.median(final["accumulate"]) < 2.0
+
+
+def test_vae_truncated_elbo_masks_confident_pixels_and_gamma_one_is_the_elbo(tmp_path):
+    """The VAE's truncated loss (TCE's rule on the reconstruction term): pixels the decoder already
+    gives a likelihood above gamma get no loss and no gradient; gamma 1 masks nothing and trains
+    exactly as the plain ELBO. Its train stats report the share of pixels it masked."""
+    import torch
+
+    from collapsebench.toy.vae import build, vae_loss
+
+    config = make_config(data={"source": {"name": "digits", "n": 220}, "holdout": 20},
+                         train={"trainer": {"name": "vae", "epochs": 2, "hidden": 16, "latent_dim": 2}})
+    prepare_real(tmp_path, config)
+    ctx = context(tmp_path, config, 1, "train")
+    plain = trainers.get("vae")(ctx, ctx.real(), epochs=2, hidden=16, latent_dim=2)
+    plain_weights = torch.load(ctx.out_dir / "model" / "vae.pt")
+    same = trainers.get("vae")(ctx, ctx.real(), epochs=2, hidden=16, latent_dim=2, objective="truncated_elbo",
+                            gamma=1.0)
+    assert all(torch.equal(plain_weights[k], v) for k, v in torch.load(ctx.out_dir / "model" / "vae.pt").items())
+    assert same["masked_fraction"] == 0.0 and plain["masked_fraction"] == 0.0
+    truncated = trainers.get("vae")(ctx, ctx.real(), epochs=2, hidden=16, latent_dim=2, objective="truncated_elbo",
+                                    gamma=0.6)
+    assert 0 < truncated["masked_fraction"] < 1 and truncated["objective"] == "truncated_elbo"
+
+    torch.manual_seed(0)
+    net = build(64, 2, 16)
+    x = torch.rand(8, 64).round()
+    loss, masked = vae_loss(net, x, torch.zeros(8, 2), beta=1.0, gamma=0.6)
+    loss.backward()
+    assert 0 < masked < 1
+    with pytest.raises(UserError, match="objective"):
+        trainers.call("vae", ctx, ctx.real(), key="train.trainer", kwargs={"objective": "clipped"})
