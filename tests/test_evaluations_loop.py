@@ -40,7 +40,7 @@ def run(tmp_path_factory):
     cfg["plugins"] = ["./my_evals.py"]
     cfg["evaluate"] = {"evaluations": [
         "perplexity",
-        {"name": "diversity", "max_samples": 100, "self_bleu_samples": 20, "include_real": True},
+        {"name": "diversity", "texts": 10, "length": 4, "draws": 2, "self_bleu_texts": 10},
         "unigram_kl",
         {"name": "reference_perplexity", "reference": 1},
         {"name": "knowledge", "path": "items.jsonl"},
