@@ -85,3 +85,30 @@ def test_alert_history_falls_back_to_committed_evaluations(tmp_path):
     (committed / "metrics.json").write_text(json.dumps({"calibration_ece": None}))  # NaN stored as null
     m = add_ece_alert(ctx, {"calibration_ece": 0.17}, "calibration_ece")
     assert m["calibration_ece_alert_level"] == 1.0
+
+
+def _baseline_run(path, seed, rows):
+    write_metrics(path, rows)
+    (path / "config.yaml").write_text(f"name: clean\nseed: {seed}\niterations: 3\n")
+
+
+def test_alert_against_the_clean_baseline_run(tmp_path):
+    """The published rule compares each iteration's ECE with the same iteration of the run of the
+    same setting without synthetic data: a small rise over the run's own first iteration can be a
+    large one over the clean baseline. Seeds are paired when the baseline holds several runs."""
+    ctx = eval_ctx(tmp_path, iteration=2)
+    write_metrics(ctx.run_dir, [{"iteration": 1, "calibration_ece": 0.17}])
+    _baseline_run(tmp_path / "clean" / "seed0", 0, [{"iteration": 1, "calibration_ece": 0.10},
+                                                    {"iteration": 2, "calibration_ece": 0.09}])
+    _baseline_run(tmp_path / "clean" / "seed1", 1, [{"iteration": 2, "calibration_ece": 0.30}])
+    m = add_ece_alert(ctx, {"calibration_ece": 0.20}, "calibration_ece", baseline=str(tmp_path / "clean"))
+    assert m["calibration_ece_baseline"] == 0.09 and m["calibration_ece_rise"] == pytest.approx(0.20 / 0.09 - 1)
+    assert m["calibration_ece_alert_level"] == 2.0  # +122% over the clean run (+18% over its own first iteration)
+    relaxed = add_ece_alert(ctx, {"calibration_ece": 0.20}, "calibration_ece", baseline=str(tmp_path / "clean"),
+                            warning=1.5, critical=3.0)
+    assert relaxed["calibration_ece_alert_level"] == 0.0
+    warned = add_ece_alert(ctx, {"calibration_ece": 0.15}, "calibration_ece", baseline=str(tmp_path / "clean" / "seed0"))
+    assert warned["calibration_ece_alert_level"] == 1.0  # +67%
+    later = eval_ctx(tmp_path, iteration=3)
+    assert math.isnan(add_ece_alert(later, {"calibration_ece": 0.2}, "calibration_ece",
+                                    baseline=str(tmp_path / "clean" / "seed0"))["calibration_ece_alert_level"])

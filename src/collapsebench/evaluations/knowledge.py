@@ -28,7 +28,7 @@ import numpy as np
 
 from collapsebench.api import PhaseContext
 from collapsebench.errors import UserError
-from collapsebench.evaluations.calibration import add_ece_alert, expected_calibration_error
+from collapsebench.evaluations.calibration import CRITICAL_RISE, WARNING_RISE, add_ece_alert, expected_calibration_error
 from collapsebench.models.loading import cached_causal_lm, load_causal_lm
 from collapsebench.models.scoring import continuation_logprobs
 
@@ -64,7 +64,8 @@ def knowledge_metrics(lp_true: np.ndarray, lp_false: np.ndarray, slices: Sequenc
 
 
 def knowledge(ctx: PhaseContext, path: str, *, prefix: str = "knowledge", batch_size: int = 16,
-              n_bins: int = 10, model: str | None = None) -> dict[str, float]:
+              n_bins: int = 10, model: str | None = None, baseline: str | None = None,
+              warning_rise: float = WARNING_RISE, critical_rise: float = CRITICAL_RISE) -> dict[str, float]:
     """Evaluation: knowledge retention of the iteration's model (or ``model``) on a JSONL item file.
 
     Writes ``<prefix>_items.jsonl`` (per-item log-probabilities and verdicts) to ``ctx.out_dir``.
@@ -85,7 +86,7 @@ def knowledge(ctx: PhaseContext, path: str, *, prefix: str = "knowledge", batch_
         {**it, "logprob_true": float(t), "logprob_false": float(f), "correct": bool(t > f)}
         for it, t, f in zip(items, lp_true, lp_false)))
     metrics = knowledge_metrics(lp_true, lp_false, slices, prefix=prefix, n_bins=n_bins)
-    return add_ece_alert(ctx, metrics, f"{prefix}_ece")
+    return add_ece_alert(ctx, metrics, f"{prefix}_ece", baseline=baseline, warning=warning_rise, critical=critical_rise)
 
 
 # ------------------------------------------------------------------------------------ builder

@@ -32,7 +32,13 @@ import numpy as np
 
 from collapsebench.api import PhaseContext
 from collapsebench.errors import UserError
-from collapsebench.evaluations.calibration import add_ece_alert, calibration_metrics, choice_probabilities
+from collapsebench.evaluations.calibration import (
+    CRITICAL_RISE,
+    WARNING_RISE,
+    add_ece_alert,
+    calibration_metrics,
+    choice_probabilities,
+)
 
 
 def flatten_results(results: dict[str, dict[str, Any]], prefix: str = "lm_eval") -> dict[str, float]:
@@ -87,7 +93,8 @@ def lm_eval(ctx: PhaseContext, tasks: list[str] | str, *, num_fewshot: int | Non
             limit: int | float | None = None, include_path: str | list[str] | None = None,
             model_args: dict[str, Any] | None = None, model: str | None = None, device: str | None = None,
             apply_chat_template: bool = False, bootstrap_iters: int = 1000, log_samples: bool = True,
-            include_defaults: bool = True, n_bins: int = 10) -> dict[str, float]:
+            include_defaults: bool = True, n_bins: int = 10, baseline: str | None = None,
+            warning_rise: float = WARNING_RISE, critical_rise: float = CRITICAL_RISE) -> dict[str, float]:
     """Evaluation: run lm-evaluation-harness ``tasks`` on the iteration's model (or ``model``).
 
     ``include_defaults: false`` indexes only the ``include_path`` folders (faster start-up when
@@ -138,5 +145,6 @@ def lm_eval(ctx: PhaseContext, tasks: list[str] | str, *, num_fewshot: int | Non
         cal = samples_calibration(samples, n_bins)
         if cal is not None and not math.isnan(cal["ece"]):
             metrics.update({f"lm_eval/{task}/{k}": v for k, v in cal.items()})
-            add_ece_alert(ctx, metrics, f"lm_eval/{task}/ece")
+            add_ece_alert(ctx, metrics, f"lm_eval/{task}/ece", baseline=baseline, warning=warning_rise,
+                          critical=critical_rise)
     return metrics
