@@ -78,3 +78,39 @@ def test_dedup_and_length_filter_count_what_they_drop(make_ctx):
     assert out["text"] == ["a b c", "y z"]
     lines = (ctx.out_dir / "preprocess.jsonl").read_text().splitlines()
     assert [__import__("json").loads(line)["dropped"] for line in lines] == [2, 2]
+
+
+def test_fresh_real_parts_by_a_column_mean_the_same_in_training_and_evaluation(make_ctx):
+    """part_by: the parts are the values of a column of the data (a source, a slice), so the
+    training parts and the held-out groups of perplexity's group_by (and the knowledge items'
+    slices) are the same groups, not shuffled positions that correspond to nothing."""
+    from collapsebench.prompts.builtin import real_parts
+
+    slices = ["wiki", "news", "code"] * 10  # 30 rows, interleaved: parts by position would mix them
+    real = add_lineage(datasets.Dataset.from_dict({"text": [f"{s} doc {i}" for i, s in enumerate(slices)],
+                                                   "source": slices}), origin="real", generation=0, prefix="real-")
+    ctx = make_ctx(iteration=1)
+    save(real, ctx.phase_dir(0, "curate") / "real")
+    first = fresh_real(ctx, real, [], part_by="source")
+    assert set(first["source"]) == {"code"} and len(first) == 10  # parts in sorted order: code, news, wiki
+    regen = datasets.Dataset.from_dict({"text": [f"regen {i}" for i in first["id"]], "parent": first["id"],
+                                        "id": [f"g001-{i:08d}" for i in range(10)], "origin": ["synthetic"] * 10,
+                                        "generation": [1] * 10})
+    ctx2 = make_ctx(iteration=2)
+    second = fresh_real(ctx2, real, [regen], part_by="source")
+    source_of = dict(zip(real["id"], real["source"]))
+    assert {source_of[i] for i, o in zip(second["id"], second["origin"]) if o == "real"} == {"news"}
+    parts = pq.read_table(ctx2.out_dir / "parts.parquet").to_pydict()
+    assert sorted(set(zip(parts["part"], parts["role"]))) == [(0, "regenerated"), (1, "fresh")]
+    prompts = real_parts(make_ctx(iteration=2, phase="generate"), 20, _WordTokenizer(), part_by="source", tokens=2)
+    assert set(prompts["parent"]) == set(real.filter(lambda r: r["source"] in ("code", "news"))["id"])
+
+
+class _WordTokenizer:
+    """Just enough of a tokenizer for prompt prefixes: words in, words out."""
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [t.split() for t in texts]}
+
+    def batch_decode(self, ids):
+        return [" ".join(x) for x in ids]

@@ -21,7 +21,7 @@ from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.data import text_hashes
 from collapsebench.errors import UserError
 from collapsebench.io import digest
-from collapsebench.regimes.parts import bounds
+from collapsebench.regimes.parts import part_index
 from collapsebench.sources.files import BUILDERS, hub_source, local_source
 from collapsebench.templating import render_template
 
@@ -182,23 +182,24 @@ def outside_holdout(ctx: PhaseContext, prompts: Dataset, path: str) -> Dataset:
 
 
 def real_parts(ctx: PhaseContext, n: int, tokenizer: Tokenizer, parts: int | None = None,
-               tokens: int = 16) -> Dataset:
+               tokens: int = 16, part_by: str | None = None) -> Dataset:
     """Regenerate the real documents of every part the model has seen (parts 0..k-1 at iteration k,
-    see :mod:`collapsebench.regimes.parts`): each document's first ``tokens`` tokens are its
-    prompt and its id the sample's ``parent``; the documents are cycled to fill ``n`` samples."""
+    see :mod:`collapsebench.regimes.parts`; ``parts`` and ``part_by`` as the regime's): each
+    document's first ``tokens`` tokens are its prompt and its id the sample's ``parent``; the
+    documents are cycled to fill ``n`` samples."""
     real = ctx.real()
-    n_parts = parts or ctx.config.iterations
-    _, hi = bounds(len(real), min(ctx.iteration, n_parts) - 1, n_parts)
-    if n < hi:
-        raise UserError(f"generate.num_samples: {n} samples cannot regenerate the {hi} documents of parts "
-                        f"0..{ctx.iteration - 1} (generate.prompts: real_parts); raise it to at least {hi}")
+    index, names = part_index(real, parts, part_by, default=ctx.config.iterations, key="generate.prompts")
+    rows = np.flatnonzero(index < min(ctx.iteration, len(names)))
+    if n < len(rows):
+        raise UserError(f"generate.num_samples: {n} samples cannot regenerate the {len(rows)} documents of parts "
+                        f"0..{ctx.iteration - 1} (generate.prompts: real_parts); raise it to at least {len(rows)}")
     field = ctx.text_field
 
     def cut(batch: dict[str, list]) -> dict[str, list]:
         ids = tokenizer(batch[field], add_special_tokens=False)["input_ids"]
         return {"prompt": tokenizer.batch_decode([x[:tokens] for x in ids]), "parent": batch["id"]}
 
-    rows = np.arange(n) % hi
-    picked = real.select(rows).select_columns([field, "id"])
+    picked = real.select(rows[np.arange(n) % len(rows)]).select_columns([field, "id"])
+    key = digest([n, tokens, parts, part_by])
     return picked.map(cut, batched=True, batch_size=1000, remove_columns=[field, "id"],
-                      cache_file_name=str(ctx.cache_dir / f"real_parts_{n}_{tokens}.arrow"))
+                      cache_file_name=str(ctx.cache_dir / f"real_parts_{key}.arrow"))

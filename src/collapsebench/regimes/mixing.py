@@ -23,7 +23,7 @@ from collapsebench.config import Spec
 from collapsebench.data import concat, sample_rows
 from collapsebench.errors import UserError
 from collapsebench.models.tokens import has_token_counts, token_counts
-from collapsebench.regimes.parts import part_rows
+from collapsebench.regimes.parts import part_index
 
 SIZE_POLICIES = ("constant", "real_plus_synthetic")
 UNITS = ("tokens", "rows")
@@ -176,18 +176,19 @@ def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], rows: int |
 
 def clean_fraction(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
                    alpha: float = 0.0, size: int | None = None, size_policy: str = "constant",
-                   parts: int | None = None, unit: str | None = None, size_tokens: int | None = None,
-                   **ignored: object) -> Dataset:
+                   parts: int | None = None, part_by: str | None = None, unit: str | None = None,
+                   size_tokens: int | None = None, **ignored: object) -> Dataset:
     """The clean baseline of a run: the real rows the run's regime would train on, without its
     synthetic rows. Switch any config to it with ``curate.regime.name=clean_fraction`` (the other
     regime arguments are read where they matter and ignored otherwise):
 
     * with ``alpha`` (replace): the same real rows replace draws (same seed, same unit); iteration 1
       uses the full size, as replace does;
-    * with ``parts`` (fresh_real): the fresh part of the iteration alone;
+    * with ``parts`` or ``part_by`` (fresh_real): the fresh part of the iteration alone;
     * otherwise (accumulate, grow, ...): the real data."""
-    if parts is not None:
-        return part_rows(real, ctx.iteration - 1, parts)
+    if parts is not None or part_by is not None:
+        index, _ = part_index(real, parts, part_by, default=ctx.config.iterations)
+        return real.select(np.flatnonzero(index == ctx.iteration - 1))
     real_part, _, _, _ = _replace_real(ctx, real, not synthetic, alpha, size, size_policy, unit, size_tokens)
     if len(real_part) == 0:
         raise UserError(f"curate.regime: clean_fraction with alpha={alpha} keeps no real rows at iteration "
