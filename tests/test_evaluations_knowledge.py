@@ -7,7 +7,8 @@ import pytest
 from collapsebench.cli import main as cli
 from collapsebench.errors import UserError
 from collapsebench.evaluations.common import read_jsonl
-from collapsebench.evaluations.knowledge import build_knowledge_items, knowledge_metrics
+from collapsebench.evaluations.knowledge import knowledge_metrics
+from collapsebench.evaluations.knowledge_items import build_cloze_items
 
 DOCS = [
     "The capital of France is Paris. Water boils at one hundred degrees.",
@@ -31,7 +32,7 @@ def test_metrics_accuracy_slices_and_calibration():
 
 
 def test_builder_items_come_from_the_documents():
-    items = build_knowledge_items(DOCS, n_items=10, seed=3)
+    items = build_cloze_items(DOCS, n_items=10, seed=3)
     assert len(items) == 4  # "Short one." has no sentence of five words
     for it in items:
         assert it["true"].startswith(" ") and it["false"].startswith(" ")
@@ -40,8 +41,8 @@ def test_builder_items_come_from_the_documents():
         assert len(home) == 1, sentence
         assert it["false"].strip().lower() != it["true"].strip().lower()
         assert any(it["false"].strip() in d for d in DOCS if d != home[0])
-    assert build_knowledge_items(DOCS, n_items=10, seed=3) == items
-    assert build_knowledge_items(DOCS, n_items=10, seed=4) != items
+    assert build_cloze_items(DOCS, n_items=10, seed=3) == items
+    assert build_cloze_items(DOCS, n_items=10, seed=4) != items
 
 
 def test_builder_scorer_picks_most_confusable_and_slices():
@@ -51,7 +52,7 @@ def test_builder_scorer_picks_most_confusable_and_slices():
         seen.append(candidates)
         return [len(c) for c in candidates]  # "most plausible" = longest word
 
-    items = build_knowledge_items(DOCS, n_items=3, seed=0, scorer=scorer, n_candidates=6,
+    items = build_cloze_items(DOCS, n_items=3, seed=0, scorer=scorer, n_candidates=6,
                                   slices=["geo", "sci", "lit", "x", "math"], n_words=2)
     assert len(items) == 3 and len(seen) == 3
     for it, cands in zip(items, seen):
@@ -62,7 +63,7 @@ def test_builder_scorer_picks_most_confusable_and_slices():
 
 def test_builder_needs_two_documents():
     with pytest.raises(UserError):
-        build_knowledge_items(["one document only here."], n_items=1)
+        build_cloze_items(["one document only here."], n_items=1)
 
 
 def test_cli_writes_items(tmp_path, capsys):
@@ -80,3 +81,59 @@ def test_item_file_errors_name_the_line(tmp_path):
     bad.write_text(json.dumps({"context": "a", "true": " b", "false": " c"}) + "\n" + json.dumps({"context": "a"}))
     with pytest.raises(UserError, match=r"bad.jsonl, line 2: missing key 'true'"):
         read_jsonl(bad, {"context": str, "true": str, "false": str})
+
+
+PARAGRAPHS = [
+    "The old bridge over the Tamsen river was opened by Mayor Alice Grant in 1887. It carried 4200 carts a "
+    "day until March 3, 1921, when the engineer Robert Hale closed it for repairs.",
+    "In 1903 the Orla Company built its first mill near Kettering. By 1910 the mill employed 350 workers "
+    "under the manager Edith Vance, who left for Brightwater in June 1912.",
+    "The comet was seen from Lisbon on 14 August 1834 by the astronomer Tomas Ferreira. He measured its "
+    "tail at 27 degrees and wrote to Carl Weber about it.",
+    "Nothing here to ask about: just words in a row that say little and name nobody at all.",
+]
+
+
+def test_fact_items_ask_several_questions_per_paragraph_with_same_type_distractors():
+    """The published knowledge test asks several questions about each paragraph's content; without an
+    NER model, a documented rule finds names, numbers, years and dates, and the false answer is a
+    mention of the same type from another paragraph."""
+    from collapsebench.evaluations.knowledge_items import fact_items, mentions
+
+    found = {(m.kind, m.text) for m in mentions(PARAGRAPHS[0])}
+    assert {("name", "Mayor Alice Grant"), ("year", "1887"), ("number", "4200"), ("date", "March 3, 1921"),
+            ("name", "Robert Hale")} <= found
+    assert ("name", "The") not in found and ("name", "It") not in found  # sentence-initial words are not names
+    items = fact_items(PARAGRAPHS, ["a", "a", "b", "b"], per_paragraph=5, min_context_words=3, seed=0)
+    by_paragraph = [[it for it in items if it["paragraph"] == i] for i in range(4)]
+    assert [len(x) for x in by_paragraph[:3]] == [5, 5, 5] and by_paragraph[3] == []
+    kinds = {m.text: m.kind for p in PARAGRAPHS for m in mentions(p)}
+    for it in items:
+        home = PARAGRAPHS[it["paragraph"]]
+        assert home.startswith(it["context"]) and home[len(it["context"]):].startswith(it["true"])
+        assert it["false"].strip() != it["true"].strip() and it["false"].strip() not in home
+        assert kinds[it["false"].strip()] == it["type"] == kinds[it["true"].strip()]
+        assert it["slice"] == ["a", "a", "b", "b"][it["paragraph"]]
+    assert fact_items(PARAGRAPHS, ["a", "a", "b", "b"], per_paragraph=5, min_context_words=3, seed=0) == items
+
+
+def test_knowledge_builds_items_from_the_training_data_per_slice(tmp_path):
+    """A registered item builder (item_builders) makes the items from the run's real training data,
+    per slice; the evaluation reports accuracy per slice, on the first slice, and in total."""
+    import datasets
+
+    from collapsebench.data import add_lineage, save
+    from collapsebench.evaluations.knowledge import knowledge
+    from evalhelpers import eval_ctx, tiny_causal_lm
+
+    ctx = eval_ctx(tmp_path, iteration=1)
+    real = add_lineage(datasets.Dataset.from_dict({"text": PARAGRAPHS, "source": ["a", "a", "b", "b"]}),
+                       origin="real", generation=0, prefix="real-")
+    save(real, ctx.phase_dir(0, "curate") / "real")
+    model = tiny_causal_lm(tmp_path / "lm", PARAGRAPHS)
+    m = knowledge(ctx, items={"name": "facts", "slices": "source", "min_context_words": 3}, model=str(model))
+    assert m["knowledge_items"] == 15 and m["knowledge_accuracy_first_slice"] == m["knowledge_accuracy/a"]
+    written = [json.loads(line) for line in (ctx.out_dir / "knowledge_items.jsonl").read_text().splitlines()]
+    assert {w["slice"] for w in written} == {"a", "b"} and all("type" in w for w in written)
+    with pytest.raises(UserError, match="path or items"):
+        knowledge(ctx, model=str(model))

@@ -18,6 +18,8 @@ Loss                ``fn(logits, labels, **kw) -> scalar tensor``
 Trainer             ``fn(ctx, dataset, **kw) -> dict``: writes ``ctx.out_dir / "model"``
 Generator           ``fn(ctx, **kw) -> dict``: writes ``ctx.out_dir / "samples"``
 Evaluation          ``fn(ctx, **kw) -> dict[str, float]``
+ItemBuilder         ``fn(ctx, **kw) -> list[dict]``: knowledge items (``context``, ``true``, ``false``,
+                    ``slice``) for the ``knowledge`` evaluation
 Executor            ``submit(task, resources) -> handle``, ``wait(handles)``
 Tracker             ``log_iteration(iteration, metrics, samples)``, ``finish()``
 ==================  =========================================================================
@@ -378,6 +380,10 @@ class Evaluation(Protocol):
     def __call__(self, ctx: PhaseContext, /, **kwargs: Any) -> dict[str, Any]: ...
 
 
+class ItemBuilder(Protocol):
+    def __call__(self, ctx: PhaseContext, /, **kwargs: Any) -> list[dict[str, Any]]: ...
+
+
 class Tracker(Protocol):
     def log_iteration(self, iteration: int, metrics: dict[str, Any], samples: Dataset | None) -> None: ...
 
@@ -389,7 +395,8 @@ class TrackerFactory(Protocol):
 
 
 __all__ = [
-    "DataSource", "Dataset", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle", "Loss", "MODELS",
+    "DataSource", "Dataset", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle", "ItemBuilder", "Loss",
+    "MODELS",
     "Model", "ObjectCache", "PhaseContext", "Preprocessor", "PromptSource", "Regime", "Resources",
     "SyntheticHistory", "Task", "Tensor", "Tokenizer", "Tracker", "TrackerFactory", "Trainer", "Validator",
     "Verdict", "context_for", "run_task",

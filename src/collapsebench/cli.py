@@ -114,12 +114,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_knowledge_items(args: argparse.Namespace) -> int:
     from collapsebench.evaluations.common import write_jsonl
-    from collapsebench.evaluations.knowledge import build_knowledge_items, load_texts, model_scorer
+    from collapsebench.evaluations.knowledge_items import build_cloze_items, load_texts, model_scorer
 
     texts = load_texts(Path(args.input), args.text_field)
     scorer = model_scorer(args.model) if args.model else None
-    items = build_knowledge_items(texts, n_items=args.n, seed=args.seed, n_words=args.n_words,
-                                  min_words=args.min_words, scorer=scorer, n_candidates=args.candidates)
+    items = build_cloze_items(texts, n_items=args.n, seed=args.seed, n_words=args.n_words,
+                              min_words=args.min_words, scorer=scorer, n_candidates=args.candidates)
     write_jsonl(Path(args.output), items)
     console.print(f"wrote {len(items)} items to {args.output}")
     return 0
@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.set_defaults(fn=_cmd_task)
 
-    p = sub.add_parser("knowledge-items", help="build knowledge-retention items (cloze) from documents")
+    p = sub.add_parser("knowledge-items", help="build last-word cloze items for the knowledge evaluation from documents "
+                       "(items from a run's training data: the knowledge evaluation's items option)")
     p.add_argument("input", help=".txt (one document per line), .jsonl/.json, .csv, .parquet or a dataset folder")
     p.add_argument("output", help="the JSONL item file to write")
     p.add_argument("--n", type=int, default=500, help="number of items")

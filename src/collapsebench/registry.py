@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         Evaluation,
         ExecutorFactory,
         Generator,
+        ItemBuilder,
         Loss,
         Preprocessor,
         PromptSource,
@@ -293,6 +294,7 @@ losses: Registry[Loss] = Registry("loss", skip=2)  # (logits, labels)
 trainers: Registry[Trainer] = Registry("trainer", skip=2)  # (ctx, dataset)
 generators: Registry[Generator] = Registry("generator", skip=1)  # (ctx)
 evaluations: Registry[Evaluation] = Registry("evaluation", skip=1)  # (ctx)
+item_builders: Registry[ItemBuilder] = Registry("item builder", skip=1)  # (ctx)
 executors: Registry[ExecutorFactory] = Registry("executor", skip=0)  # (**kwargs) -> Executor
 trackers: Registry[TrackerFactory] = Registry("tracker", skip=2)  # (config, run_dir) -> Tracker
 
@@ -306,6 +308,7 @@ ALL: dict[str, Registry[Any]] = {
     "trainers": trainers,
     "generators": generators,
     "evaluations": evaluations,
+    "item_builders": item_builders,
     "executors": executors,
     "trackers": trackers,
 }
@@ -378,6 +381,9 @@ evaluations.lazy("judge_quality", f"{_B}.evaluations.judges:judge_quality")
 evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise")
 evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True)
 evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats")
+
+item_builders.lazy("facts", f"{_B}.evaluations.knowledge_items:facts")
+item_builders.lazy("cloze", f"{_B}.evaluations.knowledge_items:cloze")
 
 executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
 executors.lazy("subprocess", f"{_B}.executors.local:SubprocessExecutor")

@@ -36,6 +36,9 @@ def specs(config: Config) -> Iterator[tuple[str, R.Registry[Any], Spec]]:
         yield f"generate.validators[{i}]", R.validators, s
     for i, s in enumerate(config.evaluate.evaluations):
         yield f"evaluate.evaluations[{i}]", R.evaluations, s
+        if s.name == "knowledge" and s.kwargs.get("items") is not None:  # a plug-in choice of its own
+            yield f"evaluate.evaluations[{i}].items", R.item_builders, _spec(f"evaluate.evaluations[{i}].items",
+                                                                              s.kwargs["items"])
     for i, s in enumerate(config.tracking):
         yield f"tracking[{i}]", R.trackers, s
     if isinstance(config.executor, Spec):
@@ -45,14 +48,18 @@ def specs(config: Config) -> Iterator[tuple[str, R.Registry[Any], Spec]]:
             yield f"executor.{phase}", R.executors, s
 
 
+def _spec(key: str, value: Any) -> Spec:
+    try:
+        return Spec.model_validate(value)
+    except ValueError:
+        raise UserError(f"{key} must be a name or {{name: ..., <kwargs>}}, got {value!r}") from None
+
+
 def _loss(key: str, trainer: Spec) -> Iterator[tuple[str, R.Registry[Any], Spec]]:
     """A trainer's ``loss`` argument is a plug-in choice of its own (losses registry)."""
     loss = trainer.kwargs.get("loss")
     if loss is not None:
-        try:
-            yield f"{key}.loss", R.losses, Spec.model_validate(loss)
-        except ValueError:
-            raise UserError(f"{key}.loss must be a name or {{name: ..., <kwargs>}}, got {loss!r}") from None
+        yield f"{key}.loss", R.losses, _spec(f"{key}.loss", loss)
 
 
 def validate_config(config: Config) -> list[str]:
