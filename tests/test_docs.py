@@ -37,3 +37,10 @@ def test_the_plugin_page_example_runs(tmp_path, capfd):
     real = rows[0]["curate/size"]
     assert rows[1]["curate/size"] == real + 30  # the real data plus half of the 60 samples
     assert rows[1]["curate/synthetic_fraction"] == pytest.approx(30 / (real + 30))
+
+
+def test_the_metrics_page_covers_every_builtin_evaluation():
+    from collapsebench.registry import evaluations
+
+    page = (REPO / "docs" / "metrics.md").read_text()
+    assert [name for name in evaluations.names() if f"`{name}`" not in page] == []
