@@ -125,3 +125,31 @@ def test_blocks_start_with_bos_and_learn_only_document_starts_from_it():
     same = [[eos, 5, 6, eos], [eos, 8, eos]]  # one token for both: written once between documents
     blocks, labels = pack_blocks(same, eos, 3)
     assert blocks == [[1, 5, 6], [1, 8, 1]] and labels[1][1] == 8
+
+
+def test_sft_template_rows_are_framed_and_mask_the_prompt(tmp_path, monkeypatch):
+    """A template row is BOS + the prompt's tokens (tokenized alone, as generation tokenizes a
+    prompt) + the completion's + EOS; with completion_only_loss only the completion and EOS count,
+    and TRL trains on those ids as they are."""
+    import datasets
+
+    from collapsebench.models.loading import load_tokenizer
+    from collapsebench.trainers.sft import to_sft_rows
+
+    ctx, _ = train_context(tmp_path, monkeypatch, "sft", "separate")
+    tok = load_tokenizer(tmp_path / "tok")
+    ds = datasets.Dataset.from_dict({"q": ["A w1", "B w2 w3"], "a": ["w4", "w5 w6"]})
+    rows = to_sft_rows(ctx, ds, tok, "template", "{q} {a}", None, "prompt", None, True)
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    first = tok("A w1 ", add_special_tokens=False)["input_ids"], tok("w4", add_special_tokens=False)["input_ids"]
+    assert rows[0]["input_ids"] == [bos, *first[0], *first[1], eos]
+    assert rows[0]["completion_mask"] == [0] * (1 + len(first[0])) + [1] * (len(first[1]) + 1)
+    stats = trainers_call(ctx, ds, template="{q} {a}", completion_only_loss=True)
+    assert stats["rows"] == 2 and stats["steps"] >= 1
+
+
+def trainers_call(ctx, ds, **kwargs):
+    from collapsebench.registry import trainers
+
+    args = {**ARGS, "num_train_epochs": 1, "max_length": 16}
+    return trainers.call("sft", ctx, ds, key="train.trainer", kwargs={"format": "template", "args": args, **kwargs})

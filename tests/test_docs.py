@@ -43,4 +43,5 @@ def test_the_metrics_page_covers_every_builtin_evaluation():
     from collapsebench.registry import evaluations
 
     page = (REPO / "docs" / "metrics.md").read_text()
-    assert [name for name in evaluations.names() if f"`{name}`" not in page] == []
+    builtins = [name for name in evaluations.names() if evaluations.entry(name).builtin]
+    assert builtins and [name for name in builtins if f"`{name}`" not in page] == []

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from collapsebench.evaluations.calibration import calibration
-from collapsebench.evaluations.knowledge import build_knowledge_items, knowledge
+from collapsebench.evaluations.knowledge import knowledge
+from collapsebench.evaluations.knowledge_items import build_cloze_items
 from collapsebench.evaluations.perplexity import reference_perplexity
 from collapsebench.evaluations.qualitative import qualitative
 from evalhelpers import eval_ctx, save_samples, tiny_causal_lm
@@ -64,7 +65,7 @@ def test_calibration_on_multiple_choice_file(trained):
 
 def test_builder_with_model_scorer_picks_plausible_distractor(trained):
     root, _ = trained
-    from collapsebench.evaluations.knowledge import model_scorer
+    from collapsebench.evaluations.knowledge_items import model_scorer
 
     fillers = ["of", "the", "is", "capital"]
     # each document: a fact, then a sentence ending in a function word (an implausible distractor)
@@ -76,7 +77,7 @@ def test_builder_with_model_scorer_picks_plausible_distractor(trained):
         offered.append(candidates)
         return scorer(context, candidates)
 
-    items = build_knowledge_items(docs, n_items=6, seed=0, scorer=recording, n_candidates=8, min_words=6)
+    items = build_cloze_items(docs, n_items=6, seed=0, scorer=recording, n_candidates=8, min_words=6)
     fact_items = [it for it in items if it["context"].startswith("the capital of")]
     assert fact_items, items
     assert any(any(c.strip() in fillers for c in cands) for cands in offered)

@@ -83,8 +83,9 @@ def real_prefix(ctx: PhaseContext, n: int, tokenizer: Tokenizer, tokens: int = 1
 def real_blocks(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, block_tokens: int = 64) -> Dataset:
     """The real training split tokenised (each document + EOS) and cut into ``block_tokens``-token
     blocks, each block a prompt (the classic WikiText-2 setting: continue every block). The parent
-    is the document the block starts in. Documents are packed 1000 at a time (the remainder of
-    each group is dropped), as the trainer packs them."""
+    is the document the block starts in. Documents are concatenated 1000 at a time (the remainder
+    of each group is dropped); generation then continues BOS + the block, like a training block
+    that starts inside a document."""
     real = ctx.real()
     field = ctx.text_field
     eos = tokenizer.eos_token_id
