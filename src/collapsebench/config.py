@@ -7,6 +7,7 @@ Unknown keys are errors that name the key and suggest the closest one.
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,12 +31,54 @@ YamlLoader.add_implicit_resolver(
 )
 
 
-def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of YAML; a megabyte is a mistake or an attack
+MAX_CONFIG_NODES = 100_000  # values after expanding YAML aliases (an "alias bomb" expands exponentially)
+
+
+def read_yaml(text: str, source: str = "config") -> Any:
+    """Parse YAML text safely: size-bounded, aliases counted every time they are used."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise UserError(f"{source}: {len(text)} characters; a config holds at most {MAX_CONFIG_BYTES}")
+    try:
+        data = yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: not valid YAML: {exc}") from None
+    nodes = expanded_size(data)
+    if nodes > MAX_CONFIG_NODES:
+        raise UserError(f"{source}: the YAML expands to over {MAX_CONFIG_NODES} values (aliases repeat what they "
+                        "point to); write the values out or use fewer aliases")
+    return data
+
+
+def expanded_size(data: Any, limit: int = MAX_CONFIG_NODES) -> int:
+    """Values in ``data`` with shared (aliased) objects counted at every use, stopping past ``limit``."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, expanded = stack.pop()
+        children = list(node.items()) if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None or id(node) in sizes:
+            continue
+        flat = [c for pair in children for c in pair] if isinstance(node, dict) else children
+        if expanded:
+            sizes[id(node)] = min(limit + 1, 1 + sum(sizes.get(id(c), 1) for c in flat))
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in flat if isinstance(c, (dict, list)))
+    return sizes.get(id(data), 1)
+
+
+def short(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters: messages quote user input, never all of it."""
+    cut = reprlib.Repr()
+    cut.maxstring, cut.maxother, cut.maxlist, cut.maxdict, cut.maxlevel = limit, limit, 8, 8, 3
+    text = cut.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # every number of a config is finite: a nan or inf is a typo, never a setting
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class Spec(BaseModel):
@@ -63,15 +106,22 @@ class DataConfig(Strict):
     source: Spec = Field(default_factory=lambda: Spec(name="ground_truth_language"),
                          description="where the real data comes from (data_sources registry)")
     text_field: str = Field("text", description="column holding the text")
-    holdout: float = Field(0.1, gt=0, description="held-out real data: a fraction (<1) or a number of rows")
-    max_documents: int | None = Field(None, gt=0, description="cap on real documents (train + holdout)")
+    holdout: float = Field(0.1, gt=0, le=1e12, description="held-out real data: a fraction (<1) or a number of rows")
+    max_documents: int | None = Field(None, gt=0, le=10**12, description="cap on real documents (train + holdout)")
     preprocess: list[Spec] = Field(default_factory=list, description="one-time preprocessing of the real data")
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout(cls, value: float) -> float:
+        if value >= 1 and value != int(value):
+            raise ValueError("a number of held-out rows (>= 1) must be whole; a fraction must be below 1")
+        return value
 
 
 class TokenizerConfig(Strict):
     path: str | None = Field(None, description="tokenizer folder or hub name; default: the base model's, "
                              "or a byte-level BPE trained on the real training split")
-    vocab_size: int = Field(1024, ge=260, description="vocabulary size of a tokenizer trained from scratch")
+    vocab_size: int = Field(1024, ge=260, le=1_000_000, description="vocabulary size of a tokenizer trained from scratch")
 
 
 class ModelConfig(Strict):
@@ -146,16 +196,16 @@ class TrainConfig(Strict):
 class GenerateConfig(Strict):
     generator: Spec = Field(default_factory=lambda: Spec(name="transformers"), description="generators registry")
     prompts: Spec = Field(default_factory=lambda: Spec(name="unconditional"), description="prompt_sources registry")
-    num_samples: int | None = Field(None, gt=0, description="accepted samples per iteration; default: the "
+    num_samples: int | None = Field(None, gt=0, le=10**12, description="accepted samples per iteration; default: the "
                                     "prompt source's own count x samples per prompt for finite sources "
                                     "(real_blocks, prompt_dataset), else the number of real training documents")
-    shard_size: int = Field(256, gt=0, description="samples per output shard (the unit of resumption); a shard "
+    shard_size: int = Field(256, gt=0, le=10**9, description="samples per output shard (the unit of resumption); a shard "
                             "holds shard_size // samples-per-prompt prompts (at least one)")
     validators: list[Spec] = Field(default_factory=list, description="validators registry: a chain, each sees "
                                    "what the previous ones kept")
-    oversample: float = Field(1.0, ge=1, description="candidates drawn per missing sample in the first round "
+    oversample: float = Field(1.0, ge=1, le=1000, description="candidates drawn per missing sample in the first round "
                               "(later rounds: at least 1 / acceptance so far); e.g. 3 for perplexity_tier")
-    max_attempts: float = Field(10.0, ge=1, description="cap on candidates drawn, as a multiple of the target "
+    max_attempts: float = Field(10.0, ge=1, le=10**6, description="cap on candidates drawn, as a multiple of the target "
                                 "number of samples; past it (or when the acceptance rate says it will be passed) "
                                 "generation stops with an error naming the strictest validator")
 
@@ -166,10 +216,11 @@ class EvaluateConfig(Strict):
 
 
 class Config(Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]+$", description="experiment name")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$",
+                      description="experiment name (letters, digits, _ . -; not starting with . or -)")
     output_dir: str | None = Field(None, description="run directory; default runs/<name> under the working dir")
-    seed: int = Field(0, description="experiment seed; per-(iteration, phase) seeds derive from it")
-    iterations: int = Field(..., ge=1, description="number of train/generate/evaluate/curate rounds")
+    seed: int = Field(0, ge=0, lt=2**63, description="experiment seed; per-(iteration, phase) seeds derive from it")
+    iterations: int = Field(..., ge=1, le=100_000, description="number of train/generate/evaluate/curate rounds")
     plugins: list[str] = Field(default_factory=list, description="user plug-ins: .py paths (relative to the "
                                "config file) or importable modules")
     config_dir: str | None = Field(None, description="folder that relative paths resolve against "
@@ -246,15 +297,16 @@ def _set_override(tree: dict[str, Any], dotted: str, raw: str) -> None:
         elif not isinstance(child, dict):
             raise UserError(f"override '{dotted}': '{'.'.join(keys[: i + 1])}' is not a mapping")
         node = child
-    try:
-        node[keys[-1]] = read_yaml(raw)
-    except yaml.YAMLError as exc:
-        raise UserError(f"override '{dotted}={raw}': value is not valid YAML: {exc}") from None
+    node[keys[-1]] = read_yaml(raw, f"override '{dotted}'")
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
     out = []
     for item in items:
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as exc:  # undecodable bytes in the command line arrive as surrogates
+            raise UserError(f"override {short(item)}: not UTF-8 text (character {exc.start})") from None
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"override '{item}' is not of the form key.sub=value")
@@ -286,7 +338,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         elif err["type"] == "missing":
             lines.append(f"missing key '{key}'")
         else:
-            lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"'{key}': {err['msg']} (got {short(err.get('input'))})")
     return f"{source}: invalid config\n  " + "\n  ".join(dict.fromkeys(lines))
 
 
@@ -302,16 +354,24 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
-    try:
-        raw = read_yaml(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(read_text(path), str(path)) or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: the top level must be a mapping of keys")
     for key, value in parse_overrides(overrides or []):
         _set_override(raw, key, value)
     raw.setdefault("config_dir", str(path.resolve().parent))
     return config_from_dict(raw, str(path))
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8; a file that is not names the byte where it stops being so."""
+    data = path.read_bytes()
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: {len(data)} bytes; a config holds at most {MAX_CONFIG_BYTES}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
 
 
 def json_schema() -> dict[str, Any]:

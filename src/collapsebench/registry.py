@@ -57,7 +57,10 @@ class Entry(Generic[T]):
     torch: bool = False  # imports torch when called
     gpu: bool = False  # needs a CUDA device
     check: str | None = None  # "module:function(config, kwargs)" building the backend's argument objects
+    preflight: str | None = None  # "module:function(config, kwargs) -> [names to download]": inputs, no torch
     finite: bool = False  # prompt sources: a fixed set of prompts (their count is the default target)
+    data: str | None = None  # "text" or "vector": the data it works on (None: any)
+    model: str | None = None  # trainers: the kind of model made; others: the kind needed (None: any)
     builtin: bool = False
 
     @property
@@ -90,8 +93,9 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     # ------------------------------------------------------------------------------ registration
-    def register(self, name: str | None = None, *, override: bool = False, torch: bool = False,
-                 gpu: bool = False, check: str | None = None, finite: bool = False) -> Callable[[T], T]:
+    def register(self, name: str | None = None, *, override: bool = False, torch: bool = False, gpu: bool = False,
+                 check: str | None = None, preflight: str | None = None, finite: bool = False,
+                 data: str | None = None, model: str | None = None) -> Callable[[T], T]:
         """Decorator: ``@registry.register("name")`` (default: the function's name).
 
         A name that is taken (a built-in included) is refused unless ``override=True``."""
@@ -100,15 +104,18 @@ class Registry(Generic[T]):
             key = name or getattr(obj, "__name__", None)
             if not key:
                 raise ValueError(f"{self.kind}: give a name to register {obj!r}")
-            self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, finite=finite), override)
+            self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, preflight=preflight, finite=finite,
+                            data=data, model=model), override)
             return obj
 
         return deco
 
     def lazy(self, name: str, target: str, *, torch: bool = False, gpu: bool = False, check: str | None = None,
-             finite: bool = False) -> None:
+             preflight: str | None = None, finite: bool = False, data: str | None = None,
+             model: str | None = None) -> None:
         """Register ``"module:attr"`` under ``name`` without importing it (the built-ins)."""
-        self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, finite=finite, builtin=True), False)
+        self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, preflight=preflight, finite=finite,
+                        data=data, model=model, builtin=True), False)
 
     def _add(self, entry: Entry[T], override: bool) -> None:
         old = self._entries.get(entry.name)
@@ -307,72 +314,81 @@ ALL: dict[str, Registry[Any]] = {
 }
 
 # Built-in entries, lazy so that `collapsebench ls` and `validate` import no heavy library.
+# data: the data a plug-in works on; model: the model a trainer makes or a plug-in needs.
 _B = "collapsebench"
-data_sources.lazy("local", f"{_B}.sources.files:local_source")
-data_sources.lazy("hub", f"{_B}.sources.files:hub_source")
-data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source")
-data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source")
-data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source")
-data_sources.lazy("digits", f"{_B}.toy.vae:digits_source")
+TEXT, VECTOR = "text", "vector"
+data_sources.lazy("local", f"{_B}.sources.files:local_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_local")
+data_sources.lazy("hub", f"{_B}.sources.files:hub_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_hub")
+data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source", data=TEXT)
+data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source", data=VECTOR)
+data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source", data=VECTOR)
+data_sources.lazy("digits", f"{_B}.toy.vae:digits_source", data=VECTOR)
 
 regimes.lazy("replace", f"{_B}.regimes.mixing:replace")
 regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate")
 regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample")
 regimes.lazy("grow", f"{_B}.regimes.mixing:grow")
 regimes.lazy("clean_fraction", f"{_B}.regimes.mixing:clean_fraction")
-regimes.lazy("fresh_real", f"{_B}.regimes.parts:fresh_real")
+regimes.lazy("fresh_real", f"{_B}.regimes.parts:fresh_real", data=TEXT)
 
-preprocessors.lazy("template", f"{_B}.preprocessors.text:template")
-preprocessors.lazy("length_filter", f"{_B}.preprocessors.text:length_filter")
-preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup")
-preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize")
-preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely")
+preprocessors.lazy("template", f"{_B}.preprocessors.text:template", data=TEXT)
+preprocessors.lazy("length_filter", f"{_B}.preprocessors.text:length_filter", data=TEXT)
+preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup", data=TEXT)
+preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize", data=TEXT)
+preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely", data=VECTOR)
 
-prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional")
-prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix")
-prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True)
-prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True)
-prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts")
+prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional", data=TEXT)
+prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix", data=TEXT)
+prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True, data=TEXT)
+prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True, data=TEXT,
+                    preflight=f"{_B}.prompts.builtin:preflight_prompt_dataset")
+prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts", data=TEXT)
 
-validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja")
-validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True)
-validators.lazy("perplexity_tier", f"{_B}.validators.builtin:perplexity_tier", torch=True)
+validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja", data=TEXT)
+validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True, data=TEXT,
+                preflight=f"{_B}.validators.builtin:preflight_classifier")
+validators.lazy("perplexity_tier", f"{_B}.validators.builtin:perplexity_tier", torch=True, data=TEXT, model="lm")
 
 losses.lazy("cross_entropy", f"{_B}.losses.builtin:cross_entropy", torch=True)
 losses.lazy("truncated_cross_entropy", f"{_B}.losses.builtin:truncated_cross_entropy", torch=True)
 losses.lazy("tce", f"{_B}.losses.builtin:truncated_cross_entropy", torch=True)
 losses.lazy("focal", f"{_B}.losses.builtin:focal", torch=True)
 
-trainers.lazy("causal_lm", f"{_B}.trainers.causal_lm:train_causal_lm", torch=True,
+trainers.lazy("causal_lm", f"{_B}.trainers.causal_lm:train_causal_lm", torch=True, data=TEXT, model="lm",
               check=f"{_B}.trainers.causal_lm:check_config")
-trainers.lazy("sft", f"{_B}.trainers.sft:train_sft", torch=True, check=f"{_B}.trainers.sft:check_config")
-trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle")
-trainers.lazy("gmm", f"{_B}.toy.mixture:gmm")
-trainers.lazy("kde", f"{_B}.toy.mixture:kde")
-trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True)
+trainers.lazy("sft", f"{_B}.trainers.sft:train_sft", torch=True, data=TEXT, model="lm",
+              check=f"{_B}.trainers.sft:check_config")
+trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle", data=VECTOR, model="gaussian")
+trainers.lazy("gmm", f"{_B}.toy.mixture:gmm", data=VECTOR, model="gmm")
+trainers.lazy("kde", f"{_B}.toy.mixture:kde", data=VECTOR, model="kde")
+trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True, data=VECTOR, model="vae")
 
-generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, check=f"{_B}.generators.hf:check_config")
-generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu=True,
+generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, data=TEXT, model="lm",
+                check=f"{_B}.generators.hf:check_config")
+generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu=True, data=TEXT, model="lm",
                 check=f"{_B}.generators.vllm_engine:check_config")
-generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator")
-generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator")
-generators.lazy("kde", f"{_B}.toy.mixture:kde_generator")
-generators.lazy("vae", f"{_B}.toy.vae:vae_generator", torch=True)
+generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator", data=VECTOR, model="gaussian")
+generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator", data=VECTOR, model="gmm")
+generators.lazy("kde", f"{_B}.toy.mixture:kde_generator", data=VECTOR, model="kde")
+generators.lazy("vae", f"{_B}.toy.vae:vae_generator", torch=True, data=VECTOR, model="vae")
 
-evaluations.lazy("perplexity", f"{_B}.evaluations.perplexity:perplexity", torch=True)
-evaluations.lazy("reference_perplexity", f"{_B}.evaluations.perplexity:reference_perplexity", torch=True)
-evaluations.lazy("sample_stats", f"{_B}.evaluations.samples:sample_stats")
-evaluations.lazy("language_kl", f"{_B}.evaluations.language:language_kl", torch=True)
-evaluations.lazy("language_tails", f"{_B}.evaluations.language:language_tails", torch=True)
-evaluations.lazy("calibration", f"{_B}.evaluations.calibration:calibration", torch=True)
-evaluations.lazy("knowledge", f"{_B}.evaluations.knowledge:knowledge", torch=True)
-evaluations.lazy("diversity", f"{_B}.evaluations.diversity:diversity")
-evaluations.lazy("unigram_kl", f"{_B}.evaluations.shift:unigram_kl_evaluation")
-evaluations.lazy("lm_eval", f"{_B}.evaluations.lm_eval:lm_eval", torch=True)
-evaluations.lazy("judge_quality", f"{_B}.evaluations.judges:judge_quality")
-evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise")
-evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True)
-evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats")
+evaluations.lazy("perplexity", f"{_B}.evaluations.perplexity:perplexity", torch=True, data=TEXT, model="lm")
+evaluations.lazy("reference_perplexity", f"{_B}.evaluations.perplexity:reference_perplexity", torch=True, data=TEXT,
+                 model="lm")
+evaluations.lazy("sample_stats", f"{_B}.evaluations.samples:sample_stats", data=TEXT)
+evaluations.lazy("language_kl", f"{_B}.evaluations.language:language_kl", torch=True, data=TEXT, model="lm")
+evaluations.lazy("language_tails", f"{_B}.evaluations.language:language_tails", torch=True, data=TEXT, model="lm")
+evaluations.lazy("calibration", f"{_B}.evaluations.calibration:calibration", torch=True, data=TEXT, model="lm",
+                 preflight=f"{_B}.evaluations.common:preflight_item_file")
+evaluations.lazy("knowledge", f"{_B}.evaluations.knowledge:knowledge", torch=True, data=TEXT, model="lm",
+                 preflight=f"{_B}.evaluations.common:preflight_item_file")
+evaluations.lazy("diversity", f"{_B}.evaluations.diversity:diversity", data=TEXT)
+evaluations.lazy("unigram_kl", f"{_B}.evaluations.shift:unigram_kl_evaluation", data=TEXT)
+evaluations.lazy("lm_eval", f"{_B}.evaluations.lm_eval:lm_eval", torch=True, data=TEXT, model="lm")
+evaluations.lazy("judge_quality", f"{_B}.evaluations.judges:judge_quality", data=TEXT)
+evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise", data=TEXT)
+evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True, data=TEXT, model="lm")
+evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR)
 
 executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
 executors.lazy("subprocess", f"{_B}.executors.local:SubprocessExecutor")

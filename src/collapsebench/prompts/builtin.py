@@ -11,6 +11,9 @@ this way, with a seed of their own).
 
 from __future__ import annotations
 
+import json
+from typing import Literal
+
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
@@ -18,7 +21,7 @@ from collapsebench.errors import UserError
 from collapsebench.io import digest
 from collapsebench.regimes.parts import bounds
 from collapsebench.sources.files import BUILDERS, hub_source, local_source
-from collapsebench.templating import render_template
+from collapsebench.templating import RenderError, compile_template, render_rows
 
 
 def draw(total: int, n: int | None, seed: int) -> np.ndarray | None:
@@ -107,7 +110,7 @@ def real_blocks(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, block_to
 
 
 def _load_prompts(ctx: PhaseContext, path: str, config_name: str | None, split: str,
-                  sample_by: str) -> Dataset:
+                  sample_by: Literal["line", "paragraph", "document"]) -> Dataset:
     local = ctx.config.resolve_path(path)
     if not local.exists() and (path.startswith((".", "/", "~")) or local.suffix.lower() in BUILDERS):
         raise UserError(f"generate.prompts.path: file not found: {local}")
@@ -121,29 +124,28 @@ def _load_prompts(ctx: PhaseContext, path: str, config_name: str | None, split: 
 
 def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, path: str, template: str = "{text}",
                    config_name: str | None = None, split: str = "train", id_field: str = "id",
-                   sample_by: str = "line") -> Dataset:
+                   sample_by: Literal["line", "paragraph", "document"] = "line") -> Dataset:
     """Prompts from a dataset: a local file / ``save_to_disk`` folder (relative to the config) or a
-    hub name. Each row is rendered through ``template``: ``"{field}"`` placeholders (str.format), or
-    a Jinja2 template (sandboxed) when it contains ``{{`` or ``{%``. The parent is the row's
-    ``id_field`` value, else ``prompt-<row index>``."""
+    hub name. Each row is rendered through ``template`` (``{column}`` placeholders or sandboxed
+    Jinja2, see :mod:`collapsebench.templating`); a row the template fails on is left out, with
+    its reason in ``prompts_rejected.jsonl``. The parent is the row's ``id_field`` value, else
+    ``prompt-<row index>``."""
     ds = _load_prompts(ctx, path, config_name, split, sample_by)
     if len(ds) == 0:
         raise UserError(f"generate.prompts.path: {path}: no prompts")
-    use_jinja = "{{" in template or "{%" in template
     columns = ds.column_names
+    where = "generate.prompts.template"
+    compile_template(template, where)
 
     def render(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
+        rows = [{c: batch[c][j] for c in columns} for j in range(len(idx))]
         prompts, parents = [], []
-        for j, i in enumerate(idx):
-            row = {c: batch[c][j] for c in columns}
-            if use_jinja:
-                prompts.append(render_template(template, row, f"generate.prompts.template (row {i})"))
-            else:
-                try:
-                    prompts.append(template.format_map(row))
-                except (KeyError, IndexError, ValueError) as exc:
-                    raise UserError(f"generate.prompts.template {template!r}: row {i}: {exc!r}; "
-                                    f"columns: {', '.join(columns)}") from None
+        for i, row, text in zip(idx, rows, render_rows(template, rows, where)):
+            if isinstance(text, RenderError):
+                with open(ctx.out_dir / "prompts_rejected.jsonl", "a") as fh:
+                    fh.write(json.dumps({"row": i, "reason": str(text)}) + "\n")
+                continue
+            prompts.append(text)
             parents.append(str(row[id_field]) if id_field in row else f"prompt-{i}")
         return {"prompt": prompts, "parent": parents}
 

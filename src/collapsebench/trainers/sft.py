@@ -21,7 +21,7 @@ from typing import Any
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
-from collapsebench.templating import placeholders
+from collapsebench.templating import compile_template, placeholders, render_template
 from collapsebench.trainers.common import fit, start_model, trainer_arguments
 
 # SFT's own defaults over the shared ones (trainers.common.DEFAULT_ARGS).
@@ -43,7 +43,8 @@ def sft_arguments(args: dict[str, Any] | None, output_dir: Path, seed: int, *, c
 
 
 def split_template(template: str, completion: str | None) -> tuple[str, str, list[str]]:
-    """(prompt template, completion template, columns) of a template."""
+    """(prompt template, completion template, columns) of a ``{column}`` template."""
+    compile_template(template, "train.trainer.template")
     fields = placeholders(template)
     if not fields:
         raise UserError(f"train.trainer.template: no {{column}} placeholder in {template!r}")
@@ -76,7 +77,8 @@ def to_sft_rows(ctx: PhaseContext, dataset: Dataset, fmt: str, template: str | N
 
         def fill(batch: dict[str, list]) -> dict[str, list]:
             rows = [{f: batch[f][i] for f in fields} for i in range(len(batch[fields[0]]))]
-            return {"prompt": [head.format(**r) for r in rows], "completion": [tail.format(**r) for r in rows]}
+            return {"prompt": [render_template(head, r, "train.trainer.template") for r in rows],
+                    "completion": [render_template(tail, r, "train.trainer.template") for r in rows]}
 
         return dataset.map(fill, batched=True, batch_size=1000, remove_columns=cols,
                            cache_file_name=str(ctx.cache_dir / "sft_rows.arrow"))

@@ -13,7 +13,7 @@ from collapsebench.errors import UserError
 from collapsebench.models.classify import cached_classifier, class_probabilities
 from collapsebench.models.loading import cached_causal_lm
 from collapsebench.models.scoring import sequence_logprobs
-from collapsebench.templating import compile_template, render_template
+from collapsebench.templating import RenderError, compile_template, render_rows
 
 _TRUE, _FALSE = {"true", "yes"}, {"false", "no", "none", ""}
 
@@ -22,12 +22,16 @@ def jinja(ctx: PhaseContext, batch: dict[str, list], template: str,
           threshold: float | None = None) -> list[Verdict]:
     """Keep a sample when the template renders to true, or to a number >= ``threshold`` (a number
     with no threshold keeps when non-zero). The row's columns are the template's variables, e.g.
-    ``{{ text.startswith('user:') and 'assistant:' in text }}``."""
+    ``{{ text.startswith('user:') and 'assistant:' in text }}``. A row the template fails on is
+    rejected with the error as its reason."""
     n = len(next(iter(batch.values()))) if batch else 0
+    rows = [{col: values[i] for col, values in batch.items()} for i in range(n)]
     verdicts = []
-    for i in range(n):
-        row = {col: values[i] for col, values in batch.items()}
-        out = render_template(template, row, "generate.validators (jinja)").strip()
+    for i, rendered in enumerate(render_rows(template, rows, "generate.validators (jinja)")):
+        if isinstance(rendered, RenderError):
+            verdicts.append(Verdict(False, f"template error: {rendered}"))
+            continue
+        out = rendered.strip()
         if out.lower() in _TRUE | _FALSE:
             ok = out.lower() in _TRUE
             verdicts.append(Verdict(ok, "" if ok else f"template rendered {out!r}"))
