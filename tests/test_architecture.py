@@ -32,7 +32,7 @@ LAYER_OF = {
     "prompts": "plugin", "validators": "plugin", "regimes": "plugin", "preprocessors": "plugin",
     "evaluations": "plugin", "executors": "plugin", "trackers": "plugin", "toy": "plugin",
     "phases": "phases",
-    "run": "driver", "loop": "driver", "validate": "driver", "status": "driver", "analysis": "driver",
+    "run": "driver", "loop": "driver", "redo": "driver", "validate": "driver", "status": "driver", "analysis": "driver",
     "cli": "cli", "__main__": "cli", "__init__": "core",
 }
 TORCH_FAMILY = {"torch", "transformers", "trl", "vllm", "accelerate", "deepspeed", "lm_eval", "tokenizers"}

@@ -7,7 +7,7 @@ import pytest
 
 from collapsebench.config import load_config
 from collapsebench.loop import run_experiment
-from conftest import REPO
+from conftest import REPO, pickles_in
 
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
@@ -32,6 +32,7 @@ def test_quickstart_runs_small(tmp_path):
         assert 0 <= r["lang_tail_word_ratio"]
     assert got[1]["curate/synthetic_fraction"] == 1.0  # replace, alpha = 1
     assert (tmp_path / "run" / "report" / "holdout_perplexity.png").exists()
+    assert pickles_in(tmp_path / "run") == []
 
 
 @pytest.mark.slow

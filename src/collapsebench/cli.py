@@ -21,7 +21,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from collapsebench.loop import run_experiment
 
     config = load_config(args.config, args.overrides)
-    run_experiment(config, redo_from=args.redo_from)
+    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
+                   allow_download=args.allow_download)
     return 0
 
 
@@ -32,7 +33,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     config = RunLayout(args.run_dir).load_config()
     if Path(config.run_dir()) != Path(args.run_dir).resolve():
         config = config.model_copy(update={"output_dir": str(Path(args.run_dir).resolve())})
-    run_experiment(config, redo_from=args.redo_from)
+    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
+                   allow_download=args.allow_download)
     return 0
 
 
@@ -64,8 +66,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from collapsebench.validate import validate_config
 
     config = load_config(args.config, args.overrides)
-    for line in validate_config(config):
+    report = validate_config(config)
+    for line in report.checked:
         console.print(f"  [green]ok[/] {line}")
+    for name in report.downloads:  # checkable here; `run` refuses until they are in the local cache
+        console.print(f"  [yellow]needs download:[/] {name}")
     if not args.no_backend:
         import yaml
 
@@ -143,6 +148,14 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="redo_from", metavar="ITER.PHASE", help="redo from this step on (e.g. 2.train)")
+    p.add_argument("--yes", action="store_true",
+                   help="consent to redo committed steps (stale, --from, beyond iterations); they move to superseded/")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let hub models and datasets that are not in the local cache be downloaded")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collapsebench", description="Model-collapse experiments from one YAML file.")
     parser.add_argument("--version", action="version", version=f"collapsebench {__version__}")
@@ -151,12 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="start or continue the run of a config")
     p.add_argument("config", help="experiment YAML file")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
-    p.add_argument("--from", dest="redo_from", metavar="ITER.PHASE", help="redo from this phase on (e.g. 2.train)")
+    _redo_options(p)
     p.set_defaults(fn=_cmd_run)
 
     p = sub.add_parser("resume", help="continue a run directory")
     p.add_argument("run_dir")
-    p.add_argument("--from", dest="redo_from", metavar="ITER.PHASE", help="redo from this phase on (e.g. 2.train)")
+    _redo_options(p)
     p.set_defaults(fn=_cmd_resume)
 
     p = sub.add_parser("status", help="iterations x phases: status, durations, counts, latest metrics")

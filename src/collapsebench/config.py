@@ -398,11 +398,17 @@ def _pick(dumped: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def fingerprints(config: Config, iterations: int | None = None) -> dict[str, str]:
-    """Fingerprint of every step (``"k.phase"``): its config sections plus the fingerprints of its
+def fingerprints(config: Config, iterations: int | None = None, code: dict[str, str] | None = None) -> dict[str, str]:
+    """Fingerprint of every step (``"k.phase"``): its config sections (plus ``code``, a digest of the
+    user plug-in code each part runs, see ``registry.code_digests``) and the fingerprints of its
     inputs, chained along the data flow, so a change marks exactly the steps downstream of it."""
     dumped = config.dump()
-    own = {name: digest({s: _pick(dumped, s) for s in secs}) for name, secs in _SECTIONS.items()}
+    own = {}
+    for name, secs in _SECTIONS.items():
+        parts: dict[str, Any] = {s: _pick(dumped, s) for s in secs}
+        if code and code.get(name):  # only runs with user plug-ins: built-in runs keep their fingerprints
+            parts["code"] = code[name]
+        own[name] = digest(parts)
     out: dict[str, str] = {"0.curate": own["prepare"]}
     for k in range(1, (iterations or config.iterations) + 1):
         upstream = out["0.curate"] if k == 1 else out[f"{k - 1}.generate"]

@@ -83,6 +83,10 @@ class RunLayout:
     def phase_dir(self, iteration: int, phase: str) -> Path:
         return self.path / iter_name(iteration) / phase
 
+    def step_lock(self, iteration: int, phase: str) -> Path:
+        """The lock file the process working on a step holds (driver or worker)."""
+        return self.path / ".locks" / f"{iteration}.{phase}"
+
     def tmp_dir(self, iteration: int, phase: str) -> Path:
         return self.path / iter_name(iteration) / f"{phase}.tmp"
 

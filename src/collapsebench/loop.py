@@ -6,42 +6,18 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from collapsebench.analysis.report import write_report
 from collapsebench.api import Dataset, Resources, Task, Tracker
-from collapsebench.config import Config, fingerprints
+from collapsebench.config import Config
 from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.io import phase_seed
-from collapsebench.layout import Step, parse_step, step_key, step_order, steps
+from collapsebench.layout import Step, step_key, steps
+from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
+from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
 from collapsebench.registry import executors, trackers
 from collapsebench.run import RunDir, now
-
-
-def stale_steps(run: RunDir, config: Config) -> list[str]:
-    """Committed steps whose recorded fingerprint differs from the config's."""
-    fps = fingerprints(config)
-    stale = []
-    for step in steps(config.iterations):
-        if run.is_committed(*step) and run.committed_stats(*step).get("fingerprint") != fps[step_key(step)]:
-            stale.append(step_key(step))
-    return stale
-
-
-def invalidate_from(run: RunDir, state: dict[str, Any], start: Step) -> list[str]:
-    """Remove every step at or after ``start`` (folders and journal entries)."""
-    removed = []
-    for key in list(state["steps"]):
-        step = parse_step(key)
-        if step_order(step) >= step_order(start):
-            state["steps"].pop(key)
-    for path in sorted(run.path.glob("iter_*/*")):
-        if not path.is_dir():
-            continue
-        step = (int(path.parent.name.split("_")[1]), path.name.removesuffix(".tmp"))
-        if step_order(step) >= step_order(start):
-            run.remove_step(*step)
-            removed.append(step_key(step))
-    return sorted(set(removed), key=lambda k: step_order(parse_step(k)))
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
@@ -49,30 +25,43 @@ def _summary(stats: dict[str, Any]) -> dict[str, Any]:
                                                      "init_from")}
 
 
-def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool = False) -> RunDir:
-    """Start or continue the run of ``config``; returns its run directory."""
+def preflight(config: Config, *, allow_download: bool = False) -> None:
+    """Every check of ``collapsebench validate``, before the run directory is touched."""
+    from collapsebench.validate import check_backends, validate_config
+
+    check_run_dir(config)
+    report = validate_config(config)
+    if report.downloads and not allow_download:
+        raise UserError(f"needs download: {', '.join(report.downloads)}; these hub models or datasets are not in the "
+                        "local cache (download them first, or run with --allow-download)")
+    check_backends(config)
+
+
+def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = False, ask: bool = False,
+                   allow_download: bool = False, quiet: bool = False) -> RunDir:
+    """Start or continue the run of ``config``; returns its run directory.
+
+    Plan, validate, then act: the whole config is checked and the plan of what to redo is made
+    before anything in the run directory changes; committed work is removed only with consent
+    (``yes``, or ``ask`` at a terminal), into ``superseded/``."""
+    start = check_from(redo_from, config) if redo_from else None
+    preflight(config, allow_download=allow_download)
     run = RunDir(config.run_dir())
-    start_step = parse_step(redo_from) if redo_from else None
     run.lock()
     try:
         state = run.read_state()
-        if start_step is not None:
-            removed = invalidate_from(run, state, start_step)
-            run.write_state(state)
-            if removed and not quiet:
-                console.print(f"redoing from {redo_from}: removed {', '.join(removed)}")
-        stale = stale_steps(run, config)
-        if stale:
-            raise UserError(
-                f"{run.path}: the config changed since these phases ran: {', '.join(stale)}; refusing to "
-                f"resume. Add --from {stale[0]} to redo from there, or choose a new output_dir."
-            )
+        plan = make_plan(run, config, start)
+        confirm(plan, run, yes, ask)
+        if plan.redo and not quiet:
+            console.print(f"redoing {len(plan.redo)} step(s):\n{plan.describe()}")
+        supersede(run, plan, state)
+        run.write_state(state)
         run.save_config(config)
         run.rebuild_metrics()  # from the committed folders: repairs a driver killed mid-bookkeeping
         load_plugins(config)
         state.setdefault("name", config.name)
         state.setdefault("created", now())
-        fps = fingerprints(config)
+        fps = plan.fingerprints
         trackers = Trackers(config, run)
         for step in steps(config.iterations):
             key = step_key(step)
@@ -83,15 +72,15 @@ def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool 
                     state["steps"][key] = {**entry, "status": "done", "fingerprint": fps[key],
                                            "seed": stats.get("seed"), "stats": _summary(stats)}
                     run.write_state(state)
+                release(run, step)
                 continue
             _execute(run, state, config, step, fps[key], quiet)
+            release(run, step)
             if step[1] == "evaluate":
                 trackers.log(step[0])
         trackers.finish()
         if not quiet:
             console.print(f"[green]done[/]: {run.path}")
-        from collapsebench.analysis.report import write_report
-
         write_report(run)
         return run
     finally:
@@ -131,8 +120,6 @@ def datasets_load(path: Path) -> Dataset:
 def run_step(config: Config, run: RunDir, step: Step) -> None:
     """Run one step on its executor: the whole phase as one task, or, for a phase that splits into
     tasks under an executor that coordinates in the driver, the phase here and its tasks there."""
-    from collapsebench.phases import SPLITS, execute
-
     iteration, phase = step
     spec = config.executor_for(phase)
     key = f"executor.{phase}" if isinstance(config.executor, dict) else "executor"
@@ -156,6 +143,9 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     run.write_state(state)
     if not quiet:
         console.print(f"[bold]{key}[/] ({spec.name}) ...")
+    orphan = run.stop_worker(iteration, phase)
+    if orphan is not None:
+        entry["stopped_orphan"] = orphan  # a worker left by a killed driver, stopped before its folder is reused
     try:
         run_step(config, run, step)
     except BaseException as exc:

@@ -16,16 +16,21 @@ registry holds are in :mod:`collapsebench.api`.
 from __future__ import annotations
 
 import ast
+import hashlib
+import importlib
 import importlib.util
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from collapsebench.config import Config, Spec
 from collapsebench.errors import UserError, did_you_mean
+from collapsebench.io import digest
 from collapsebench.plugins import import_object
 
 if TYPE_CHECKING:
@@ -285,6 +290,69 @@ def _describe_source(target: str, skip: int) -> Description | None:
     return Description(_first_sentence(doc), args)
 
 
+def choices(config: Config) -> Iterator[tuple[str, Registry[Any], Spec]]:
+    """Every plug-in choice of the config: (config key, registry, spec), the key starting with the
+    config section that chose it."""
+    yield "data.source", data_sources, config.data.source
+    for i, s in enumerate(config.data.preprocess):
+        yield f"data.preprocess[{i}]", preprocessors, s
+    yield "curate.regime", regimes, config.curate.regime
+    for i, s in enumerate(config.curate.preprocess):
+        yield f"curate.preprocess[{i}]", preprocessors, s
+    yield "train.trainer", trainers, config.train.trainer
+    yield from _loss("train.trainer", config.train.trainer)
+    for i, stage in enumerate(config.train.stages):
+        yield f"train.stages[{i}].trainer", trainers, stage.trainer_spec(config.train.trainer)
+        yield from _loss(f"train.stages[{i}].trainer", stage.trainer_spec(config.train.trainer))
+        if stage.data.regime is not None:
+            yield f"train.stages[{i}].data.regime", regimes, stage.data.regime
+    yield "generate.generator", generators, config.generate.generator
+    yield "generate.prompts", prompt_sources, config.generate.prompts
+    for i, s in enumerate(config.generate.validators):
+        yield f"generate.validators[{i}]", validators, s
+    for i, s in enumerate(config.evaluate.evaluations):
+        yield f"evaluate.evaluations[{i}]", evaluations, s
+    for i, s in enumerate(config.tracking):
+        yield f"tracking[{i}]", trackers, s
+    if isinstance(config.executor, Spec):
+        yield "executor", executors, config.executor
+    else:
+        for phase, s in config.executor.items():
+            yield f"executor.{phase}", executors, s
+
+
+def _loss(key: str, trainer: Spec) -> Iterator[tuple[str, Registry[Any], Spec]]:
+    """A trainer's ``loss`` argument is a plug-in choice of its own (losses registry)."""
+    loss = trainer.kwargs.get("loss")
+    if loss is not None:
+        try:
+            yield f"{key}.loss", losses, Spec.model_validate(loss)
+        except ValueError:
+            raise UserError(f"{key}.loss must be a name or {{name: ..., <kwargs>}}, got {loss!r}") from None
+
+
+
+PARTS = {"data": "prepare", "curate": "curate", "train": "train", "generate": "generate", "evaluate": "evaluate"}
+
+
+def code_digests(config: Config) -> dict[str, str]:
+    """Per part of the loop (the fingerprint sections of ``config.fingerprints``), a digest of the
+    source files of the user plug-ins it runs, so editing a plug-in's code marks the steps that ran
+    it as stale. Built-in plug-ins are the framework's: they are versioned with it, not hashed."""
+    files: dict[str, set[str]] = {}
+    for key, reg, spec in choices(config):
+        part = PARTS.get(key.split(".")[0].split("[")[0])
+        location = reg.entry(spec.name, key=key).location
+        if part is None or location.startswith("collapsebench."):
+            continue
+        module = importlib.import_module(location.partition(":")[0])
+        source = getattr(module, "__file__", None)
+        if source:
+            files.setdefault(part, set()).add(source)
+    return {part: digest(sorted((Path(f).name, hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in found))
+            for part, found in files.items()}
+
+
 # ------------------------------------------------------------------------------------ the registries
 # skip = positional arguments before the keyword arguments (see collapsebench.api for each protocol)
 data_sources: Registry[DataSource] = Registry("data source", skip=1)  # (ctx)
@@ -337,7 +405,7 @@ preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup", data=TEXT)
 preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize", data=TEXT)
 preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely", data=VECTOR)
 
-prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional", data=TEXT)
+prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional")  # the default: any data
 prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix", data=TEXT)
 prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True, data=TEXT)
 prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True, data=TEXT,

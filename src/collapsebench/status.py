@@ -3,7 +3,6 @@ latest metrics, read from the journal and the committed folders (no torch)."""
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from rich.table import Table
 
 from collapsebench.config import PHASES
 from collapsebench.console import console
+from collapsebench.io import FileLock
 from collapsebench.layout import LOCK_FILE, RunLayout, step_key, steps
 
 ALERTS = {0: "[green]ok[/]", 1: "[yellow]warning[/]", 2: "[bold red]critical[/]"}  # ECE early warning
@@ -18,16 +18,7 @@ COUNTS = {"curate": ("size", "real_size"), "generate": ("samples",), "train": ("
 
 
 def is_locked(run: RunLayout) -> bool:
-    path = run.path / LOCK_FILE
-    if not path.exists():
-        return False
-    with open(path) as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
+    return FileLock(run.path / LOCK_FILE).holder() is not None
 
 
 def cell(entry: dict[str, Any] | None, committed: bool, active: bool, phase: str) -> str:

@@ -12,15 +12,16 @@ this way, with a seed of their own).
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
+from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.io import digest
 from collapsebench.regimes.parts import bounds
-from collapsebench.sources.files import BUILDERS, hub_source, local_source
+from collapsebench.sources.files import BUILDERS, hub_source, local_or_hub, local_source
 from collapsebench.templating import RenderError, compile_template, render_rows
 
 
@@ -177,3 +178,9 @@ def real_parts(ctx: PhaseContext, n: int, tokenizer: Tokenizer, parts: int | Non
     picked = real.select(rows).select_columns([field, "id"])
     return picked.map(cut, batched=True, batch_size=1000, remove_columns=[field, "id"],
                       cache_file_name=str(ctx.cache_dir / f"real_parts_{n}_{tokens}.arrow"))
+
+
+def preflight_prompt_dataset(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """The prompt file exists (or the hub dataset is cached); the template compiles."""
+    compile_template(kwargs.get("template", "{text}"), "generate.prompts.template")
+    return local_or_hub(config, kwargs["path"], "generate.prompts.path", "dataset")

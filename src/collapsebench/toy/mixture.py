@@ -1,7 +1,8 @@
 """Mixture toy settings: a known Gaussian mixture as data; GMM and KDE (scikit-learn) as models.
 
 Trainer keyword arguments go straight to ``sklearn.mixture.GaussianMixture`` and
-``sklearn.neighbors.KernelDensity``; the fitted estimator is saved with joblib.
+``sklearn.neighbors.KernelDensity``; the fitted estimator is saved as numbers (JSON and ``.npz``),
+never pickled.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collapsebench.errors import UserError
 from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, write_meta
 from collapsebench.toy.gaussian import gaussian_params
 
-ESTIMATOR_FILE = "estimator.joblib"
+ARRAYS_FILE = "arrays.npz"
 
 
 def gaussian_mixture_source(ctx: PhaseContext, *, means: list[Any], n: int = 1000, weights: list[float] | None = None,
@@ -60,12 +61,24 @@ def _fit(ctx: PhaseContext, dataset: Dataset, make: Any, name: str, kwargs: dict
         raise
 
 
-def _save(ctx: PhaseContext, estimator: Any, kind: str, n: int) -> Path:
-    import joblib
+# What a fitted estimator needs to sample and score, saved as numbers (no pickle: a run directory
+# may be shared and loaded by others, and loading it must never run code).
+GMM_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
 
+
+def _save(ctx: PhaseContext, estimator: Any, kind: str, x: np.ndarray) -> Path:
+    """The estimator's parameters in toy.json, its arrays in arrays.npz: for a GMM the fitted
+    mixture, for a KDE the training points (refitting on them rebuilds the same estimator)."""
     model_dir = ctx.out_dir / "model"
-    write_meta(model_dir, {"kind": kind, "n": n})
-    joblib.dump(estimator, model_dir / ESTIMATOR_FILE)
+    params = {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
+    meta = {"kind": kind, "n": len(x), "params": params, "n_features": int(estimator.n_features_in_)}
+    if kind == "gmm":
+        arrays = {name: np.asarray(getattr(estimator, name)) for name in GMM_FITTED}
+        meta.update(converged=bool(estimator.converged_), n_iter=int(estimator.n_iter_))
+    else:
+        arrays = {"data": np.asarray(x, dtype=np.float64)}
+    write_meta(model_dir, meta)
+    np.savez(str(model_dir / ARRAYS_FILE), allow_pickle=False, **arrays)
     return model_dir
 
 
@@ -75,7 +88,7 @@ def gmm(ctx: PhaseContext, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
 
     kwargs.setdefault("random_state", ctx.seed % 2**32)
     x, estimator = _fit(ctx, dataset, GaussianMixture, "gmm", kwargs)
-    model_dir = _save(ctx, estimator, "gmm", len(x))
+    model_dir = _save(ctx, estimator, "gmm", x)
     return {"n": float(len(x)), "gmm_converged": float(estimator.converged_), **summary(model_dir)}
 
 
@@ -88,14 +101,27 @@ def kde(ctx: PhaseContext, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
         raise UserError(f"train.trainer kde: kernel '{kwargs['kernel']}' cannot be sampled; "
                         "scikit-learn samples only the 'gaussian' and 'tophat' kernels")
     x, estimator = _fit(ctx, dataset, KernelDensity, "kde", kwargs)
-    model_dir = _save(ctx, estimator, "kde", len(x))
+    model_dir = _save(ctx, estimator, "kde", x)
     return {"n": float(len(x)), **summary(model_dir)}
 
 
 def load(model_dir: Path) -> tuple[str, Any]:
-    import joblib
+    """The estimator saved by :func:`_save`, rebuilt from numbers (arrays loaded without pickle)."""
+    meta = read_meta(model_dir)
+    with np.load(Path(model_dir) / ARRAYS_FILE, allow_pickle=False) as arrays:
+        if meta["kind"] == "gmm":
+            from sklearn.mixture import GaussianMixture
 
-    return read_meta(model_dir)["kind"], joblib.load(Path(model_dir) / ESTIMATOR_FILE)
+            estimator = GaussianMixture(**meta["params"])
+            for name in GMM_FITTED:
+                setattr(estimator, name, arrays[name])
+            estimator.converged_, estimator.n_iter_ = meta["converged"], meta["n_iter"]
+            estimator.n_features_in_ = meta["n_features"]
+        else:
+            from sklearn.neighbors import KernelDensity
+
+            estimator = KernelDensity(**meta["params"]).fit(arrays["data"])
+    return meta["kind"], estimator
 
 
 def sample(model_dir: Path, n: int, seed: int) -> np.ndarray:

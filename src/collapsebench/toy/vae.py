@@ -18,7 +18,7 @@ from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.toy.common import as_matrix, generate_from_model, read_meta, vector_dataset, write_meta
 
-WEIGHTS_FILE = "vae.pt"
+WEIGHTS_FILE = "vae.safetensors"  # weights as numbers: loading a model folder runs no code
 
 
 def digits_source(ctx: PhaseContext, *, n: int | None = None) -> Dataset:
@@ -57,7 +57,7 @@ def elbo_terms(net: Any, x: Any, noise: Any | None) -> tuple[Any, Any, Any]:
 
 
 def _init_weights(ctx: PhaseContext, net: Any, meta: dict[str, Any]) -> str:
-    import torch
+    from safetensors.torch import load_file
 
     init = ctx.config.model.init
     source = None
@@ -71,7 +71,7 @@ def _init_weights(ctx: PhaseContext, net: Any, meta: dict[str, Any]) -> str:
     if any(old.get(k) != meta[k] for k in ("kind", "dim", "latent_dim", "hidden")):
         raise UserError(f"model.init '{init}': the VAE in {source} has a different shape; "
                         "use model.init: scratch or the same latent_dim/hidden")
-    net.load_state_dict(torch.load(Path(source) / WEIGHTS_FILE, weights_only=True))
+    net.load_state_dict(load_file(Path(source) / WEIGHTS_FILE))
     return str(source)
 
 
@@ -79,6 +79,7 @@ def vae(ctx: PhaseContext, dataset: Dataset, *, latent_dim: int = 8, hidden: int
         epochs: int = 30, lr: float = 1e-3, batch_size: int = 64, beta: float = 1.0) -> dict[str, float]:
     """Train a VAE on the rows' ``x`` vectors (values in [0, 1]); honours ``model.init``."""
     import torch
+    from safetensors.torch import save_file
 
     x_np = as_matrix(dataset, what=f"training dataset of iteration {ctx.iteration}")
     if len(x_np) < 2:
@@ -107,18 +108,18 @@ def vae(ctx: PhaseContext, dataset: Dataset, *, latent_dim: int = 8, hidden: int
     meta["init"] = init
     model_dir = ctx.out_dir / "model"
     write_meta(model_dir, meta)
-    torch.save(net.state_dict(), model_dir / WEIGHTS_FILE)
+    save_file(net.state_dict(), model_dir / WEIGHTS_FILE)
     return {"n": float(len(x_np)), **scores(model_dir, x_np, prefix="train")}
 
 
 def load(model_dir: Path) -> tuple[dict[str, Any], Any]:
-    import torch
+    from safetensors.torch import load_file
 
     meta = read_meta(model_dir)
     if meta["kind"] != "vae":
         raise UserError(f"{model_dir}: expected a vae model, found '{meta['kind']}'")
     net = build(meta["dim"], meta["latent_dim"], meta["hidden"])
-    net.load_state_dict(torch.load(Path(model_dir) / WEIGHTS_FILE, weights_only=True))
+    net.load_state_dict(load_file(Path(model_dir) / WEIGHTS_FILE))
     return meta, net.eval()
 
 

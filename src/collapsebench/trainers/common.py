@@ -3,6 +3,7 @@ and the fit loop that resumes from the latest checkpoint and reports the same st
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
@@ -37,10 +38,22 @@ def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, s
 
     merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), "dataloader_pin_memory": torch.cuda.is_available(),
               **(defaults or {}), **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
+    align_logging(merged)
     try:
         return cls(**merged)
     except (TypeError, ValueError) as exc:
         raise UserError(f"train.trainer.args: {exc}") from None
+
+
+def align_logging(args: dict[str, Any]) -> None:
+    """Log at every checkpoint: a run resumed from a checkpoint restarts the Trainer's running loss
+    there, so a logging window that straddled the checkpoint would average other steps than the
+    uninterrupted run's. Logging every gcd(logging_steps, save_steps) steps makes every resume point
+    a window boundary, and the logged losses (``train/loss``) equal the uninterrupted run's."""
+    save, log = args.get("save_steps"), args.get("logging_steps")
+    by_steps = args.get("save_strategy", "steps") == "steps" and args.get("logging_strategy", "steps") == "steps"
+    if by_steps and isinstance(save, int) and isinstance(log, int) and save >= 1 and log >= 1 and save % log:
+        args["logging_steps"] = math.gcd(save, log)
 
 
 def init_source(ctx: PhaseContext, init_from: str | Path | None = None) -> str | Path | None:
@@ -65,6 +78,18 @@ def start_model(ctx: PhaseContext, init_from: str | Path | None) -> tuple[Any, A
     return load_for_training(source, ctx.config.model.gguf_file), tokenizer, source
 
 
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl")  # the Trainer's training arguments, optimizer, scheduler, RNG state
+
+
+def without_pickles(folder: Path, args: Any) -> None:
+    """Keep a committed model folder free of pickles (loading a shared run must run no code): the
+    weights are safetensors, the training arguments become JSON, optimizer and RNG states go."""
+    for pattern in PICKLED:
+        for path in folder.glob(pattern):
+            path.unlink()
+    (folder / "training_args.json").write_text(args.to_json_string())
+
+
 def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Path | None, tokens: int,
         keep_checkpoints: bool) -> dict[str, Any]:
     """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats."""
@@ -78,9 +103,14 @@ def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Pat
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.time() - start
-    trainer.save_model(str(ctx.out_dir / "model"))
-    tokenizer.save_pretrained(str(ctx.out_dir / "model"))
-    if not keep_checkpoints:
+    model_dir = ctx.out_dir / "model"
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    without_pickles(model_dir, trainer.args)
+    if keep_checkpoints:
+        for checkpoint in checkpoints.glob("checkpoint-*"):
+            without_pickles(checkpoint, trainer.args)
+    else:
         shutil.rmtree(checkpoints, ignore_errors=True)
     logged = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     return {

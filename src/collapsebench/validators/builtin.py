@@ -13,6 +13,7 @@ from collapsebench.errors import UserError
 from collapsebench.models.classify import cached_classifier, class_probabilities
 from collapsebench.models.loading import cached_causal_lm
 from collapsebench.models.scoring import sequence_logprobs
+from collapsebench.sources.files import local_or_hub
 from collapsebench.templating import RenderError, compile_template, render_rows
 
 _TRUE, _FALSE = {"true", "yes"}, {"false", "no", "none", ""}
@@ -97,3 +98,7 @@ def perplexity_tier(ctx: PhaseContext, batch: dict[str, list], tier: str = "low"
     chosen = set(order[start : start + k].tolist())
     return [Verdict(i in chosen, "" if i in chosen else f"perplexity {ppl[i]:.4g} outside the {tier} tier",
                     float(ppl[i])) for i in range(n)]
+
+
+def preflight_classifier(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    return local_or_hub(config, kwargs["model"], "generate.validators (classifier).model")
