@@ -7,6 +7,7 @@ import pytest
 from collapsebench.config import load_config
 from collapsebench.loop import run_experiment
 from conftest import REPO, pickles_in
+
 CONFIGS = sorted(str(p.relative_to(REPO)) for d in ("regimes", "training") for p in (REPO / "configs" / d).glob("*.yaml"))
 FAST = {"configs/regimes/replace.yaml", "configs/training/stage_placement_stage0.yaml"}
 
