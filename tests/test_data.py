@@ -86,3 +86,16 @@ def test_prepare_splits_and_adds_lineage(make_ctx):
     assert set(real["origin"]) == {"real"} and set(real["generation"]) == {0}
     assert (ctx.out_dir / "tokenizer" / "tokenizer.json").exists()
     assert stats["tokenizer"]["vocab_size"] <= 300
+
+
+def test_an_empty_dataset_is_saved_so_that_it_loads_again(tmp_path):
+    """`datasets` saves an empty selection without an Arrow shard and cannot load it back; a
+    committed dataset (no rejected samples, say) must open."""
+    import datasets
+
+    from collapsebench.data import save
+
+    empty = datasets.Dataset.from_dict({"text": ["a", "b"], "n": [1, 2]}).select([])
+    save(empty, tmp_path / "empty")
+    again = datasets.load_from_disk(str(tmp_path / "empty"))
+    assert len(again) == 0 and again.features == empty.features

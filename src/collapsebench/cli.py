@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import subprocess
 import sys
@@ -148,6 +149,13 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error(message: str) -> int:
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return 2
+
+
 def _redo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="redo_from", metavar="ITER.PHASE", help="redo from this step on (e.g. 2.train)")
     p.add_argument("--yes", action="store_true",
@@ -221,15 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The machine refusing a write: the user's to fix (free space, permissions), reported like a user error.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        return int(args.fn(args))
     except UserError as exc:
-        from rich.markup import escape
-
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return 2
+        return _error(str(exc))
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRORS:
+            raise
+        where = exc.filename or "a file"
+        return _error(f"cannot write {where}: {exc.strerror}. What was committed is intact; free space or fix "
+                      "the permissions, then run the same command again (or collapsebench resume RUN_DIR)")
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]; continue with: collapsebench resume RUN_DIR")
         return 130

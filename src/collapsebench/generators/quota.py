@@ -266,7 +266,7 @@ def finalize(ctx: PhaseContext, files: list[Path], target: int, keys: list[str])
     """Write ``samples/`` (the first ``target`` accepted, with lineage) and ``rejected/``; remove shards."""
     import datasets
 
-    from collapsebench.data import add_lineage
+    from collapsebench.data import add_lineage, save
 
     ds = datasets.Dataset.from_parquet([str(f) for f in files], cache_dir=str(ctx.cache_dir))
     flags = ds.data.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
@@ -277,10 +277,10 @@ def finalize(ctx: PhaseContext, files: list[Path], target: int, keys: list[str])
 
     samples = add_lineage(ds.select(keep_rows).select_columns(base), origin="synthetic", generation=it,
                           prefix=f"g{it:03d}-")  # keeps each sample's parent
-    samples.select_columns(["id", "origin", "generation", *base]).save_to_disk(str(ctx.out_dir / "samples"))
+    save(samples.select_columns(["id", "origin", "generation", *base]), ctx.out_dir / "samples")
     rejected = ds.select(np.flatnonzero(~flags)).select_columns([*base, "rejected_by", "reason"])
     rejected = add_lineage(rejected, origin="synthetic", generation=it, prefix=f"g{it:03d}-rejected-")
-    rejected.save_to_disk(str(ctx.out_dir / "rejected"))
+    save(rejected, ctx.out_dir / "rejected")
     del ds, samples, rejected
     shard_dir = ctx.out_dir / "shards"
     for f in shard_dir.iterdir():
