@@ -200,12 +200,17 @@ def paths_of(tree: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
+# values a researcher might plausibly write: mutants that validate accepts, to run them
+PLAUSIBLE_VALUES = [0, 1, 2, 3, 10, 100, 0.0, 0.1, 0.5, 0.9, 1.5, True, False, None, "replace", "accumulate",
+                    "accumulate_subsample", "grow", "gaussian", [0.0], [1.0, 2.0], {"name": "accumulate"}]
+
+
 @st.composite
-def mutated(draw: Any, base: dict[str, Any]) -> str:
+def mutated(draw: Any, base: dict[str, Any], values: list[Any] = ODD_VALUES, most: int = 4) -> str:
     import copy
 
     tree = copy.deepcopy(base)
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(1, most))):
         paths = paths_of(tree)
         path = draw(st.sampled_from(paths))
         parent = tree
@@ -213,7 +218,7 @@ def mutated(draw: Any, base: dict[str, Any]) -> str:
             parent = parent[part]
         action = draw(st.sampled_from(["set", "set", "set", "delete", "rename"]))
         if action == "set":
-            parent[path[-1]] = draw(st.sampled_from(ODD_VALUES))
+            parent[path[-1]] = draw(st.sampled_from(values))
         elif action == "delete" and isinstance(parent, dict):
             parent.pop(path[-1], None)
         elif action == "rename" and isinstance(parent, dict):
@@ -274,14 +279,14 @@ def run_mutant(tmp_path: Path, text: str, capfd: Any) -> int:
     return code
 
 
-TOY_SMALL = {**yaml.safe_load(TOY.read_text()), "iterations": 2,
+TOY_SMALL = {**yaml.safe_load(TOY.read_text()), "iterations": 2, "generate": {"generator": "gaussian", "num_samples": 150},
              "data": {"source": {"name": "gaussian", "n": 200, "dim": 1, "mean": 0.0, "std": 1.0}, "holdout": 50}}
 
 
 def fuzz_runs(tmp_path: Path, capfd: Any, examples: int) -> None:
     @seed(20261202)
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(mutated(TOY_SMALL))
+    @given(mutated(TOY_SMALL, PLAUSIBLE_VALUES, most=2))
     def check(text: str) -> None:
         run_mutant(tmp_path, text, capfd)
 

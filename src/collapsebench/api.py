@@ -35,7 +35,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, overload
+
+from pydantic import Field
 
 from collapsebench.config import PHASES, Config
 from collapsebench.errors import UserError
@@ -52,6 +54,18 @@ else:  # names for annotations: the libraries are imported only where they are u
     Tensor = "torch.Tensor"
     Model = "transformers.PreTrainedModel"
     Tokenizer = "transformers.PreTrainedTokenizerBase"
+
+
+# ------------------------------------------------------------------------------------ argument domains
+# Plug-in arguments are checked against their annotations (registry.Registry.call): these name the
+# domains most plug-ins need, so that a value out of its domain is a config error naming its key.
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=1, le=10**9)]  # rows, samples, documents: large, but not absurd
+Probability = Annotated[float, Field(ge=0, le=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 # ------------------------------------------------------------------------------------ validators
@@ -388,6 +402,7 @@ class TrackerFactory(Protocol):
 
 
 __all__ = [
+    "Count", "NonNegativeFloat", "NonNegativeInt", "PositiveFloat", "PositiveInt", "Probability",
     "DataSource", "Dataset", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle", "Loss", "MODELS",
     "Model", "ObjectCache", "PhaseContext", "Preprocessor", "PromptSource", "Regime", "Resources",
     "SyntheticHistory", "Task", "Tensor", "Tokenizer", "Tracker", "TrackerFactory", "Trainer", "Validator",

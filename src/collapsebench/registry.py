@@ -388,11 +388,13 @@ TEXT, VECTOR = "text", "vector"
 data_sources.lazy("local", f"{_B}.sources.files:local_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_local")
 data_sources.lazy("hub", f"{_B}.sources.files:hub_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_hub")
 data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source", data=TEXT)
-data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source", data=VECTOR)
-data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source", data=VECTOR)
+data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source", data=VECTOR,
+                  preflight=f"{_B}.toy.gaussian:preflight_source")
+data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source", data=VECTOR,
+                  preflight=f"{_B}.toy.mixture:preflight_source")
 data_sources.lazy("digits", f"{_B}.toy.vae:digits_source", data=VECTOR)
 
-regimes.lazy("replace", f"{_B}.regimes.mixing:replace")
+regimes.lazy("replace", f"{_B}.regimes.mixing:replace", preflight=f"{_B}.regimes.mixing:preflight_replace")
 regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate")
 regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample")
 regimes.lazy("grow", f"{_B}.regimes.mixing:grow")

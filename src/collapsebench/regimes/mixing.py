@@ -6,9 +6,12 @@ so no text is loaded into Python; lineage columns travel with the rows.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
+from collapsebench.config import Config
 from collapsebench.data import concat, sample_rows
 from collapsebench.errors import UserError
 from collapsebench.regimes.parts import part_rows
@@ -109,3 +112,9 @@ def clean_fraction(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
         raise UserError(f"curate.regime: clean_fraction with alpha={alpha} keeps no real rows at iteration "
                         f"{ctx.iteration}; the clean baseline needs alpha < 1")
     return sample_rows(real, min(n_real, len(real)), rng, what="real data")
+
+
+def preflight_replace(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """``validate``: ``alpha`` fits ``size_policy`` (at most 1 when the size is constant)."""
+    replace_sizes(1000, kwargs.get("alpha", 1.0), kwargs.get("size_policy", "constant"))
+    return []

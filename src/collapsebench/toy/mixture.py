@@ -8,26 +8,31 @@ never pickled.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from collapsebench.api import Dataset, PhaseContext
+from collapsebench.api import Dataset, NonNegativeFloat, PhaseContext
+from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, write_meta
-from collapsebench.toy.gaussian import gaussian_params
+from collapsebench.toy.gaussian import Matrix, Rows, Spread, Vector, gaussian_params
 
 ARRAYS_FILE = "arrays.npz"
 
 
-def gaussian_mixture_source(ctx: PhaseContext, *, means: list[Any], n: int = 1000, weights: list[float] | None = None,
-                            stds: Any = 1.0, covs: list[Any] | None = None) -> Dataset:
-    """``n`` rows from a known mixture: ``means`` (one number or vector per component), ``weights``
-    (default uniform), ``stds`` (one for all, or one per component) or full ``covs``."""
+def gaussian_mixture_source(ctx: PhaseContext, *, means: Annotated[list[Vector], Field(min_length=1, max_length=1000)],
+                            n: Rows = 1000, weights: list[NonNegativeFloat] | None = None, stds: Spread = 1.0,
+                            covs: list[Matrix] | None = None) -> Dataset:
+    """``n`` rows from a known mixture: ``means`` (one number or vector per component, all of one
+    length), ``weights`` (default uniform), ``stds`` (one for all, or one per component) or full ``covs``."""
     k = len(means)
-    if k < 1 or n < 2:
-        raise UserError("data.source: gaussian_mixture needs at least one entry in 'means' and n >= 2")
     dim = len(np.atleast_1d(means[0]))
+    ragged = [j for j, m in enumerate(means) if len(np.atleast_1d(m)) != dim]
+    if ragged:
+        raise UserError(f"data.source.means: mean {ragged[0]} has {len(np.atleast_1d(means[ragged[0]]))} values, "
+                        f"mean 0 has {dim}; every component needs a mean of the same length")
     w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(w) != k or (w < 0).any() or w.sum() <= 0:
         raise UserError(f"data.source.weights must be {k} non-negative numbers (one per mean), got {weights!r}")
@@ -179,3 +184,18 @@ def gmm_generator(ctx: PhaseContext) -> dict[str, float]:
 def kde_generator(ctx: PhaseContext) -> dict[str, float]:
     """Draw ``generate.num_samples`` rows from this iteration's kernel density estimate."""
     return generate_from_model(ctx, "kde")
+
+
+def preflight_source(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """``validate``: every component's parameters fit the means' dimension (no data drawn)."""
+    means = kwargs["means"]
+    dim = len(np.atleast_1d(means[0]))
+    stds = kwargs.get("stds", 1.0)
+    per_std = stds if isinstance(stds, list) and len(stds) == len(means) and len(means) > 1 else [stds] * len(means)
+    covs = kwargs.get("covs")
+    for j, mean in enumerate(means):
+        if len(np.atleast_1d(mean)) != dim:
+            raise UserError(f"data.source.means: mean {j} has {len(np.atleast_1d(mean))} values, mean 0 has {dim}; "
+                            "every component needs a mean of the same length")
+        gaussian_params(dim, mean, per_std[j], None if covs is None else covs[j], key=f"data.source (component {j})")
+    return []

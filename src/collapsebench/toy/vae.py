@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
@@ -21,15 +22,13 @@ from collapsebench.toy.common import as_matrix, generate_from_model, read_meta, 
 WEIGHTS_FILE = "vae.safetensors"  # weights as numbers: loading a model folder runs no code
 
 
-def digits_source(ctx: PhaseContext, *, n: int | None = None) -> Dataset:
+def digits_source(ctx: PhaseContext, *, n: Annotated[int, Field(ge=2, le=1797)] | None = None) -> Dataset:
     """The 1797 8x8 digits shipped with scikit-learn, flattened to 64 floats in [0, 1], shuffled."""
     from sklearn.datasets import load_digits
 
     x = load_digits().data / 16.0
     x = x[np.random.default_rng(ctx.seed).permutation(len(x))]
     if n is not None:
-        if n < 2:
-            raise UserError(f"data.source.n must be >= 2, got {n}")
         x = x[:n]
     return vector_dataset(x)
 
