@@ -324,3 +324,38 @@ def test_random_kill_points_resume_to_equal_data_and_metrics(tmp_path):
         for i in range(10):
             result = trial(argv, tmp_path / name / f"t{i}", rng.uniform(0.5, duration), env, reference)
             assert result["resume_exit"] == 0 and result["same_data"] and result["same_metrics"], result
+
+
+# ------------------------------------------------------------------------------------ data files
+
+def test_a_missing_text_column_is_named_before_the_run_and_a_preprocessor_may_write_it(tmp_path, capfd):
+    import json
+
+    from conftest import tiny_config
+
+    rows = [{"question": f"q{i} why", "answer": f"because {i}"} for i in range(200)]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tiny_config(tmp_path, iterations=1)
+    cfg["data"] = {"source": {"name": "local", "path": str(tmp_path / "qa.jsonl")}, "holdout": 40}
+    cfg["generate"]["num_samples"] = 30
+    path = write(tmp_path, yaml.safe_dump(cfg))
+    code, err = exit_code(capfd, "validate", str(path), "--no-backend")
+    assert code == 2 and "has no column 'text' (data.text_field); columns: question, answer" in err.replace("\n", " ")
+    cfg["data"]["preprocess"] = [{"name": "template", "template": "{question} {answer}"}]
+    path = write(tmp_path, yaml.safe_dump(cfg))
+    code, err = exit_code(capfd, "run", str(path))
+    assert code == 0, err
+    assert (tmp_path / "run" / "iter_000" / "curate" / "tokenizer").exists()
+
+
+def test_a_text_source_of_a_few_huge_documents_is_reported(tmp_path, capfd):
+    """WikiText-2's blank lines hold a space: as paragraphs, a whole file is one document."""
+    from conftest import tiny_config
+
+    text = " \n \n".join(" = Article {} = \n Some text about {} . ".format(i, "x " * 40000) for i in range(3))
+    (tmp_path / "wiki.txt").write_text(text)
+    cfg = tiny_config(tmp_path, iterations=1)
+    cfg["data"] = {"source": {"name": "local", "path": str(tmp_path / "wiki.txt"), "sample_by": "paragraph"},
+                   "holdout": 1}
+    code, err = exit_code(capfd, "run", str(write(tmp_path, yaml.safe_dump(cfg))))
+    assert "set data.source.sample_by: line" in err.replace("\n", " ")
