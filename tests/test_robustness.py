@@ -218,7 +218,7 @@ def mutated(draw: Any, base: dict[str, Any], values: list[Any] = ODD_VALUES, mos
             parent = parent[part]
         action = draw(st.sampled_from(["set", "set", "set", "delete", "rename"]))
         if action == "set":
-            parent[path[-1]] = draw(st.sampled_from(values))
+            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(values)))  # the pool stays as it is
         elif action == "delete" and isinstance(parent, dict):
             parent.pop(path[-1], None)
         elif action == "rename" and isinstance(parent, dict):
@@ -359,3 +359,19 @@ def test_a_text_source_of_a_few_huge_documents_is_reported(tmp_path, capfd):
                    "holdout": 1}
     code, err = exit_code(capfd, "run", str(write(tmp_path, yaml.safe_dump(cfg))))
     assert "set data.source.sample_by: line" in err.replace("\n", " ")
+
+
+def test_editing_a_plugin_marks_exactly_the_steps_that_ran_it_stale(tmp_path, capfd):
+    plugin = tmp_path / "my_metric.py"
+    plugin.write_text("from collapsebench.registry import evaluations\n\n\n"
+                      "@evaluations.register('row_count')\ndef row_count(ctx):\n    return {'rows': float(len(ctx.samples()))}\n")
+    cfg = yaml.safe_load(TOY.read_text())
+    cfg.update(iterations=2, plugins=[str(plugin)], output_dir=str(tmp_path / "run"),
+               evaluate={"evaluations": ["toy_stats", "row_count"]})
+    path = write(tmp_path, yaml.safe_dump(cfg))
+    assert exit_code(capfd, "run", str(path))[0] == 0
+    plugin.write_text(plugin.read_text().replace("float(len(ctx.samples()))", "2.0 * len(ctx.samples())"))
+    code, err = exit_code(capfd, "run", str(path))
+    message = err.replace("\n", " ")
+    assert code == 2 and "redo 1.evaluate" in message and "redo 2.evaluate" in message
+    assert "redo 2.train" not in message and "keep 7 committed step(s)" in message
