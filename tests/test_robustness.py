@@ -231,7 +231,9 @@ def mutated(draw: Any, base: dict[str, Any], values: list[Any] = ODD_VALUES, mos
 
 
 BASES = [yaml.safe_load(p.read_text()) for p in (TOY, REPO / "configs" / "quickstart.yaml",
-                                                 REPO / "configs" / "training" / "sft.yaml")]
+                                                 REPO / "configs" / "training" / "sft.yaml",
+                                                 REPO / "configs" / "training" / "stage_placement_stage0.yaml",
+                                                 REPO / "configs" / "generation" / "validated_chat.yaml")]
 
 
 def validate_text(tmp_path: Path, text: str, capfd: Any) -> tuple[int, str]:

@@ -183,7 +183,10 @@ class StageConfig(Strict):
         if not self.args:
             return spec
         kwargs = spec.kwargs
-        kwargs["args"] = {**(kwargs.get("args") or {}), **self.args}
+        base = kwargs.get("args") or {}
+        if not isinstance(base, dict):
+            raise UserError(f"train.trainer.args must be a mapping of trainer arguments, got {short(base)}")
+        kwargs["args"] = {**base, **self.args}
         return Spec(name=spec.name, **kwargs)
 
 
