@@ -162,6 +162,13 @@ def test_histograms_of_generations_with_the_real_data(tmp_path):
     assert g2.n == 3 and g2.fractions[39] == 1.0 and sum(g2.fractions) == 1.0  # the NaN is not counted
     fig = F.histogram_figure(panels, title=title, xlabel="perplexity")
     assert fig.axes[0].get_xscale() == "log"
+    # without samples scored by a reference model: the held-out data under each generation's model
+    for k in (1, 2):
+        (run / f"iter_{k:03d}" / "evaluate" / "ref_perplexity.parquet").unlink()
+    pq.write_table(pa.table({"log_ppl": [2.0, 2.0]}), run / "iter_002" / "evaluate" / "per_document.parquet")
+    panels, title, _ = histogram_data(members)
+    assert title == "held-out real data under each generation's model"
+    assert [(h.label, h.n, h.reference) for h in panels["r"][1]] == [("generation 1", 4, False), ("generation 2", 2, False)]
 
 
 def test_time_to_failure_and_ece_markers(tmp_path):

@@ -184,7 +184,7 @@ def draw(comparison: Comparison, rows: dict[Path, list[dict[str, Any]]], folder:
     """Every figure of a comparison as PNG and SVG; (section, caption, PNG path) of each, in report order."""
     c = comparison
     made: list[tuple[str, str, Path]] = []
-    seeds_note = "; ".join(c.notes[:1])
+    seeds_note = next((n for n in c.notes if "single seed" in n), "")
 
     def keep(section: str, caption: str, fig: Any, name: str) -> None:
         made.append((section, caption, F.save(fig, folder / name)[0]))

@@ -228,7 +228,7 @@ def histogram_figure(panels: Mapping[str, tuple[np.ndarray, list[Histogram]]], *
         ax.set_xlabel(xlabel)
         ax.set_ylabel("fraction of documents")
         ax.set_title(label)
-        ax.legend(frameon=False, fontsize=FONT - 2)
+        ax.legend(frameon=False, fontsize=FONT - 2, loc="best")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title)
@@ -262,8 +262,8 @@ def failure_figure(points: Sequence[FailurePoint], cells: Sequence[str], *, rule
     ax.grid(alpha=0.25, axis="x")
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(frameon=False, loc="lower right", fontsize=FONT - 2)
-    fig.tight_layout()
+        fig.legend(handles, labels, frameon=False, loc="lower center", ncol=2, fontsize=FONT - 2)
+    fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
     return fig
 
 
@@ -298,7 +298,8 @@ def panels_figure(panels: Sequence[Panel], *, title: str, band: bool = True) -> 
         _draw_series(ax, panel.series, band=band)
         for label, value in panel.references.items():
             ax.axhline(value, color="#777", linestyle=":", linewidth=1.2, label=label)
-        ax.set_title(axis_label(panel.metric), fontsize=FONT - 1)
+        u = unit(panel.metric)
+        ax.set_title(panel.metric + (f"\n({u})" if u and u not in panel.metric else ""), fontsize=FONT - 2)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -319,6 +320,7 @@ def phase_time_figure(durations: Mapping[int, Mapping[str, float]], phases: Sequ
         values = np.array([durations[k].get(phase, 0.0) for k in iterations])
         ax.bar(iterations, values, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=phase)
         bottom += values
+    ax.set_xticks(iterations)
     ax.set_xlabel("iteration (0: real data preparation)")
     ax.set_ylabel("seconds")
     ax.set_title("time per phase")
@@ -336,7 +338,7 @@ def save(fig: Any, stem: Path, formats: Sequence[str] = ("png", "svg")) -> list[
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
+        path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: a stem may hold a dot ("0.75")
         fig.savefig(path, dpi=200 if fmt == "png" else None)
         out.append(path)
     plt.close(fig)

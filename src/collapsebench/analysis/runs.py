@@ -102,7 +102,7 @@ def histogram_data(members: Sequence[Member]) -> tuple[dict[str, tuple[np.ndarra
     under the fixed reference model (``ref_perplexity.parquet``), with the real held-out data under
     the same model (``per_document.parquet`` of the reference iteration) as reference. Without
     samples scored that way: the held-out real data under each generation's model."""
-    by_samples = any(m.run.path.glob("iter_*/evaluate/ref_perplexity.parquet") for m in members)
+    by_samples = any(next(m.run.path.glob("iter_*/evaluate/ref_perplexity.parquet"), None) for m in members)
     file = "ref_perplexity.parquet" if by_samples else "per_document.parquet"
     panels: dict[str, tuple[np.ndarray, list[F.Histogram]]] = {}
     for cell in cell_infos(members):

@@ -83,7 +83,7 @@ def spec_from_options(block: SweepConfig | None, grid: list[str], zips: list[str
         spec.grid[key] = values
     if zips:
         group = dict(parse_axis(item, "--zip") for item in zips)
-        spec.zip = [*_zip_groups(spec), group]
+        spec.zip = [*zip_groups(spec), group]
     spec.exclude = [*spec.exclude, *(parse_exclude(item) for item in exclude)]
     if baselines is not None:
         if baselines != "clean":
@@ -96,14 +96,14 @@ def spec_from_options(block: SweepConfig | None, grid: list[str], zips: list[str
 
 # ------------------------------------------------------------------------------------ expansion
 
-def _zip_groups(spec: SweepConfig) -> list[dict[str, list[Any]]]:
+def zip_groups(spec: SweepConfig) -> list[dict[str, list[Any]]]:
     return list(spec.zip) if isinstance(spec.zip, list) else ([spec.zip] if spec.zip else [])
 
 
 def axes(spec: SweepConfig) -> list[Axis]:
     """The grid's axes in order: each ``grid`` key, then each ``zip`` group."""
     out: list[Axis] = [((key,), [(v,) for v in values]) for key, values in spec.grid.items()]
-    for group in _zip_groups(spec):
+    for group in zip_groups(spec):
         lengths = {key: len(values) for key, values in group.items()}
         if len(set(lengths.values())) > 1:
             raise UserError(f"sweep zip: the zipped keys need lists of one length, got {lengths}")

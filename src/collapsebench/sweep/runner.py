@@ -36,7 +36,7 @@ from collapsebench.layout import CELL_ERROR_FILE, CellStatus, RunLayout, SweepLa
 from collapsebench.loop import run_experiment
 from collapsebench.registry import executors
 from collapsebench.run import RunDir, now
-from collapsebench.sweep.grid import Cell, cell_raw, expand, spec_from_options
+from collapsebench.sweep.grid import Cell, cell_raw, expand, spec_from_options, zip_groups
 from collapsebench.sweep.share import SharedSteps
 from collapsebench.validate import validate_config
 
@@ -69,8 +69,13 @@ def create(config_path: str | Path, overrides: Sequence[str] = (), *, grid: Sequ
     sweep = SweepLayout(sweep_dir_for(base, spec))
     if RunLayout(sweep.path).exists():
         raise UserError(f"{sweep.path} is a run directory, not a sweep; choose another --name")
-    for cell in cells:
-        validate_config(cell_config(sweep.path, base, spec, cell))
+    if RunLayout(sweep.path).is_locked():
+        raise UserError(f"a sweep driver is running on {sweep.path}; follow it with: collapsebench status {sweep.path}")
+    for cell in cells:  # every cell's plug-in arguments, before anything runs
+        try:
+            validate_config(cell_config(sweep.path, base, spec, cell))
+        except UserError as exc:
+            raise UserError(f"sweep cell '{cell.label}' (seed {cell.seed}): {exc}") from None
     previous = sweep.manifest() if sweep.exists() else {}
     current = {c.id for c in cells}
     retired = [c for c in previous.get("cells", []) + previous.get("retired", []) if c["id"] not in current]
@@ -78,15 +83,11 @@ def create(config_path: str | Path, overrides: Sequence[str] = (), *, grid: Sequ
     write_json(sweep.manifest_file, {
         "version": 1, "name": sweep.path.name, "created": previous.get("created", now()), "updated": now(),
         "base": base, "spec": spec.model_dump(mode="json"),
-        "axes": [k for k in [*spec.grid, *(k for g in _zips(spec) for k in g)]],
+        "axes": [*spec.grid, *(k for g in zip_groups(spec) for k in g)],
         "cells": [c.as_dict() for c in cells], "retired": list({c["id"]: c for c in retired}.values()),
         "notes": notes, "history": previous.get("history", []),
     })
     return sweep
-
-
-def _zips(spec: SweepConfig) -> list[dict[str, list[Any]]]:
-    return list(spec.zip) if isinstance(spec.zip, list) else ([spec.zip] if spec.zip else [])
 
 
 def cell_config(sweep_dir: Path, base: dict[str, Any], spec: SweepConfig, cell: Cell | dict[str, Any]) -> Config:
