@@ -70,7 +70,7 @@ def toy(tmp_path, *overrides):
                        ["iterations=6", f"output_dir={tmp_path / 'run'}", *overrides])
 
 
-def test_stop_when_ends_the_run_and_a_raised_threshold_continues_it(tmp_path):
+def test_stop_when_ends_the_run_and_a_raised_threshold_continues_it(tmp_path, capsys):
     # the Gaussian's fitted variance drifts; stop once it moves 5% from iteration 1, in either direction
     free = run_experiment(toy(tmp_path / "free"), quiet=True)
     rows = free.read_metrics()
@@ -87,6 +87,10 @@ def test_stop_when_ends_the_run_and_a_raised_threshold_continues_it(tmp_path):
     assert [c.iteration for c in time_to_failure(RunLayout(run.path), toy(tmp_path, rule_text))] == [expected]
     # the same metrics as the run without the rule, up to the stop
     assert run.read_metrics() == rows[:expected]
+    from collapsebench.cli import main
+
+    assert main(["status", str(run.path)]) == 0
+    assert f"failed at iteration {expected}: fitted_var" in capsys.readouterr().err
     # no threshold crossed any more: the run continues to the end, and matches the free run
     run = run_experiment(toy(tmp_path, rule_text.replace(str(threshold[1]), "1.0e9" if above else "1.0e-9")), quiet=True)
     assert run.read_metrics() == rows

@@ -150,6 +150,9 @@ def test_a_failed_cell_does_not_stop_the_others(toy_sweep):
     failed = next(statuses[c["id"]] for c in sweep.cells() if "size=1000" in c["label"])
     assert "replace with alpha=0.5 needs 500 synthetic rows" in failed.error
     assert failed.steps_done == 5 and states["replace alpha=0"] == "done"  # it failed at 2.curate
+    manifest = sweep.manifest()  # each cell's state as the session ended, and what was shared
+    assert sorted(c["state"] for c in manifest["cells"]) == ["done"] * 4 + ["failed"]
+    assert manifest["history"][-1]["cells"]["failed"] == 1 and manifest["history"][-1]["shared_steps"] == 11
 
 
 def test_shared_steps_are_hard_links_and_change_no_result(toy_sweep, tmp_path):

@@ -277,6 +277,8 @@ def shared_summary(sweep: SweepLayout) -> dict[str, Any]:
 def _record(sweep: SweepLayout, started: float, statuses: dict[str, CellStatus]) -> None:
     """Append this session's outcome to the manifest: cell counts and the steps shared between cells."""
     manifest = sweep.manifest()
+    for cell in manifest["cells"]:  # as of this session's end; `status` reads the cells themselves
+        cell["state"] = statuses[cell["id"]].state
     shared = shared_summary(sweep)
     counts = {state: sum(1 for s in statuses.values() if s.state == state) for state in
               ("done", "stopped", "failed", "incomplete", "pending", "running")}
