@@ -161,6 +161,8 @@ class ObjectCache:
         return self._objects[key]
 
     def clear(self) -> None:
+        if not self._objects:  # nothing loaded: a full collection would cost ~0.1 s per phase for nothing
+            return
         self._objects.clear()
         gc.collect()
         torch = sys.modules.get("torch")  # release GPU memory only where torch is already in use
