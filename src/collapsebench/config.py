@@ -141,6 +141,9 @@ class TrainConfig(Strict):
     trainer: Spec = Field(default_factory=lambda: Spec(name="causal_lm"), description="trainers registry")
     stages: list[StageConfig] = Field(default_factory=list, description="multi-stage training within one "
                                       "iteration, in order, each stage starting from the previous stage's model")
+    launcher: Spec | None = Field(None, description="run the train phase as a distributed job (launchers registry): "
+                                  "{name: torchrun, nproc_per_node: N} or {name: accelerate, config_file: ...}; "
+                                  "in no fingerprint: the global batch is kept, so the data and steps do not change")
 
 
 class GenerateConfig(Strict):
@@ -158,6 +161,21 @@ class GenerateConfig(Strict):
     max_attempts: float = Field(10.0, ge=1, description="cap on candidates drawn, as a multiple of the target "
                                 "number of samples; past it (or when the acceptance rate says it will be passed) "
                                 "generation stops with an error naming the strictest validator")
+
+
+class PhaseResources(Strict):
+    """What one job of a phase asks of a scheduler (SLURM, Ray); unset fields take the executor's values."""
+
+    nodes: int | None = Field(None, ge=1, description="nodes per job")
+    gpus_per_node: int | None = Field(None, ge=0, description="GPUs per node (Ray: per actor or task)")
+    cpus_per_task: int | None = Field(None, ge=1, description="CPUs per task (Ray: per actor or task)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per node, GB")
+    timeout_min: int | None = Field(None, ge=1, description="wall-time limit of one job, minutes")
+    partition: str | None = Field(None, description="SLURM partition")
+    account: str | None = Field(None, description="SLURM account")
+    constraint: str | None = Field(None, description="SLURM node constraint (e.g. a GPU type)")
+    extra: dict[str, Any] = Field(default_factory=dict, description="more scheduler parameters (submitit's slurm_* "
+                                  "names without the prefix, e.g. qos, exclusive, gres; Ray: resources)")
 
 
 class EvaluateConfig(Strict):
@@ -187,6 +205,19 @@ class Config(Strict):
         default_factory=lambda: Spec(name="inline"),
         description="where phases run (executors registry): one spec, or a mapping phase -> spec",
     )
+    resources: dict[str, PhaseResources] = Field(
+        default_factory=dict, description="per-phase requests of the scheduling executors (slurm, ray), over the "
+        "executor's own settings: {train: {nodes, gpus_per_node, cpus_per_task, mem_gb, timeout_min, partition, "
+        "account, constraint}, generate: {...}, ...}")
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _resources(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in PHASES]
+            if unknown:
+                raise ValueError(f"resources keys must be phases {PHASES}, got {unknown}")
+        return value
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -342,6 +373,7 @@ def fingerprints(config: Config, iterations: int | None = None) -> dict[str, str
     """Fingerprint of every step (``"k.phase"``): its config sections plus the fingerprints of its
     inputs, chained along the data flow, so a change marks exactly the steps downstream of it."""
     dumped = config.dump()
+    dumped["train"].pop("launcher", None)  # where training runs, like the executor: not what it computes
     own = {name: digest({s: _pick(dumped, s) for s in secs}) for name, secs in _SECTIONS.items()}
     out: dict[str, str] = {"0.curate": own["prepare"]}
     for k in range(1, (iterations or config.iterations) + 1):

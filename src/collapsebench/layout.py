@@ -4,6 +4,7 @@
       config.yaml      resolved config snapshot
       state.json       journal, written only by the driver, atomically
       metrics.jsonl    one row per evaluated iteration (rebuilt from committed phases)
+      jobs.jsonl       what the scheduling executors (SLURM, Ray) ran: job ids, states, logs, resources
       iter_000/curate/ the real data, prepared once: real/, holdout/, tokenizer/
       iter_001/{curate,train,generate,evaluate}/
       report/
@@ -29,6 +30,7 @@ CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
+JOBS_FILE = "jobs.jsonl"
 
 Step = tuple[int, str]
 
@@ -77,6 +79,10 @@ class RunLayout:
         return self.path / METRICS_FILE
 
     @property
+    def jobs_file(self) -> Path:
+        return self.path / JOBS_FILE
+
+    @property
     def report_dir(self) -> Path:
         return self.path / "report"
 
@@ -122,6 +128,12 @@ class RunLayout:
                 row.update({f"{phase}/{key}": v for key, v in summary.items()})
         row.update(json.loads((self.phase_dir(k, "evaluate") / "metrics.json").read_text()))
         return row
+
+    def read_jobs(self) -> list[dict[str, Any]]:
+        """Every record of ``jobs.jsonl``, oldest first (a job appears once per change of its state)."""
+        if not self.jobs_file.exists():
+            return []
+        return [json.loads(line) for line in self.jobs_file.read_text().splitlines() if line.strip()]
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_file.exists():

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         Evaluation,
         ExecutorFactory,
         Generator,
+        Launcher,
         Loss,
         Preprocessor,
         PromptSource,
@@ -290,6 +291,7 @@ trainers: Registry[Trainer] = Registry("trainer", skip=2)  # (ctx, dataset)
 generators: Registry[Generator] = Registry("generator", skip=1)  # (ctx)
 evaluations: Registry[Evaluation] = Registry("evaluation", skip=1)  # (ctx)
 executors: Registry[ExecutorFactory] = Registry("executor", skip=0)  # (**kwargs) -> Executor
+launchers: Registry[Launcher] = Registry("launcher", skip=1)  # (ctx) -> Launch
 trackers: Registry[TrackerFactory] = Registry("tracker", skip=2)  # (config, run_dir) -> Tracker
 
 ALL: dict[str, Registry[Any]] = {
@@ -303,6 +305,7 @@ ALL: dict[str, Registry[Any]] = {
     "generators": generators,
     "evaluations": evaluations,
     "executors": executors,
+    "launchers": launchers,
     "trackers": trackers,
 }
 
@@ -376,5 +379,10 @@ evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats")
 
 executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
 executors.lazy("subprocess", f"{_B}.executors.local:SubprocessExecutor")
+executors.lazy("slurm", f"{_B}.executors.slurm:SlurmExecutor")
+executors.lazy("ray", f"{_B}.executors.ray:RayExecutor")
+
+launchers.lazy("torchrun", f"{_B}.executors.launch:torchrun")
+launchers.lazy("accelerate", f"{_B}.executors.launch:accelerate", check=f"{_B}.trainers.distributed:check_accelerate")
 
 trackers.lazy("wandb", f"{_B}.trackers.wandb:WandbTracker")

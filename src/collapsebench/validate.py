@@ -28,6 +28,8 @@ def specs(config: Config) -> Iterator[tuple[str, R.Registry[Any], Spec]]:
         yield from _loss(f"train.stages[{i}].trainer", stage.trainer_spec(config.train.trainer))
         if stage.data.regime is not None:
             yield f"train.stages[{i}].data.regime", R.regimes, stage.data.regime
+    if config.train.launcher is not None:
+        yield "train.launcher", R.launchers, config.train.launcher
     yield "generate.generator", R.generators, config.generate.generator
     yield "generate.prompts", R.prompt_sources, config.generate.prompts
     for i, s in enumerate(config.generate.validators):

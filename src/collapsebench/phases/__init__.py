@@ -19,7 +19,7 @@ from collapsebench.io import commit_folder
 from collapsebench.models.loading import quiet_libraries
 
 FINGERPRINT_FILE = ".fingerprint"
-SPLITS = frozenset({"generate"})
+SPLITS = frozenset({"generate", "evaluate"})
 
 
 def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor | None = None) -> dict[str, Any]:

@@ -30,16 +30,32 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 
 def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, seed: int,
-                      defaults: dict[str, Any] | None = None) -> Any:
+                      defaults: dict[str, Any] | None = None, *, base_dir: str | Path | None = None,
+                      check: bool = False) -> Any:
     """``cls`` (``TrainingArguments`` or TRL's ``SFTConfig``) from :data:`DEFAULT_ARGS`, the
-    trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins)."""
+    trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins).
+
+    DeepSpeed and FSDP configurations pass through (``deepspeed``, ``fsdp``, ``fsdp_config``); their
+    files resolve against ``base_dir`` (the config's folder) and are checked. Under a launcher on
+    the CPU the ranks talk through gloo. ``check`` (``validate``): a DeepSpeed configuration is
+    parsed but not built where DeepSpeed is not installed."""
     import torch
+
+    from collapsebench.trainers.distributed import backend_files, check_deepspeed, per_rank_batch, world
 
     merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), "dataloader_pin_memory": torch.cuda.is_available(),
               **(defaults or {}), **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
+    merged = per_rank_batch(backend_files(merged, Path(base_dir) if base_dir is not None else None))
+    if check:
+        merged = check_deepspeed(merged)
+    if world()[1] > 1 and not torch.cuda.is_available():
+        merged.setdefault("ddp_backend", "gloo")  # and the CPU: else accelerate sees no distributed setup (no DDP)
+        merged.setdefault("use_cpu", True)
     try:
         return cls(**merged)
-    except (TypeError, ValueError) as exc:
+    except ImportError as exc:  # DeepSpeed asked for and not installed
+        raise UserError(f"train.trainer.args: {exc}") from None
+    except (TypeError, ValueError, OSError) as exc:
         raise UserError(f"train.trainer.args: {exc}") from None
 
 
@@ -78,9 +94,12 @@ def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Pat
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.time() - start
-    trainer.save_model(str(ctx.out_dir / "model"))
-    tokenizer.save_pretrained(str(ctx.out_dir / "model"))
-    if not keep_checkpoints:
+    trainer.save_model(str(ctx.out_dir / "model"))  # every rank takes part (sharded states); rank 0 writes
+    main = trainer.is_world_process_zero()
+    if main:
+        tokenizer.save_pretrained(str(ctx.out_dir / "model"))
+    trainer.accelerator.wait_for_everyone()  # under a launcher: the model is written before any rank goes on
+    if not keep_checkpoints and main:
         shutil.rmtree(checkpoints, ignore_errors=True)
     logged = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     return {
