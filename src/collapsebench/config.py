@@ -226,6 +226,8 @@ class Config(Strict):
             unknown = [k for k in value if k not in PHASES]
             if unknown:
                 raise ValueError(f"executor mapping keys must be phases {PHASES}, got {unknown}")
+        if isinstance(value, dict) and "name" in value:  # one spec: {name: slurm, partition: debug} is no phase map
+            return Spec.model_validate(value)
         return value
 
     def executor_for(self, phase: str) -> Spec:

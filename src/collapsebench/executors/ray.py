@@ -36,7 +36,8 @@ from pydantic import Field
 
 from collapsebench.api import Resources, Task
 from collapsebench.errors import UserError
-from collapsebench.executors import record_job, run_task_file
+from collapsebench.executors import run_task_file
+from collapsebench.executors.records import record_job
 
 
 def run_spec(spec: str) -> dict[str, Any]:
@@ -130,6 +131,8 @@ class RayExecutor:
         phases = [h for h in handles if h.task.context is None]
         if phases:
             refs = [run_phase.options(**self.options(h.resources)).remote(str(h.task.write_spec())) for h in phases]
+            for h in phases:
+                record_job(h.task.run_dir, executor="ray", key=h.task.key, state="RUNNING")
             for h, ref in zip(phases, refs):
                 self._collect(h, ref)
         shards = [h for h in handles if h.task.context is not None]
@@ -179,6 +182,8 @@ class RayExecutor:
                 h, attempt = todo.popleft()
                 actor = idle.pop()
                 running[actor.run.remote(str(h.task.write_spec()))] = (h, attempt, actor)
+                record_job(h.task.run_dir, executor="ray", key=h.task.key, state="RUNNING", actor=actor._actor_id.hex(),
+                           attempt=attempt)
             done, _ = ray.wait(list(running), num_returns=1)
             h, attempt, actor = running.pop(done[0])
             if self._collect(h, done[0], actor):

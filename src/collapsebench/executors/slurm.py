@@ -36,11 +36,9 @@ from pydantic import Field
 
 from collapsebench.api import Resources, Task
 from collapsebench.errors import UserError
-from collapsebench.executors import record_job, run_task_file
+from collapsebench.executors import run_task_file
+from collapsebench.executors.records import FINAL, live_jobs, record_job, slurm_states
 from collapsebench.layout import RunLayout
-
-FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
-         "PREEMPTED", "DONE", "INTERRUPTED"}
 
 
 class TaskJob(submitit.helpers.Checkpointable):
@@ -167,13 +165,13 @@ class SlurmExecutor:
         waiting = list(handles)
         while waiting:
             for h in list(waiting):
-                done = h.job.done()
-                state = "DONE" if done else str(h.job.state).split()[0]
+                if h.job.done():  # its final state is recorded with its result
+                    waiting.remove(h)
+                    continue
+                state = str(h.job.state).split()[0]
                 if state != h.state and state != "UNKNOWN":  # sacct lags the submission by a moment
                     h.state = state
                     record_job(run_dir, executor="slurm", key=h.task.key, job_id=h.job.job_id, state=state)
-                if done:
-                    waiting.remove(h)
             if waiting:
                 time.sleep(self.poll_s)
 
@@ -188,8 +186,9 @@ class SlurmExecutor:
             record_job(h.task.run_dir, executor="slurm", key=key, job_id=job_id, state="UNCOMPLETED")
             return RuntimeError(f"task {key}: SLURM job {job_id} ended without a result (cancelled, out of time or "
                                 f"memory, or its node failed; log {log}): {exc}")
-        record_job(h.task.run_dir, executor="slurm", key=key, job_id=job_id, state="COMPLETED",
-                   pid=h.info.get("pid"), host=h.info.get("host"), restarts=h.info.get("restarts"))
+        record_job(h.task.run_dir, executor="slurm", key=key, job_id=job_id, state="COMPLETED", log=str(log),
+                   pid=h.info.get("pid"), host=h.info.get("host"), restarts=h.info.get("restarts"),
+                   user_error=h.info.get("user_error"))
         if "user_error" in h.info:
             return UserError(h.info["user_error"])
         return None
@@ -198,35 +197,11 @@ class SlurmExecutor:
         """Nothing to release: every job has ended in ``wait``."""
 
 
-def live_jobs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The last record of every SLURM job whose last recorded state is not final, by job id."""
-    last: dict[str, dict[str, Any]] = {}
-    for r in records:
-        if r.get("executor") == "slurm":
-            last[r["job_id"]] = {**last.get(r["job_id"], {}), **r}
-    return {j: r for j, r in last.items() if r.get("state") not in FINAL}
-
-
-def slurm_states(job_ids: list[str]) -> dict[str, str]:
-    """Live states from ``sacct`` (empty where SLURM's tools are not on this machine)."""
-    if not job_ids:
-        return {}
-    try:
-        out = sp.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)], capture_output=True,
-                     text=True, timeout=10, check=False)
-    except (OSError, sp.TimeoutExpired):
-        return {}
-    states = {}
-    for line in out.stdout.splitlines():
-        job, _, state = line.partition("|")
-        states[job] = state.split()[0] if state else ""
-    return states
-
-
 def cancel_stale(run_dir: str, keys: set[str]) -> None:
     """Cancel the jobs of ``keys`` that an earlier driver left queued or running, and wait until
     SLURM has ended them, so the phase they would write is redone by one job only."""
-    live = {j: r for j, r in live_jobs(RunLayout(run_dir).read_jobs()).items() if r["key"] in keys}
+    live = {r["job_id"]: r for r in live_jobs(RunLayout(run_dir).read_jobs())
+            if r.get("executor") == "slurm" and r["key"] in keys}
     states = slurm_states(list(live))
     stale = [j for j in live if states.get(j, "UNKNOWN") not in FINAL and j in states]
     if not stale:

@@ -111,6 +111,9 @@ def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Pat
         "resumed_from": Path(last).name if last else None,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "steps": result.global_step,
+        # rows per optimizer step over every process: the same under a launcher that keeps the global batch
+        "global_batch": trainer.args.per_device_train_batch_size * trainer.args.world_size
+        * trainer.args.gradient_accumulation_steps,
         "seconds": round(elapsed, 3),
         "log_history": trainer.state.log_history,
     }
