@@ -357,6 +357,8 @@ trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True)
 generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, check=f"{_B}.generators.hf:check_config")
 generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu=True,
                 check=f"{_B}.generators.vllm_engine:check_config")
+generators.lazy("vllm_ray", f"{_B}.generators.vllm_ray:generate", torch=True, gpu=True,
+                check=f"{_B}.generators.vllm_ray:check_config")
 generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator")
 generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator")
 generators.lazy("kde", f"{_B}.toy.mixture:kde_generator")

@@ -80,7 +80,9 @@ def jobs_table(run: RunLayout, active: bool) -> Table | None:
 
     live = live_jobs(run.read_jobs())
     states = slurm_states([str(r["job_id"]) for r in live if r.get("executor") == "slurm"])
-    table = Table("task", "executor", "job", "state", "log", title="jobs queued or running")
+    table = Table(title="jobs queued or running")
+    for column in ("task", "executor", "job", "state", "log"):
+        table.add_column(column, no_wrap=column != "log", overflow="fold")
     for r in live:
         state = r.get("state", "")
         if r.get("executor") == "slurm":

@@ -3,6 +3,7 @@ and the fit loop that resumes from the latest checkpoint and reports the same st
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -81,16 +82,34 @@ def start_model(ctx: PhaseContext, init_from: str | Path | None) -> tuple[Any, A
     return load_for_training(source, ctx.config.model.gguf_file), tokenizer, source
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The latest checkpoint the Trainer finished writing: its ``trainer_state.json``, written after
+    the weights, optimizer and random states, is there and parses. A phase killed or preempted while
+    saving leaves a partial ``checkpoint-N`` that resuming from would fail on; it is skipped."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not folder.exists():
+        return None
+    found = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        state = path / "trainer_state.json"
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((int(path.name.rsplit("-", 1)[1]), path))
+    return str(max(found)[1]) if found else None
+
+
 def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Path | None, tokens: int,
         keep_checkpoints: bool) -> dict[str, Any]:
     """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats."""
     from transformers import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     checkpoints = Path(trainer.args.output_dir)
     if trainer.args.disable_tqdm:  # off a terminal: the log history goes to stats.json instead of stdout
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    last = last_complete_checkpoint(checkpoints)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.time() - start
