@@ -5,9 +5,9 @@ times under each executor against the inline run.
     python benchmarks/executors.py                    # latency + quickstart iterations=1 per executor (~10 min)
     python benchmarks/executors.py --latency-only     # the latencies alone (~1 min)
 
-Latency: a task whose target writes the time it starts; ``submit`` is the moment the executor's
-``wait`` is called (SLURM and Ray submit there), ``start`` the target's first line, ``done`` the
-moment ``wait`` returns. Five tasks one after another per executor (``--repeat``), plus, for Ray,
+Latency: a task whose target writes the time it starts; ``submit`` is the moment ``submit`` is
+called (SLURM and Ray submit in ``wait``, which follows at once), ``start`` the target's first
+line, ``done`` the moment ``wait`` returns. Five tasks one after another per executor (``--repeat``), plus, for Ray,
 five in one call on the actor pool (the first starts the actors, the rest reuse them); Ray's own
 start (``ray.init``) is reported apart. Quickstart: ``collapsebench run configs/quickstart.yaml
 iterations=1`` with each executor (and with ``train.launcher`` torchrun x 2), one after the other,
@@ -67,9 +67,8 @@ def latency(name: str, spec: dict[str, Any], work: Path, repeat: int) -> dict[st
         out = run_dir / f"start{i}"
         task = Task(key=f"latency{i}", target="benchmarks.executors:stamp", run_dir=str(run_dir),
                     kwargs={"path": str(out)})
-        handle = executor.submit(task, Resources())
         t0 = time.time()
-        executor.wait([handle])
+        executor.wait([executor.submit(task, Resources())])
         dones.append(time.time() - t0)
         starts.append(float(out.read_text()) - t0)
     executor.close()
@@ -107,9 +106,8 @@ def latency_with(executor: Any, run_dir: Path, repeat: int, context: tuple[int, 
         out = run_dir / f"start{i}"
         target = "benchmarks.executors:stamp_in_phase" if context else "benchmarks.executors:stamp"
         task = Task(key=f"latency{i}", target=target, run_dir=str(run_dir), kwargs={"path": str(out)}, context=context)
-        handle = executor.submit(task, Resources())
         t0 = time.time()
-        executor.wait([handle])
+        executor.wait([executor.submit(task, Resources())])
         dones.append(time.time() - t0)
         starts.append(float(out.read_text()) - t0)
     return {"submit_to_start_s": summary(starts), "submit_to_done_s": summary(dones), "repeat": repeat}

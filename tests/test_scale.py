@@ -267,3 +267,31 @@ def test_vllm_on_ray_requests_and_shards_round_trip(gen_base, tmp_path):
     config = processor_config("model", {"tensor_parallel_size": 2}, replicas=4, batch_size=32)
     assert isinstance(config, ray_llm.vLLMEngineProcessorConfig)
     assert config.concurrency == 4 and config.engine_kwargs["tensor_parallel_size"] == 2
+
+
+def test_the_config_blocks_of_the_cluster_page_validate():
+    """Each YAML block of docs/cluster.md, laid over the quickstart, passes `validate` (schema,
+    registry names, and every plug-in's arguments: executors, launchers, generators)."""
+    import re
+
+    import yaml
+
+    from collapsebench.validate import validate_config
+
+    pytest.importorskip("submitit")
+    pytest.importorskip("ray")
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            nested = isinstance(value, dict) and isinstance(base.get(key), dict) and "name" not in value
+            out[key] = merge(base[key], value) if nested else value  # a plug-in choice replaces the one below
+        return out
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "cluster.md").read_text(), flags=re.S)
+    assert len(blocks) == 3
+    quickstart = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    for block in blocks:
+        config = config_from_dict(merge(quickstart, yaml.safe_load(block)))
+        checked = validate_config(config)
+        assert any(line.startswith(("executor", "train.launcher")) for line in checked)

@@ -291,15 +291,20 @@ def workload(config: Config, model: Model | None, documents: int | None, per_doc
     return list(phases.values()), data
 
 
-def timed(phases: list[Phase], rate: dict[str, float], fixed: dict[str, float] | None = None) -> None:
-    """Seconds of each phase: its fixed cost per iteration plus its FLOPs at ``rate`` FLOP/s."""
+def timed(phases: list[Phase], rate: dict[str, float], fixed: dict[str, float] | None = None,
+          documents: int = 0) -> None:
+    """Seconds of each phase: its fixed cost per iteration plus its FLOPs at ``rate`` FLOP/s (curate,
+    when calibrated: rows at a rows-per-second rate, plus the preparation of the real data once)."""
+    fixed = fixed or {}
     for p in phases:
         r = rate.get(p.name)
-        per_iter = (fixed or {}).get(p.name, 0.0)
-        if p.name == "curate":  # documents at a documents-per-second rate, when calibrated
-            p.seconds = sum(per_iter + t / r for t in p.tokens) if r else None
+        if not r:
+            p.seconds = None
+        elif p.name == "curate":
+            prepare = fixed.get("prepare", 0.0) + documents / rate["prepare"] if "prepare" in rate else 0.0
+            p.seconds = prepare + sum(fixed.get(p.name, 0.0) + t / r for t in p.tokens)
         else:
-            p.seconds = sum(per_iter + f / r for f in p.flops) if r else None
+            p.seconds = sum(fixed.get(p.name, 0.0) + f / r for f in p.flops)
 
 
 # ------------------------------------------------------------------------------------ calibration
@@ -323,7 +328,7 @@ def calibrate(config_path: str, overrides: list[str], config: Config, documents:
     measured_per_doc = points[-1]["tokens_per_document"]
     scale = measured_per_doc / per_doc if per_doc and measured_per_doc else 1.0
     rate, fixed = {}, {}
-    for phase in PHASES:
+    for phase in ("prepare", *PHASES):
         (w0, s0), (w1, s1) = ((p["work"][phase], p["seconds"][phase]) for p in points)
         slope = (s1 - s0) / (w1 - w0) if w1 > w0 else 0.0
         if slope <= 0:  # noise beat the signal: all of it proportional, through the larger point
@@ -350,7 +355,8 @@ def measure(run_dir: Path, config: Config, fraction: float, documents: int, per_
     """A calibration run's phase seconds (its journal) and work (the plan's FLOPs for its counted tokens)."""
     run = RunLayout(run_dir)
     steps = run.read_state()["steps"]
-    seconds = {p: sum(e.get("duration_s", 0.0) for k, e in steps.items() if k.endswith("." + p)) for p in PHASES}
+    seconds = {p: steps.get(f"1.{p}", {}).get("duration_s", 0.0) for p in PHASES}
+    seconds["prepare"] = steps.get("0.curate", {}).get("duration_s", 0.0)
     train = run.committed_stats(1, "train")
     real = run.committed_stats(0, "curate")["metrics"]["real_size"]
     tokens = train.get("blocks", 0) * train.get("block_size", 0) / max(real, 1)
@@ -358,7 +364,7 @@ def measure(run_dir: Path, config: Config, fraction: float, documents: int, per_
     n = max(int(documents * fraction), 20)
     phases, _ = workload(small, model, n, tokens or per_doc, chars_per_token)
     work = {p.name: (p.tokens[0] if p.name == "curate" else p.flops[0]) for p in phases}
-    work["curate"] += n  # iteration 0 prepares the real data once
+    work["prepare"] = float(n)  # iteration 0 prepares the real data once
     return {"fraction": fraction, "seconds": seconds, "work": work, "tokens_per_document": tokens}
 
 
@@ -385,7 +391,7 @@ def make_plan(config: Config, *, gpu: str = "h100", gpus: int = 1, mfu: dict[str
         if abs(scale - 1) > 1e-9:  # the counted tokens per document replace the estimate
             phases, data = workload(config, model, docs, per_doc * scale, chars_per_token)
             data["estimated_by"] = "counted by the calibration runs"
-        timed(phases, rate, fixed)
+        timed(phases, rate, fixed, documents=docs)
         hardware = {"gpu": "this machine (calibrated)", "gpus": 1, "rate_flops": rate, "fixed_seconds": fixed}
     else:
         timed(phases, {p: gpus * peak * m for p, m in mfus.items() if m > 0})
