@@ -41,6 +41,7 @@ RUNS = {
     "subprocess": ["executor=subprocess"],
     "ray": ["executor={name: ray, address: local}"],
     "slurm": ["executor={name: slurm, partition: debug}"],
+    "slurm, 9 tasks per job": ["executor={name: slurm, partition: debug, tasks_per_job: 9}"],
     "torchrun x2": ["train.launcher={name: torchrun, nproc_per_node: 2}"],
 }
 
@@ -153,6 +154,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", action="append", choices=list(RUNS),
+                        help="run only these quickstart rows (no latency), updating the rows of --out")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     os.environ.update({k: v for k, v in environment().items() if k != "PYTHONPATH"})
@@ -164,6 +167,13 @@ def main() -> int:
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
         "latency": {}, "quickstart": {}, "skipped": {}}
     slurm = have_slurm()
+    if args.only:
+        result = json.loads(args.out.read_text())
+        with tempfile.TemporaryDirectory(prefix="collapsebench-executors-") as tmp:
+            for name in args.only:
+                result["quickstart"][name] = quickstart(name, RUNS[name], Path(tmp))
+                print(name, json.dumps(result["quickstart"][name]), flush=True)
+        return write(result, args.out)
     with tempfile.TemporaryDirectory(prefix="collapsebench-executors-") as tmp:
         work = Path(tmp)
         result["latency"]["inline"] = latency("inline", {}, work, args.repeat)
@@ -176,19 +186,24 @@ def main() -> int:
         print(json.dumps(result["latency"], indent=1), flush=True)
         if not args.latency_only:
             for name, overrides in RUNS.items():
-                if name == "slurm" and not slurm:
+                if name.startswith("slurm") and not slurm:
                     result["skipped"][name] = "no SLURM cluster reachable"
                     continue
                 result["quickstart"][name] = quickstart(name, overrides, work)
                 print(name, json.dumps(result["quickstart"][name]), flush=True)
+    return write(result, args.out)
+
+
+def write(result: dict[str, Any], out: Path) -> int:
+    """Each row's wall time against inline, then the JSON."""
     base = result["quickstart"].get("inline", {})
     for row in result["quickstart"].values():
         if "wall_s" in row and "wall_s" in base:
             row["wall_vs_inline"] = round(row["wall_s"] / base["wall_s"], 2)
             row["overhead_s"] = round(row["wall_s"] - base["wall_s"], 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

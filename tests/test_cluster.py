@@ -103,6 +103,7 @@ def test_slurm_quickstart_gives_the_inline_samples_after_a_preemption(tmp_path, 
     """Every phase is a SLURM job (the shards a job array); the train job is preempted (SIGUSR2,
     as SLURM signals it) once it has a checkpoint, requeued by submitit, and resumes from it."""
     preempted: list[str] = []
+    status: list[str] = []
 
     def preempt(run: Path) -> None:
         deadline = time.time() + 600
@@ -110,6 +111,9 @@ def test_slurm_quickstart_gives_the_inline_samples_after_a_preemption(tmp_path, 
             ckpt = list((run / "iter_001" / "train.tmp" / "checkpoints").glob("checkpoint-*"))
             if ckpt and (run / "jobs.jsonl").exists():
                 job = next(r["job_id"] for r in jobs(run) if r["key"] == "1.train")
+                shown = subprocess.run([sys.executable, "-m", "collapsebench", "status", str(run)], env=ENV,
+                                       capture_output=True, text=True)
+                status.append(shown.stdout + shown.stderr)
                 subprocess.run(["scancel", "--signal=USR2", job], check=True)
                 preempted.append(job)
             time.sleep(0.2)
@@ -119,6 +123,7 @@ def test_slurm_quickstart_gives_the_inline_samples_after_a_preemption(tmp_path, 
     assert samples(out) == samples(inline)
     assert metrics(out) == metrics(inline)
     assert preempted and train_stats(out)["resumed_from"]  # the requeued job resumed from the checkpoint
+    assert "jobs queued or running" in status[0] and preempted[0] in status[0]  # status showed the running job
     final = {r["key"]: r for r in jobs(out) if r["state"] == "COMPLETED"}
     assert final["1.train"]["restarts"] >= 1
     assert {k.split("/")[0] for k in final} == {"0.curate", "1.curate", "1.train", "1.generate", "1.evaluate"}

@@ -58,6 +58,27 @@ def test_slurm_jobs_take_the_executor_settings_under_the_phase_resources(tmp_pat
     assert generate["partition"] == "cpu" and "gpus_per_node" not in generate and "srun_args" not in generate
 
 
+def test_a_slurm_job_runs_its_tasks_in_order_and_a_requeue_goes_on_from_the_next(tmp_path):
+    pytest.importorskip("submitit")
+    from collapsebench.api import Task
+    from collapsebench.executors.slurm import TaskJob
+
+    def write(name: str) -> str:
+        return str(Task(key=name, target="collapsebench.io:atomic_write", run_dir=str(tmp_path),
+                        kwargs={"path": str(tmp_path / name), "data": name}).write_spec())
+
+    missing = str(Task(key="bad", target="collapsebench.executors:run_task_file", run_dir=str(tmp_path),
+                       kwargs={"path": str(tmp_path / "nowhere.json")}).write_spec())
+    job = TaskJob([write("a"), write("b"), missing, write("c")])
+    results = job()
+    assert [r.get("user_error") for r in results] == [None, None, f"task spec not found: {tmp_path / 'nowhere.json'}"]
+    assert (tmp_path / "b").read_text() == "b" and not (tmp_path / "c").exists()  # stopped at the user error
+    (tmp_path / "a").unlink()
+    done = TaskJob([write("a"), write("c")])
+    done.results = [{"pid": 1}]  # as pickled by the checkpoint before a requeue: "a" had finished
+    assert len(done()) == 2 and not (tmp_path / "a").exists() and (tmp_path / "c").exists()
+
+
 # ------------------------------------------------------------------------------------ launchers
 
 

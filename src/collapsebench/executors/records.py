@@ -15,7 +15,7 @@ from collapsebench.layout import RunLayout
 
 # states after which a job does nothing more (SLURM's, and ours: COMPLETED/FAILED/WORKER_DIED)
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
-                   "DEADLINE", "PREEMPTED", "UNCOMPLETED", "WORKER_DIED"})
+                   "DEADLINE", "PREEMPTED", "UNCOMPLETED", "WORKER_DIED", "NOT_RUN"})
 
 
 def record_job(run_dir: str | Path, **record: Any) -> None:

@@ -1,5 +1,6 @@
 """SLURM through submitit (``pip install collapsebench[slurm]``): one job per phase, one job array
-for the tasks a phase splits into (generation shards, evaluations).
+for the tasks a phase splits into (generation shards, evaluations), ``tasks_per_job`` of them in
+each job of the array.
 
 ``executor: {name: slurm, partition: debug, ...}``: the executor's settings are the defaults of
 every job; ``resources.<phase>`` in the config overrides them for that phase's jobs. The driver
@@ -42,20 +43,26 @@ from collapsebench.layout import RunLayout
 
 
 class TaskJob(submitit.helpers.Checkpointable):
-    """What a SLURM job runs: one task from its spec file, in the job's process. Checkpointable:
-    on a timeout or preemption submitit requeues the same task, which resumes inside its phase."""
+    """What a SLURM job runs: its tasks, one after another, from their spec files, in the job's
+    process (so the models the first loads serve the next). Checkpointable: on a timeout or a
+    preemption submitit pickles it with the tasks it has finished and requeues it; the requeued
+    job goes on with the next task, which resumes inside its phase."""
 
-    def __init__(self, spec: str):
-        self.spec = spec
+    def __init__(self, specs: list[str]):
+        self.specs = list(specs)
+        self.results: list[dict[str, Any]] = []
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> list[dict[str, Any]]:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "job_id": os.environ.get("SLURM_JOB_ID"),
                 "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0"))}
-        try:
-            run_task_file(self.spec)
-        except UserError as exc:  # a user error stays one in the driver (exit status 2), not a traceback
-            return {**info, "user_error": str(exc)}
-        return info
+        while len(self.results) < len(self.specs):
+            try:
+                run_task_file(self.specs[len(self.results)])
+            except UserError as exc:  # a user error stays one in the driver (exit status 2), not a traceback
+                self.results.append({**info, "user_error": str(exc)})
+                break
+            self.results.append(info)
+        return self.results
 
 
 @dataclass
@@ -63,6 +70,7 @@ class SlurmHandle:
     task: Task
     parameters: dict[str, Any]
     job: Any = None  # submitit.SlurmJob once submitted
+    index: int = 0  # the task's place among its job's tasks
     state: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -74,9 +82,10 @@ class SlurmExecutor:
     ``account``, ``constraint``, ``nodes``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``,
     ``timeout_min``; ``signal_delay_s`` (the warning before the time limit that lets a job requeue
     itself; keep it well under the limit), ``max_requeues`` (after timeouts), ``array_parallelism``,
-    ``setup`` (shell lines run before each job, e.g. ``module load cuda``), ``python`` (the jobs'
-    interpreter), ``extra`` (more submitit SLURM parameters, e.g. ``qos``, ``exclusive``),
-    ``poll_s`` (how often the driver looks)."""
+    ``tasks_per_job`` (tasks of a phase run one after another in one job of the array, loading
+    their model once: fewer, longer jobs), ``setup`` (shell lines run before each job, e.g.
+    ``module load cuda``), ``python`` (the jobs' interpreter), ``extra`` (more submitit SLURM
+    parameters, e.g. ``qos``, ``exclusive``), ``poll_s`` (how often the driver looks)."""
 
     name = "slurm"
     coordinates_in_driver = True
@@ -86,13 +95,15 @@ class SlurmExecutor:
                  cpus_per_task: Annotated[int, Field(ge=1)] = 1, mem_gb: Annotated[float, Field(gt=0)] | None = None,
                  timeout_min: Annotated[int, Field(ge=1)] = 60, signal_delay_s: Annotated[int, Field(ge=0)] = 120,
                  max_requeues: Annotated[int, Field(ge=0)] = 3, array_parallelism: Annotated[int, Field(ge=1)] = 256,
-                 setup: list[str] | None = None, python: str | None = None, extra: dict[str, Any] | None = None,
+                 tasks_per_job: Annotated[int, Field(ge=1)] = 1, setup: list[str] | None = None,
+                 python: str | None = None, extra: dict[str, Any] | None = None,
                  poll_s: Annotated[float, Field(gt=0)] = 1.0):
         self.defaults: dict[str, Any] = {"partition": partition, "account": account, "constraint": constraint,
                                          "nodes": nodes, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                                          "mem_gb": mem_gb, "timeout_min": timeout_min, **(extra or {})}
         self.signal_delay_s, self.max_requeues, self.array_parallelism = signal_delay_s, max_requeues, array_parallelism
         self.setup, self.python, self.poll_s = list(setup or []), python or sys.executable, poll_s
+        self.tasks_per_job = tasks_per_job
 
     # ------------------------------------------------------------------------------ parameters
     def parameters(self, resources: Resources) -> dict[str, Any]:
@@ -148,37 +159,44 @@ class SlurmExecutor:
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=self.max_requeues, python=self.python)
         name = "cb-" + group[0].task.key.split("/")[0]
         executor.update_parameters(**self._submitit_parameters(group[0].parameters, name))
-        specs = [str(h.task.write_spec()) for h in group]
-        if len(group) == 1:
-            group[0].job = executor.submit(TaskJob(specs[0]))
+        k = self.tasks_per_job
+        chunks = [group[i : i + k] for i in range(0, len(group), k)]
+        work = [TaskJob([str(h.task.write_spec()) for h in chunk]) for chunk in chunks]
+        if len(chunks) == 1:
+            jobs = [executor.submit(work[0])]
         else:
             with executor.batch():
-                jobs = [executor.submit(TaskJob(s)) for s in specs]
-            for h, job in zip(group, jobs):
-                h.job = job
+                jobs = [executor.submit(w) for w in work]
+        for chunk, job in zip(chunks, jobs):
+            for i, h in enumerate(chunk):
+                h.job, h.index = job, i
         for h in group:
             h.state = "SUBMITTED"
             record_job(run_dir, executor="slurm", key=h.task.key, job_id=h.job.job_id, state=h.state,
                        log=str(h.job.paths.stdout), stderr=str(h.job.paths.stderr), resources=h.parameters)
 
     def _poll(self, run_dir: str, handles: list[SlurmHandle]) -> None:
-        waiting = list(handles)
+        waiting: dict[str, list[SlurmHandle]] = {}
+        for h in handles:
+            waiting.setdefault(h.job.job_id, []).append(h)
         while waiting:
-            for h in list(waiting):
-                if h.job.done():  # its final state is recorded with its result
-                    waiting.remove(h)
+            for job_id, tasks in list(waiting.items()):
+                job = tasks[0].job
+                if job.done():  # its final state is recorded with its result
+                    del waiting[job_id]
                     continue
-                state = str(h.job.state).split()[0]
-                if state != h.state and state != "UNKNOWN":  # sacct lags the submission by a moment
-                    h.state = state
-                    record_job(run_dir, executor="slurm", key=h.task.key, job_id=h.job.job_id, state=state)
+                state = str(job.state).split()[0]
+                if state != tasks[0].state and state != "UNKNOWN":  # sacct lags the submission by a moment
+                    for h in tasks:
+                        h.state = state
+                        record_job(run_dir, executor="slurm", key=h.task.key, job_id=job_id, state=state)
             if waiting:
                 time.sleep(self.poll_s)
 
     def _failure(self, h: SlurmHandle) -> Exception | None:
         key, job_id, log = h.task.key, h.job.job_id, h.job.paths.stderr
         try:
-            h.info = h.job.result()
+            results = h.job.result()
         except submitit.core.utils.FailedJobError as exc:
             record_job(h.task.run_dir, executor="slurm", key=key, job_id=job_id, state="FAILED")
             return RuntimeError(f"task {key}: SLURM job {job_id} failed (log {log}):\n{exc}")
@@ -186,6 +204,10 @@ class SlurmExecutor:
             record_job(h.task.run_dir, executor="slurm", key=key, job_id=job_id, state="UNCOMPLETED")
             return RuntimeError(f"task {key}: SLURM job {job_id} ended without a result (cancelled, out of time or "
                                 f"memory, or its node failed; log {log}): {exc}")
+        if h.index >= len(results):  # an earlier task of its job failed with a user error
+            record_job(h.task.run_dir, executor="slurm", key=key, job_id=job_id, state="NOT_RUN")
+            return None
+        h.info = results[h.index]
         record_job(h.task.run_dir, executor="slurm", key=key, job_id=job_id, state="COMPLETED", log=str(log),
                    pid=h.info.get("pid"), host=h.info.get("host"), restarts=h.info.get("restarts"),
                    user_error=h.info.get("user_error"))
