@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -195,6 +196,34 @@ def test_a_failing_rank_ends_the_phase_with_its_message(tmp_path):
     with pytest.raises(RuntimeError, match="rank 1 of 2 failed: RuntimeError: rank one gives up"):
         run_experiment(config_from_dict(cfg), quiet=True)
     assert not (tmp_path / "run" / "iter_001" / "train").exists()  # nothing committed
+
+
+def test_a_killed_rank_fails_the_phase_and_the_resume_continues_from_the_checkpoint(tmp_path):
+    cfg = no_dropout(tmp_path, output_dir=str(tmp_path / "run"))
+    cfg["train"]["trainer"]["args"].update(num_train_epochs=6, save_steps=4)
+    cfg["train"]["launcher"] = {"name": "torchrun", "nproc_per_node": 2}
+    run = tmp_path / "run"
+    killed: list[int] = []
+
+    def kill_rank_1() -> None:
+        work = run / "iter_001" / "train.tmp"
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            if list(work.glob("checkpoints/checkpoint-*/trainer_state.json")) and (work / ".launch" / "rank1.json").exists():
+                pid = json.loads((work / ".launch" / "rank1.json").read_text())["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.01)
+
+    threading.Thread(target=kill_rank_1, daemon=True).start()
+    with pytest.raises(RuntimeError) as failure:
+        run_experiment(config_from_dict(cfg), quiet=True)
+    assert killed and not (run / "iter_001" / "train").exists()
+    assert re.search(r"rank\s*: 1 \(local_rank: 1\)\s*exitcode\s*: -9", str(failure.value))  # torchrun's account
+    run_experiment(config_from_dict(cfg), quiet=True)  # the resume, under the launcher again
+    stats = train_stats(run)
+    assert stats["resumed_from"] and stats["launcher"]["world_size"] == 2
+    assert stats["steps"] == 6 * (stats["blocks"] // 8)  # every step of the 6 epochs (global batch 8, last dropped)
 
 
 # ------------------------------------------------------------------------------------ Ray: shards and resume

@@ -14,8 +14,9 @@ data are loaded: the counts come from the config alone.
   (evaluations that load a model) 2·N·D plus attention.
 * Time: FLOPs / (GPUs x peak x MFU) with each phase's MFU (``--mfu``), or, with ``--calibrate``,
   from this machine: the config's iteration 1 runs at two reduced sizes (:data:`CALIBRATION`), and
-  each phase's seconds are fitted as ``fixed + FLOPs / rate`` (two points, two unknowns), which
-  also corrects the token estimates by the tokens the runs counted.
+  each phase's seconds are fitted as ``fixed + FLOPs / rate`` (two points, two unknowns; a phase
+  that took no longer with more work is all fixed cost), which also corrects the token estimates
+  by the tokens the runs counted.
 
 Estimates, not promises: ``benchmarks/plan_calibration.py`` compares the calibrated CPU plan of
 the quickstart with its measured phase times.
@@ -47,7 +48,7 @@ GPUS: dict[str, dict[str, float]] = {
 # model FLOPs utilisation assumed per phase: training and batched scoring are compute-bound;
 # sampling token by token is bound by memory bandwidth
 MFU = {"curate": 0.0, "train": 0.40, "generate": 0.10, "evaluate": 0.30}
-CALIBRATION = (0.1, 0.3)  # fractions of the real data the two calibration runs use
+CALIBRATION = (0.2, 0.6)  # fractions of the real data the two calibration runs use (far apart: a steadier slope)
 CHARS_PER_TOKEN = 4.0  # English text under a BPE vocabulary of tens of thousands
 SCAN_BYTES = 64 * 2**20  # a local file is read this far to count documents, then extrapolated
 
@@ -324,16 +325,17 @@ def calibrate(config_path: str, overrides: list[str], config: Config, documents:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise UserError(f"plan --calibrate: the calibration run failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-            points.append(measure(out, config, fraction, documents, per_doc, model, chars_per_token))
+            points.append(measure(out, fraction, documents, per_doc, model, chars_per_token))
     measured_per_doc = points[-1]["tokens_per_document"]
     scale = measured_per_doc / per_doc if per_doc and measured_per_doc else 1.0
     rate, fixed = {}, {}
     for phase in ("prepare", *PHASES):
         (w0, s0), (w1, s1) = ((p["work"][phase], p["seconds"][phase]) for p in points)
         slope = (s1 - s0) / (w1 - w0) if w1 > w0 else 0.0
-        if slope <= 0:  # noise beat the signal: all of it proportional, through the larger point
-            slope, s0, w0 = s1 / max(w1, 1e-12), 0.0, 0.0
-        rate[phase] = 1 / slope if slope > 0 else math.inf
+        if slope <= 0:  # more work took no longer: the phase's time is its fixed cost
+            rate[phase], fixed[phase] = math.inf, (s0 + s1) / 2
+            continue
+        rate[phase] = 1 / slope
         fixed[phase] = max(s0 - slope * w0, 0.0)
     return rate, fixed, scale, {"points": points, "fractions": list(CALIBRATION)}
 
@@ -350,9 +352,10 @@ def calibration_overrides(config: Config, fraction: float, documents: int) -> li
     return out
 
 
-def measure(run_dir: Path, config: Config, fraction: float, documents: int, per_doc: float,
-            model: Model | None, chars_per_token: float) -> dict[str, Any]:
-    """A calibration run's phase seconds (its journal) and work (the plan's FLOPs for its counted tokens)."""
+def measure(run_dir: Path, fraction: float, documents: int, per_doc: float, model: Model | None,
+            chars_per_token: float) -> dict[str, Any]:
+    """A calibration run's phase seconds (its journal) and work (the plan's FLOPs of its own config,
+    with the tokens it counted)."""
     run = RunLayout(run_dir)
     steps = run.read_state()["steps"]
     seconds = {p: steps.get(f"1.{p}", {}).get("duration_s", 0.0) for p in PHASES}
@@ -360,9 +363,8 @@ def measure(run_dir: Path, config: Config, fraction: float, documents: int, per_
     train = run.committed_stats(1, "train")
     real = run.committed_stats(0, "curate")["metrics"]["real_size"]
     tokens = train.get("blocks", 0) * train.get("block_size", 0) / max(real, 1)
-    small = config.model_copy(update={"iterations": 1})
     n = max(int(documents * fraction), 20)
-    phases, _ = workload(small, model, n, tokens or per_doc, chars_per_token)
+    phases, _ = workload(run.load_config(), model, n, tokens or per_doc, chars_per_token)
     work = {p.name: (p.tokens[0] if p.name == "curate" else p.flops[0]) for p in phases}
     work["prepare"] = float(n)  # iteration 0 prepares the real data once
     return {"fraction": fraction, "seconds": seconds, "work": work, "tokens_per_document": tokens}

@@ -139,15 +139,19 @@ def run_launched(ctx: PhaseContext, name: str, launch: Launch, task: Task) -> di
 
 
 def rank_failure(records: Path, log: Path, code: int) -> Exception:
-    """The error of the first rank that failed (by time), or the launcher's status and log tail."""
+    """The error of the first rank that failed (by time), or the launcher's status and log tail.
+    torchrun's own account of a rank that died without a word (killed, out of memory) is quoted."""
     errors = sorted((json.loads(p.read_text()) for p in records.glob("error-rank*.json")), key=lambda e: e["time"])
-    tail = log.read_text(errors="replace")[-LOG_TAIL:] if log.exists() else ""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    tail = text[-LOG_TAIL:]
+    cause = text[text.rindex("Root Cause"):][:LOG_TAIL] if "Root Cause" in text else ""
     if not errors:
         return RuntimeError(f"train: the launcher exited with status {code} and no rank reported an error; "
-                            f"the end of {log}:\n{tail}")
+                            f"the end of {log}:\n{cause or tail}")
     first = errors[0]
     where = f"train: rank {first['rank']} of {first['world_size']}"
     if first["user_error"]:
         return UserError(f"{where}: {first['message']}")
-    return RuntimeError(f"{where} failed: {first['type']}: {first['message']}\n(all ranks' output: {log})\n"
+    died = f"\nthe launcher's account: {cause}" if cause and f"rank      : {first['rank']} " not in cause else ""
+    return RuntimeError(f"{where} failed: {first['type']}: {first['message']}{died}\n(all ranks' output: {log})\n"
                         f"{first['traceback']}")
