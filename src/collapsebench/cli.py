@@ -1,6 +1,7 @@
-"""The command line: run, resume, sweep, status, compare, validate, ls, phase, report, schema, knowledge-items.
+"""The command line: run, resume, sweep, status, compare, validate, ls, phase, plan, report, schema,
+knowledge-items.
 
-`--help`, `validate`, `status` and `ls` import no torch."""
+`--help`, `validate`, `status`, `ls` and `plan` import no torch."""
 
 from __future__ import annotations
 
@@ -188,6 +189,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from collapsebench.analysis.plan import main as plan
+
+    plan(args.config, args.overrides, gpu=args.gpu, gpus=args.gpus, mfu=args.mfu, params=args.params,
+         documents=args.documents, tokens_per_document=args.tokens_per_document,
+         chars_per_token=args.chars_per_token, calibrate=args.calibrate, as_json=args.json)
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from collapsebench.config import json_schema
 
@@ -296,6 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="(re)write the run's (or sweep's) report.html")
     p.add_argument("run_dir")
     p.set_defaults(fn=_cmd_report)
+
+    p = sub.add_parser("plan", help="tokens, FLOPs, GPU-hours and disk of a config, per phase, before it runs")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--gpu", default="h100", choices=["h100", "a100", "h200"], help="the GPU to plan for")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs the phases run on")
+    p.add_argument("--mfu", action="append", default=[], metavar="PHASE=FRACTION",
+                   help="model FLOPs utilisation of a phase (defaults: train 0.4, generate 0.1, evaluate 0.3)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure this machine: run iteration 1 at two reduced sizes and fit each phase's time")
+    p.add_argument("--params", type=float, help="model parameters, where the config does not say")
+    p.add_argument("--documents", type=int, help="real documents, where the data source does not say")
+    p.add_argument("--tokens-per-document", type=float, help="mean tokens a document, where it cannot be estimated")
+    p.add_argument("--chars-per-token", type=float, default=4.0, help="for text files (default 4)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(fn=_cmd_plan)
 
     p = sub.add_parser("schema", help="print the config's JSON Schema")
     p.set_defaults(fn=_cmd_schema)

@@ -194,6 +194,9 @@ class TrainConfig(Strict):
     trainer: Spec = Field(default_factory=lambda: Spec(name="causal_lm"), description="trainers registry")
     stages: list[StageConfig] = Field(default_factory=list, description="multi-stage training within one "
                                       "iteration, in order, each stage starting from the previous stage's model")
+    launcher: Spec | None = Field(None, description="run the train phase as a distributed job (launchers registry): "
+                                  "{name: torchrun, nproc_per_node: N} or {name: accelerate, config_file: ...}; "
+                                  "in no fingerprint: the global batch is kept, so the data and steps do not change")
 
 
 class GenerateConfig(Strict):
@@ -211,6 +214,21 @@ class GenerateConfig(Strict):
     max_attempts: float = Field(10.0, ge=1, le=10**6, description="cap on candidates drawn, as a multiple of the target "
                                 "number of samples; past it (or when the acceptance rate says it will be passed) "
                                 "generation stops with an error naming the strictest validator")
+
+
+class PhaseResources(Strict):
+    """What one job of a phase asks of a scheduler (SLURM, Ray); unset fields take the executor's values."""
+
+    nodes: int | None = Field(None, ge=1, description="nodes per job")
+    gpus_per_node: int | None = Field(None, ge=0, description="GPUs per node (Ray: per actor or task)")
+    cpus_per_task: int | None = Field(None, ge=1, description="CPUs per task (Ray: per actor or task)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per node, GB")
+    timeout_min: int | None = Field(None, ge=1, description="wall-time limit of one job, minutes")
+    partition: str | None = Field(None, description="SLURM partition")
+    account: str | None = Field(None, description="SLURM account")
+    constraint: str | None = Field(None, description="SLURM node constraint (e.g. a GPU type)")
+    extra: dict[str, Any] = Field(default_factory=dict, description="more scheduler parameters (submitit's slurm_* "
+                                  "names without the prefix, e.g. qos, exclusive, gres; Ray: resources)")
 
 
 class EvaluateConfig(Strict):
@@ -294,6 +312,19 @@ class Config(Strict):
                                          "the first iteration that crosses each one (its time to failure); rules "
                                          "with stop: true end the run there")
     sweep: SweepConfig | None = Field(None, description="the grid `collapsebench sweep` runs from this config")
+    resources: dict[str, PhaseResources] = Field(
+        default_factory=dict, description="per-phase requests of the scheduling executors (slurm, ray), over the "
+        "executor's own settings: {train: {nodes, gpus_per_node, cpus_per_task, mem_gb, timeout_min, partition, "
+        "account, constraint}, generate: {...}, ...}")
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _resources(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in PHASES]
+            if unknown:
+                raise ValueError(f"resources keys must be phases {PHASES}, got {unknown}")
+        return value
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -302,6 +333,8 @@ class Config(Strict):
             unknown = [k for k in value if k not in PHASES]
             if unknown:
                 raise ValueError(f"executor mapping keys must be phases {PHASES}, got {unknown}")
+        if isinstance(value, dict) and "name" in value:  # one spec: {name: slurm, partition: debug} is no phase map
+            return Spec.model_validate(value)
         return value
 
     def executor_for(self, phase: str) -> Spec:
@@ -510,6 +543,7 @@ def fingerprints(config: Config, iterations: int | None = None, code: dict[str, 
     user plug-in code each part runs, see ``registry.code_digests``) and the fingerprints of its
     inputs, chained along the data flow, so a change marks exactly the steps downstream of it."""
     dumped = config.dump()
+    dumped["train"].pop("launcher", None)  # where training runs, like the executor: not what it computes
     own = {}
     for name, secs in _SECTIONS.items():
         parts: dict[str, Any] = {s: _pick(dumped, s) for s in secs}
@@ -528,7 +562,8 @@ def fingerprints(config: Config, iterations: int | None = None, code: dict[str, 
 
 
 # Keys that decide where and how far a run goes, or what watches it, but not its results.
-NOT_RESULTS = ("name", "output_dir", "config_dir", "iterations", "executor", "tracking", "stop_when", "sweep")
+NOT_RESULTS = ("name", "output_dir", "config_dir", "iterations", "executor", "resources", "tracking", "stop_when",
+               "sweep")
 
 
 def identity(config: Config, *, without: tuple[str, ...] = ()) -> str:
@@ -536,4 +571,5 @@ def identity(config: Config, *, without: tuple[str, ...] = ()) -> str:
     length, executor, trackers or failure rules), less the top-level keys ``without`` (e.g.
     ``("seed",)``: runs that differ only in their seed are replicates of one cell)."""
     dumped = config.dump()
+    dumped["train"].pop("launcher", None)  # where training runs: not what it computes
     return digest({k: v for k, v in dumped.items() if k not in NOT_RESULTS and k not in without})

@@ -4,6 +4,7 @@
       config.yaml      resolved config snapshot
       state.json       journal, written only by the driver, atomically
       metrics.jsonl    one row per evaluated iteration (rebuilt from committed phases)
+      jobs.jsonl       what the scheduling executors (SLURM, Ray) ran: job ids, states, logs, resources
       iter_000/curate/ the real data, prepared once: real/, holdout/, tokenizer/
       iter_001/{curate,train,generate,evaluate}/
       report/
@@ -32,6 +33,7 @@ METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
 SWEEP_FILE = "sweep.json"
 CELL_ERROR_FILE = "error.json"  # a sweep cell's failure outside any step (written by the cell's task)
+JOBS_FILE = "jobs.jsonl"
 
 Step = tuple[int, str]
 
@@ -78,6 +80,10 @@ class RunLayout:
     @property
     def metrics_file(self) -> Path:
         return self.path / METRICS_FILE
+
+    @property
+    def jobs_file(self) -> Path:
+        return self.path / JOBS_FILE
 
     @property
     def report_dir(self) -> Path:
@@ -133,6 +139,12 @@ class RunLayout:
                 row.update({f"{phase}/{key}": v for key, v in summary.items()})
         row.update(json.loads((self.phase_dir(k, "evaluate") / "metrics.json").read_text()))
         return row
+
+    def read_jobs(self) -> list[dict[str, Any]]:
+        """Every record of ``jobs.jsonl``, oldest first (a job appears once per change of its state)."""
+        if not self.jobs_file.exists():
+            return []
+        return [json.loads(line) for line in self.jobs_file.read_text().splitlines() if line.strip()]
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_file.exists():

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from collapsebench.analysis.report import write_report
-from collapsebench.api import Dataset, Resources, Task, Tracker
+from collapsebench.api import Dataset, Task, Tracker, phase_resources
 from collapsebench.config import Config
 from collapsebench.console import console
 from collapsebench.errors import UserError
@@ -176,12 +176,17 @@ def run_step(config: Config, run: RunDir, step: Step) -> None:
     spec = config.executor_for(phase)
     key = f"executor.{phase}" if isinstance(config.executor, dict) else "executor"
     executor = executors.call(spec.name, key=key, kwargs=spec.kwargs)
-    if phase in SPLITS and executor.coordinates_in_driver:
-        execute(run.path, iteration, phase, executor=executor)
-        return
-    task = Task(key=step_key(step), target="collapsebench.phases:execute", run_dir=str(run.path),
-                kwargs={"run_dir": str(run.path), "iteration": iteration, "phase": phase})
-    executor.wait([executor.submit(task, Resources())])
+    try:
+        if phase in SPLITS and executor.coordinates_in_driver:
+            execute(run.path, iteration, phase, executor=executor)
+            return
+        task = Task(key=step_key(step), target="collapsebench.phases:execute", run_dir=str(run.path),
+                    kwargs={"run_dir": str(run.path), "iteration": iteration, "phase": phase})
+        executor.wait([executor.submit(task, phase_resources(config, phase))])
+    finally:
+        close = getattr(executor, "close", None)  # executors written before close() joined the contract have none
+        if close is not None:
+            close()
 
 
 def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool) -> None:

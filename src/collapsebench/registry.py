@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         Evaluation,
         ExecutorFactory,
         Generator,
+        Launcher,
         Loss,
         Preprocessor,
         PromptSource,
@@ -306,6 +307,8 @@ def choices(config: Config) -> Iterator[tuple[str, Registry[Any], Spec]]:
         yield from _loss(f"train.stages[{i}].trainer", stage.trainer_spec(config.train.trainer))
         if stage.data.regime is not None:
             yield f"train.stages[{i}].data.regime", regimes, stage.data.regime
+    if config.train.launcher is not None:
+        yield "train.launcher", launchers, config.train.launcher
     yield "generate.generator", generators, config.generate.generator
     yield "generate.prompts", prompt_sources, config.generate.prompts
     for i, s in enumerate(config.generate.validators):
@@ -365,6 +368,7 @@ trainers: Registry[Trainer] = Registry("trainer", skip=2)  # (ctx, dataset)
 generators: Registry[Generator] = Registry("generator", skip=1)  # (ctx)
 evaluations: Registry[Evaluation] = Registry("evaluation", skip=1)  # (ctx)
 executors: Registry[ExecutorFactory] = Registry("executor", skip=0)  # (**kwargs) -> Executor
+launchers: Registry[Launcher] = Registry("launcher", skip=1)  # (ctx) -> Launch
 trackers: Registry[TrackerFactory] = Registry("tracker", skip=2)  # (config, run_dir) -> Tracker
 
 ALL: dict[str, Registry[Any]] = {
@@ -378,6 +382,7 @@ ALL: dict[str, Registry[Any]] = {
     "generators": generators,
     "evaluations": evaluations,
     "executors": executors,
+    "launchers": launchers,
     "trackers": trackers,
 }
 
@@ -437,6 +442,8 @@ generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, data
                 check=f"{_B}.generators.hf:check_config")
 generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu=True, data=TEXT, model="lm",
                 check=f"{_B}.generators.vllm_engine:check_config")
+generators.lazy("vllm_ray", f"{_B}.generators.vllm_ray:generate", torch=True, gpu=True, data=TEXT, model="lm",
+                check=f"{_B}.generators.vllm_ray:check_config")
 generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator", data=VECTOR, model="gaussian")
 generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator", data=VECTOR, model="gmm")
 generators.lazy("kde", f"{_B}.toy.mixture:kde_generator", data=VECTOR, model="kde")
@@ -462,5 +469,10 @@ evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR)
 
 executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
 executors.lazy("subprocess", f"{_B}.executors.local:SubprocessExecutor")
+executors.lazy("slurm", f"{_B}.executors.slurm:SlurmExecutor")
+executors.lazy("ray", f"{_B}.executors.ray:RayExecutor")
+
+launchers.lazy("torchrun", f"{_B}.executors.launch:torchrun")
+launchers.lazy("accelerate", f"{_B}.executors.launch:accelerate", check=f"{_B}.trainers.distributed:check_accelerate")
 
 trackers.lazy("wandb", f"{_B}.trackers.wandb:WandbTracker")

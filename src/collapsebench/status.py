@@ -107,6 +107,28 @@ def print_sweep_status(sweep: SweepLayout) -> None:
                           f"{escape(row['error'])}", highlight=False)
 
 
+def jobs_table(run: RunLayout, active: bool) -> Table | None:
+    """The jobs of ``jobs.jsonl`` that are queued or running (SLURM's states refreshed by ``sacct``
+    where it is on this machine), or None when there are none."""
+    from collapsebench.executors.records import FINAL, live_jobs, slurm_states
+
+    live = live_jobs(run.read_jobs())
+    states = slurm_states([str(r["job_id"]) for r in live if r.get("executor") == "slurm"])
+    table = Table(title="jobs queued or running")
+    for column in ("task", "executor", "job", "state", "log"):
+        table.add_column(column, no_wrap=column != "log", overflow="fold")
+    for r in live:
+        state = r.get("state", "")
+        if r.get("executor") == "slurm":
+            state = states.get(str(r["job_id"]), state)
+        elif not active:
+            state = f"{state} (its driver has stopped)"
+        if state not in FINAL:
+            table.add_row(r.get("key", ""), r.get("executor", ""), str(r.get("job_id") or r.get("actor") or ""),
+                          state, r.get("log", ""))
+    return table if table.row_count else None
+
+
 def print_status(run_dir: str | Path) -> None:
     from collapsebench.trainers.token_cache import cache_root, cache_size
 
@@ -116,5 +138,11 @@ def print_status(run_dir: str | Path) -> None:
     console.print(status_table(run_dir))
     for line in failure_lines(run_dir):
         console.print(line)
+    run = RunLayout(run_dir)
+    jobs = jobs_table(run, run.is_locked())
+    if jobs is not None:
+        console.print(jobs)
+    if run.jobs_file.exists():
+        console.print(f"jobs: {run.jobs_file} (job ids, states, logs and resources of every job)")
     entries, size = cache_size()
     console.print(f"token cache: {cache_root()} ({entries} entries, {size / 2**20:.1f} MiB)")

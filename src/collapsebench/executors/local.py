@@ -53,6 +53,9 @@ class InlineExecutor:
             if handle.error is not None:
                 raise handle.error
 
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 @dataclass
 class ProcessHandle:
@@ -111,6 +114,9 @@ class SubprocessExecutor:
                 time.sleep(0.05)
         if failures:
             raise self._failure(failures[0])
+
+    def close(self) -> None:
+        """Nothing to release: every worker process has ended in ``wait``."""
 
     def _failure(self, handle: ProcessHandle) -> Exception:
         assert handle.proc is not None

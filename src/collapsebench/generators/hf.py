@@ -17,9 +17,9 @@ from typing import Any
 from collapsebench.api import Model, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError, did_you_mean
-from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
+from collapsebench.generators.quota import Job, read_prompts, run_quota, validate_shard, write_raw_shard
 from collapsebench.models.generation import generate_ids
-from collapsebench.models.loading import bos_id, cached_causal_lm, context_length
+from collapsebench.models.loading import bos_id, cached_causal_lm, context_length, load_tokenizer
 
 # Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
@@ -87,17 +87,17 @@ def generate_batch(model: Model, tokenizer: Tokenizer, prompts: list[str], gen_c
 def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
              sampling: dict[str, Any] | None = None, keep_prompt: bool = True) -> dict[str, Any]:
     """Generate the accepted samples S(k) with M(k) into ``samples/`` (lineage columns kept); each
-    shard of candidates is a task of the phase (:func:`generate_job`).
+    shard of candidates is a task of the phase (:func:`generate_job`), validated where it is made.
 
     ``keep_prompt``: the sample's text is prompt + continuation (else the continuation alone)."""
-    _, tokenizer = cached_causal_lm(ctx, ctx.model_dir())
+    tokenizer = load_tokenizer(ctx.model_dir())  # the model itself is loaded where the shards run
     gen_config = generation_config(sampling, max_new_tokens, tokenizer)
     per_prompt = gen_config.num_return_sequences or 1
 
     def write_raw(round_: int, prompts_path: Path, jobs: list[Job]) -> None:
         ctx.map_tasks([ctx.task(job.name, "collapsebench.generators.hf:generate_job", job=asdict(job),
                                 prompts=str(prompts_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                sampling=sampling) for job in jobs])
+                                sampling=sampling, keep_prompt=keep_prompt) for job in jobs])
 
     start = time.time()
     stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
@@ -107,9 +107,9 @@ def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
 
 
 def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_size: int, max_new_tokens: int,
-                 sampling: dict[str, Any] | None) -> None:
+                 sampling: dict[str, Any] | None, keep_prompt: bool = True) -> None:
     """One shard of candidates: continue prompts ``[lo, hi)`` of the round's table, seeded by the
-    job's seed, in batches sorted by prompt length; write the raw shard."""
+    job's seed, in batches sorted by prompt length; write the raw shard and validate it."""
     import torch
 
     model, tokenizer = cached_causal_lm(ctx, ctx.model_dir())
@@ -129,6 +129,7 @@ def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_siz
                 texts[i * per_prompt + j] = outs[pos * per_prompt + j]
                 lengths[i * per_prompt + j] = lens[pos * per_prompt + j]
     write_raw_shard(job["path"], chunk, rows["parent"], texts, lengths, per_prompt)
+    validate_shard(ctx, Job(**job), keep_prompt)
 
 
 def check_config(config: Config, kwargs: dict[str, Any]) -> None:

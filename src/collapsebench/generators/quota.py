@@ -57,6 +57,11 @@ class Job:
     def name(self) -> str:
         return f"r{self.round:03d}-s{self.shard:05d}"
 
+    @property
+    def final(self) -> Path:
+        """The validated shard."""
+        return Path(self.path).with_name(f"shard_r{self.round:03d}_{self.shard:05d}.parquet")
+
 
 WriteRaw = Callable[[int, Path, list[Job]], None]
 
@@ -202,13 +207,16 @@ def _jobs(ctx: PhaseContext, r: int, n_prompts: int, per_shard: int, shard_dir: 
             for s, lo in enumerate(range(0, n_prompts, per_shard))]
 
 
-def _validate(ctx: PhaseContext, job: Job, final: Path, keep_prompt: bool) -> None:
-    """Run the validator chain over one raw shard; write the validated shard; drop the raw one."""
+def validate_shard(ctx: PhaseContext, job: Job, keep_prompt: bool) -> None:
+    """Run the validator chain over one raw shard; write the validated shard; drop the raw one.
+
+    A backend may call it in the task that generated the shard (the transformers backend does, so
+    per-sample scoring runs where the shard was made); the loop validates what is left raw."""
     raw = _read(Path(job.path))
     texts = [p + c if keep_prompt else c for p, c in zip(raw["prompt"], raw["continuation"])]
     batch = {ctx.text_field: texts, "prompt": raw["prompt"], "parent": raw["parent"]}
     verdicts = apply_chain(ctx, batch, list(ctx.config.generate.validators))
-    write_table({**batch, "new_tokens": raw["new_tokens"], **verdicts}, final)
+    write_table({**batch, "new_tokens": raw["new_tokens"], **verdicts}, job.final)
     os.remove(job.path)
 
 
@@ -225,7 +233,7 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
     target, natural = target_size(ctx, per_prompt, tokenizer)
     budget = math.floor(cfg.max_attempts * target)
     per_shard = max(1, cfg.shard_size // per_prompt)
-    tally, resumed, new_tokens, validated = Tally(keys), 0, 0, []
+    tally, resumed, generated, new_tokens, validated = Tally(keys), 0, 0, 0, []
     start = time.time()
     r = 0
     with ctx.progress("generate", target) as advance:
@@ -234,15 +242,17 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
             prompts = _prompts_for_round(ctx, r, None if r == 0 and n_prompts == natural else n_prompts,
                                          tokenizer, shard_dir)
             jobs = _jobs(ctx, r, _num_rows(prompts), per_shard, shard_dir)
-            done = [shard_dir / f"shard_r{j.round:03d}_{j.shard:05d}.parquet" for j in jobs]
+            done = [j.final for j in jobs]
             missing = [j for j, d in zip(jobs, done) if not d.exists() and not Path(j.path).exists()]
             resumed += sum(1 for d in done if d.exists())
+            generated += len(missing)
             if missing:
                 write_raw(r, prompts, missing)
-                new_tokens += sum(sum(_read(Path(j.path), ["new_tokens"])["new_tokens"]) for j in missing)
+                new_tokens += sum(sum(_read(j.final if j.final.exists() else Path(j.path), ["new_tokens"])["new_tokens"])
+                                  for j in missing)
             for job, final in zip(jobs, done):
                 if not final.exists():
-                    _validate(ctx, job, final, keep_prompt)
+                    validate_shard(ctx, job, keep_prompt)
                 got = tally.add(_read(final, ["accepted", "rejected_by"]), (job.hi - job.lo) * per_prompt)
                 advance(min(got, max(target - (tally.accepted - got), 0)))
                 validated.append(final)
@@ -257,7 +267,7 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
     for k in keys:
         metrics[f"{k}_acceptance"] = tally.per[k][1] / max(tally.per[k][0], 1)
     return {"metrics": metrics, "target": target, "samples_per_prompt": per_prompt, "shards": len(validated),
-            "shards_resumed": resumed, "new_tokens": new_tokens, "surplus": tally.accepted - kept,
+            "shards_resumed": resumed, "shards_generated": generated, "new_tokens": new_tokens, "surplus": tally.accepted - kept,
             "validators": {k: {"seen": s, "kept": a} for k, (s, a) in tally.per.items()},
             "seconds": round(elapsed, 3)}
 

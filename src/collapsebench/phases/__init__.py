@@ -21,7 +21,7 @@ from collapsebench.models.loading import quiet_libraries
 from collapsebench.registry import code_digests
 
 FINGERPRINT_FILE = ".fingerprint"
-SPLITS = frozenset({"generate"})
+SPLITS = frozenset({"generate", "evaluate"})
 
 
 def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor | None = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@ and the fit loop that resumes from the latest checkpoint and reports the same st
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -31,17 +32,33 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 
 def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, seed: int,
-                      defaults: dict[str, Any] | None = None) -> Any:
+                      defaults: dict[str, Any] | None = None, *, base_dir: str | Path | None = None,
+                      check: bool = False) -> Any:
     """``cls`` (``TrainingArguments`` or TRL's ``SFTConfig``) from :data:`DEFAULT_ARGS`, the
-    trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins)."""
+    trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins).
+
+    DeepSpeed and FSDP configurations pass through (``deepspeed``, ``fsdp``, ``fsdp_config``); their
+    files resolve against ``base_dir`` (the config's folder) and are checked. Under a launcher on
+    the CPU the ranks talk through gloo. ``check`` (``validate``): a DeepSpeed configuration is
+    parsed but not built where DeepSpeed is not installed."""
     import torch
+
+    from collapsebench.trainers.distributed import backend_files, check_deepspeed, per_rank_batch, world
 
     merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), "dataloader_pin_memory": torch.cuda.is_available(),
               **(defaults or {}), **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
     align_logging(merged)
+    merged = per_rank_batch(backend_files(merged, Path(base_dir) if base_dir is not None else None))
+    if check:
+        merged = check_deepspeed(merged)
+    if world()[1] > 1 and not torch.cuda.is_available():
+        merged.setdefault("ddp_backend", "gloo")  # and the CPU: else accelerate sees no distributed setup (no DDP)
+        merged.setdefault("use_cpu", True)
     try:
         return cls(**merged)
-    except (TypeError, ValueError) as exc:
+    except ImportError as exc:  # DeepSpeed asked for and not installed
+        raise UserError(f"train.trainer.args: {exc}") from None
+    except (TypeError, ValueError, OSError) as exc:
         raise UserError(f"train.trainer.args: {exc}") from None
 
 
@@ -90,27 +107,48 @@ def without_pickles(folder: Path, args: Any) -> None:
     (folder / "training_args.json").write_text(args.to_json_string())
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The latest checkpoint the Trainer finished writing: its ``trainer_state.json``, written after
+    the weights, optimizer and random states, is there and parses. A phase killed or preempted while
+    saving leaves a partial ``checkpoint-N`` that resuming from would fail on; it is skipped."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not folder.exists():
+        return None
+    found = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        state = path / "trainer_state.json"
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((int(path.name.rsplit("-", 1)[1]), path))
+    return str(max(found)[1]) if found else None
+
+
 def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Path | None, tokens: int,
         keep_checkpoints: bool) -> dict[str, Any]:
     """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats."""
     from transformers import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     checkpoints = Path(trainer.args.output_dir)
     if trainer.args.disable_tqdm:  # off a terminal: the log history goes to stats.json instead of stdout
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    last = last_complete_checkpoint(checkpoints)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.time() - start
     model_dir = ctx.out_dir / "model"
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    without_pickles(model_dir, trainer.args)
-    if keep_checkpoints:
-        for checkpoint in checkpoints.glob("checkpoint-*"):
-            without_pickles(checkpoint, trainer.args)
-    else:
+    trainer.save_model(str(model_dir))  # every rank takes part (sharded states); rank 0 writes
+    main = trainer.is_world_process_zero()
+    if main:
+        tokenizer.save_pretrained(str(model_dir))
+        without_pickles(model_dir, trainer.args)
+        if keep_checkpoints:
+            for checkpoint in checkpoints.glob("checkpoint-*"):
+                without_pickles(checkpoint, trainer.args)
+    trainer.accelerator.wait_for_everyone()  # under a launcher: the model is written before any rank goes on
+    if not keep_checkpoints and main:
         shutil.rmtree(checkpoints, ignore_errors=True)
     logged = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     return {
@@ -122,6 +160,9 @@ def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Pat
         "resumed_from": Path(last).name if last else None,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "steps": result.global_step,
+        # rows per optimizer step over every process: the same under a launcher that keeps the global batch
+        "global_batch": trainer.args.per_device_train_batch_size * trainer.args.world_size
+        * trainer.args.gradient_accumulation_steps,
         "seconds": round(elapsed, 3),
         "log_history": trainer.state.log_history,
     }

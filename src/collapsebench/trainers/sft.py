@@ -33,13 +33,13 @@ CUDA_ARGS: dict[str, Any] = {}
 
 
 def sft_arguments(args: dict[str, Any] | None, output_dir: Path, seed: int, *, completion_only_loss: bool,
-                  cuda: bool | None = None) -> Any:
+                  cuda: bool | None = None, base_dir: str | None = None, check: bool = False) -> Any:
     import torch
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
     defaults = {**SFT_ARGS, **(CUDA_ARGS if cuda else CPU_ARGS), "completion_only_loss": completion_only_loss}
-    return trainer_arguments(SFTConfig, args, output_dir, seed, defaults)
+    return trainer_arguments(SFTConfig, args, output_dir, seed, defaults, base_dir=base_dir, check=check)
 
 
 def split_template(template: str, completion: str | None) -> tuple[str, str, list[str]]:
@@ -123,7 +123,8 @@ def train_sft(ctx: PhaseContext, dataset: Dataset, format: str = "text", templat
 
     from collapsebench.losses.builtin import compute_loss_func
 
-    sargs = sft_arguments(args, ctx.out_dir / "checkpoints", ctx.seed, completion_only_loss=completion_only_loss)
+    sargs = sft_arguments(args, ctx.out_dir / "checkpoints", ctx.seed, completion_only_loss=completion_only_loss,
+                          base_dir=ctx.config.config_dir)
     model, tokenizer, source = start_model(ctx, init_from)
     if chat_template:
         tokenizer.chat_template = chat_template
@@ -153,7 +154,8 @@ def check_config(config: Config, kwargs: dict[str, Any]) -> None:
     """Build the SFTConfig; check the template and the loss."""
     with tempfile.TemporaryDirectory() as tmp:
         sft_arguments(kwargs.get("args"), Path(tmp), config.seed,
-                      completion_only_loss=bool(kwargs.get("completion_only_loss", False)))
+                      completion_only_loss=bool(kwargs.get("completion_only_loss", False)),
+                      base_dir=config.config_dir, check=True)
     if kwargs.get("template"):
         split_template(kwargs["template"], kwargs.get("completion"))
     if kwargs.get("loss") is not None:
