@@ -87,3 +87,26 @@ def gen_base(tmp_path_factory):
     from generation_fixtures import build_base
 
     return build_base(tmp_path_factory.mktemp("gen_base"))
+
+
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib"}
+
+
+def pickles_in(folder: Path) -> list[Path]:
+    """Files under ``folder`` that would run code when loaded: pickle streams, torch/joblib files
+    (zip archives that hold a ``.pkl``), by name or by content. Work folders (``*.tmp``) are exempt."""
+    import zipfile
+
+    found = []
+    for path in folder.rglob("*"):
+        if not path.is_file() or any(part.endswith(".tmp") for part in path.relative_to(folder).parts):
+            continue
+        head = path.read_bytes()[:2]
+        is_pickle = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+        if path.suffix in PICKLE_SUFFIXES or is_pickle:
+            found.append(path)
+        elif zipfile.is_zipfile(path) and path.suffix != ".npz":
+            with zipfile.ZipFile(path) as archive:
+                if any(name.endswith(".pkl") for name in archive.namelist()):
+                    found.append(path)
+    return found

@@ -107,3 +107,16 @@ def test_evaluation_source_is_evaluated_instead_of_a_holdout_fraction(tmp_path, 
     with pytest.raises(UserError, match="data.holdout"):
         make_ctx(iteration=0, data={"source": {"name": "local", "path": str(tmp_path / "corpus.txt")},
                                     "evaluation": {"name": "local", "path": str(test_split)}, "holdout": 0.2})
+
+
+def test_an_empty_dataset_is_saved_so_that_it_loads_again(tmp_path):
+    """`datasets` saves an empty selection without an Arrow shard and cannot load it back; a
+    committed dataset (no rejected samples, say) must open."""
+    import datasets
+
+    from collapsebench.data import save
+
+    empty = datasets.Dataset.from_dict({"text": ["a", "b"], "n": [1, 2]}).select([])
+    save(empty, tmp_path / "empty")
+    again = datasets.load_from_disk(str(tmp_path / "empty"))
+    assert len(again) == 0 and again.features == empty.features

@@ -85,8 +85,8 @@ def test_shipped_generation_configs_validate(name):
     path = Path(__file__).parents[1] / "configs" / "generation" / f"{name}.yaml"
     assert path.read_text().startswith(f"# collapsebench run configs/generation/{name}.yaml")
     config = load_config(path)
-    checked = validate_config(config)
-    assert any("generate.prompts" in line for line in checked)
+    report = validate_config(config)
+    assert any("generate.prompts" in line for line in report.checked)
     built = check_backends(config)
     assert "generate.generator: transformers arguments build" in built
     if name == "wikitext_blocks":

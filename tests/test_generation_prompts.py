@@ -80,7 +80,7 @@ def test_prompt_dataset_templates_and_parents(ctx, tok, tmp_path):
     assert all(par.startswith("prompt-") for par in jin["parent"])
     with pytest.raises(UserError, match="columns: id, question"):
         P.prompt_dataset(ctx, None, tok, path=str(path), template="{answer}")
-    with pytest.raises(UserError, match="not allowed in the sandbox"):
+    with pytest.raises(UserError, match="failed for every row.*unsafe"):
         P.prompt_dataset(ctx, None, tok, path=str(path), template="{{ question.__class__.__mro__ }}")
     with pytest.raises(UserError, match="generate.prompts.path: file not found"):
         P.prompt_dataset(ctx, None, tok, path="missing.jsonl")

@@ -56,12 +56,16 @@ def test_jinja_validator_and_sandbox(ctx):
     scored = VB.jinja(ctx, batch, template="{{ text | length }}", threshold=18)
     assert [v.keep for v in scored] == [True, True, False] and scored[2].score == 11
     for bad in ("{{ ''.__class__.__mro__ }}", "{{ text.__class__.__subclasses__() }}"):
-        with pytest.raises(UserError, match="not allowed in the sandbox"):
+        with pytest.raises(UserError, match="failed for every row.*unsafe"):
             VB.jinja(ctx, batch, template=bad)
     with pytest.raises(UserError, match="true/false or a number"):
         VB.jinja(ctx, batch, template="{{ text }}")
     with pytest.raises(UserError, match="columns: text, prompt"):
         VB.jinja(ctx, batch, template="{{ answer }}")
+    # a template that fails on some rows only rejects those rows, with the error as the reason
+    partial = VB.jinja(ctx, batch, template="{{ 1 / (text | length - 11) > 0 }}")
+    assert [v.keep for v in partial] == [True, True, False]
+    assert partial[2].reason.startswith("template error: ZeroDivisionError")
 
 
 def test_classifier_threshold(ctx, tmp_path):

@@ -59,7 +59,8 @@ def test_layout_journal_and_metrics(reference):
     assert rows[0]["curate/synthetic_fraction"] == 0
     assert rows[1]["curate/synthetic_fraction_tokens"] == pytest.approx(0.5, abs=0.02)
     assert rows[1]["curate/tokens"] == pytest.approx(rows[0]["curate/tokens"], rel=0.02)  # replace keeps the size in tokens
-    assert (run.path / "report" / "holdout_perplexity.png").stat().st_size > 1000
+    page = (run.path / "report" / "report.html").read_text()  # self-contained: the figures are in the page
+    assert "holdout_perplexity vs iteration" in page and page.count('src="data:image/png;base64,') >= 3
     # iteration 2's samples come from iteration 2's model, with lineage
     samples = __import__("datasets").load_from_disk(str(run.phase_dir(2, "generate") / "samples"))
     assert set(samples["generation"]) == {2} and set(samples["origin"]) == {"synthetic"}
@@ -125,26 +126,73 @@ def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path, where):
             assert a[key] == pytest.approx(b[key], rel=1e-5), key
 
 
+@pytest.fixture(scope="module")
+def one_iteration(tmp_path_factory):
+    """A finished one-iteration run, copied by the tests that try to change it."""
+    tmp = tmp_path_factory.mktemp("one")
+    config = config_from_dict({**tiny_config(tmp), "iterations": 1})
+    run_experiment(config, quiet=True)
+    return config
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (the lock file aside)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
 def test_config_drift_is_refused_then_redone(reference, tmp_path):
     _, ref_config = reference
     cfg = ref_config.dump()
     cfg["output_dir"] = str(tmp_path / "run")
     cfg["iterations"] = 1
     run_experiment(config_from_dict(cfg), quiet=True)
+    run = RunDir(tmp_path / "run")
+    before = snapshot(run.path)
     changed = dict(cfg, generate={**cfg["generate"], "generator": {**cfg["generate"]["generator"], "max_new_tokens": 12}})
     with pytest.raises(UserError) as err:
         run_experiment(config_from_dict(changed), quiet=True)
-    assert "1.generate" in str(err.value) and "1.evaluate" in str(err.value)
-    assert "1.train" not in str(err.value) and "--from 1.generate" in str(err.value)
-    run = RunDir(tmp_path / "run")
+    message = str(err.value)
+    assert "redo 1.generate: stale: generate.generator changed" in message and "redo 1.evaluate" in message
+    assert "redo 1.train" not in message and "keep 3 committed step(s): 0.curate .. 1.train" in message
+    assert "--yes" in message
+    assert snapshot(run.path) == before  # refused: nothing changed
     train_mtime = (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns
-    run_experiment(config_from_dict(changed), redo_from="1.generate", quiet=True)
+    run_experiment(config_from_dict(changed), yes=True, quiet=True)  # exactly the stale steps rerun
     assert (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns == train_mtime
     assert run.committed_stats(1, "generate")["sampling"]["max_new_tokens"] == 12
+    assert not (run.path / "superseded").exists()  # the replacements committed: the old copies are gone
     # more iterations extend a finished run without redoing it
     run_experiment(config_from_dict(dict(changed, iterations=2)), quiet=True)
     assert [r["iteration"] for r in metrics(run.path)] == [1, 2]
     assert (run.phase_dir(1, "train") / "stats.json").stat().st_mtime_ns == train_mtime
+    # fewer iterations: explicit, and metrics.jsonl keeps no row of a removed iteration
+    with pytest.raises(UserError, match="redo 2.curate: beyond iterations = 1"):
+        run_experiment(config_from_dict(changed), quiet=True)
+    run_experiment(config_from_dict(changed), yes=True, quiet=True)
+    assert [r["iteration"] for r in metrics(run.path)] == [1] and not run.phase_dir(2, "train").exists()
+
+
+@pytest.mark.parametrize("change, redo_from, pattern", [
+    ({"curate": {"regime": {"name": "replac"}}}, "1.curate", "unknown curation regime 'replac'"),
+    ({"curate": {"regime": {"name": "replace", "alpah": 0.5}}}, "1.train", "takes no argument 'alpah'"),
+    ({"curate": {"regime": {"name": "replace", "alpha": float("nan")}}}, "1.curate", "curate.regime.alpha"),
+    ({}, "99.curate", "not a step of this config"),
+    ({}, "0.train", "not a step of this config"),
+    ({"train": {"trainer": {"name": "causal_lm", "block_size": 32, "args": {"lr_scheduler_type": "nope"}}}},
+     "1.train", "train.trainer.args"),
+    ({}, "1.train", "--yes"),  # a valid redo still needs consent
+])
+def test_a_refused_or_invalid_redo_changes_no_file(one_iteration, tmp_path, change, redo_from, pattern):
+    import shutil
+
+    shutil.copytree(one_iteration.run_dir(), tmp_path / "run")
+    cfg = one_iteration.dump()
+    cfg.update(output_dir=str(tmp_path / "run"))
+    before = snapshot(tmp_path / "run")
+    with pytest.raises(UserError, match=pattern):
+        run_experiment(config_from_dict({**cfg, **change}), redo_from=redo_from, quiet=True)
+    assert snapshot(tmp_path / "run") == before
 
 
 def test_lock_refuses_second_driver(tmp_path):

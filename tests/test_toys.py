@@ -189,10 +189,11 @@ def test_gmm_recovers_components_and_passes_kwargs(tmp_path):
                          generate={"generator": "gmm", "num_samples": 300})
     prepare_real(tmp_path, config)
     stats = train_generate(tmp_path, config, 1, context(tmp_path, config, 1, "train").real(), evaluate=True)
-    import joblib
+    from collapsebench.toy.mixture import load
 
-    est = joblib.load(tmp_path / "iter_001/train/model/estimator.joblib")
-    assert est.covariance_type == "diag" and est.n_components == 2
+    kind, est = load(tmp_path / "iter_001/train/model")  # rebuilt from numbers: no pickle in the folder
+    assert kind == "gmm" and est.covariance_type == "diag" and est.n_components == 2
+    assert {p.name for p in (tmp_path / "iter_001/train/model").iterdir()} == {"toy.json", "arrays.npz"}
     np.testing.assert_allclose(sorted(est.means_[:, 0]), [-4.0, 4.0], atol=0.15)
     assert stats["gmm_weight_entropy"] == pytest.approx(np.log(2), abs=0.01)
     # mixture trace: within-component 2 * 0.25 plus between-component 16
@@ -329,6 +330,20 @@ def test_toy_configs_validate(path):
     data_sources.check_kwargs(config.data.source.name, config.data.source.kwargs, key="data.source")
     for spec in config.curate.preprocess:
         preprocessors.check_kwargs(spec.name, spec.kwargs, key="curate.preprocess")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_toy_configs_run_and_leave_no_pickle(path, tmp_path):
+    """Each shipped toy config, shortened to 2 iterations, runs; its run directory holds models as
+    numbers (JSON, .npz, safetensors), nothing that runs code when loaded."""
+    from collapsebench.config import load_config
+    from collapsebench.loop import run_experiment
+    from conftest import pickles_in
+
+    extra = ["train.trainer.epochs=2"] if path.stem.startswith("vae") else []
+    run = run_experiment(load_config(path, [f"output_dir={tmp_path / 'run'}", "iterations=2", *extra]), quiet=True)
+    assert [r["iteration"] for r in run.read_metrics()] == [1, 2]
+    assert pickles_in(run.path) == []
 
 
 def test_toy_config_count():

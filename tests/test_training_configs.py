@@ -1,14 +1,13 @@
 """Every shipped regime and training config runs end to end (shrunk to a tiny model and corpus)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from collapsebench.config import load_config
 from collapsebench.loop import run_experiment
+from conftest import REPO, pickles_in
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(str(p.relative_to(REPO)) for d in ("regimes", "training") for p in (REPO / "configs" / d).glob("*.yaml"))
 FAST = {"configs/regimes/replace.yaml", "configs/training/stage_placement_stage0.yaml"}
 
@@ -38,6 +37,7 @@ def test_config_runs_end_to_end(path, tmp_path, monkeypatch):
     state = json.loads(run.state_file.read_text())
     train = state["steps"]["2.train"]["stats"]
     assert train["init"] == "scratch" and train["init_from"] == "scratch"  # recorded in the journal
+    assert pickles_in(run.path) == []  # a finished run holds nothing that runs code when loaded
 
 
 def test_stage_placement_feeds_synthetic_data_to_one_stage_only(tmp_path, monkeypatch):

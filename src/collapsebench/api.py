@@ -20,7 +20,8 @@ Generator           ``fn(ctx, **kw) -> dict``: writes ``ctx.out_dir / "samples"`
 Evaluation          ``fn(ctx, **kw) -> dict[str, float]``
 ItemBuilder         ``fn(ctx, **kw) -> list[dict]``: knowledge items (``context``, ``true``, ``false``,
                     ``slice``) for the ``knowledge`` evaluation
-Executor            ``submit(task, resources) -> handle``, ``wait(handles)``
+Executor            ``submit(task, resources) -> handle``, ``wait(handles)``, ``close()``
+Launcher            ``fn(ctx, **kw) -> Launch``: the command that starts the train phase's ranks
 Tracker             ``log_iteration(iteration, metrics, samples)``, ``finish()``
 ==================  =========================================================================
 """
@@ -37,7 +38,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, overload
+
+from pydantic import Field
 
 from collapsebench.config import PHASES, Config
 from collapsebench.errors import UserError
@@ -54,6 +57,18 @@ else:  # names for annotations: the libraries are imported only where they are u
     Tensor = "torch.Tensor"
     Model = "transformers.PreTrainedModel"
     Tokenizer = "transformers.PreTrainedTokenizerBase"
+
+
+# ------------------------------------------------------------------------------------ argument domains
+# Plug-in arguments are checked against their annotations (registry.Registry.call): these name the
+# domains most plug-ins need, so that a value out of its domain is a config error naming its key.
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=1, le=10**9)]  # rows, samples, documents: large, but not absurd
+Probability = Annotated[float, Field(ge=0, le=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 # ------------------------------------------------------------------------------------ validators
@@ -73,14 +88,31 @@ class Verdict:
 @dataclass(frozen=True)
 class Resources:
     """What one task asks of the machine that runs it; executors that schedule (SLURM, Ray) read
-    it, the local ones ignore what they cannot enforce."""
+    it, the local ones ignore what they cannot enforce. ``None`` leaves a field to the executor's
+    own setting (the config's executor-level values are the defaults of every phase); ``extra``
+    holds scheduler parameters (``partition``, ``account``, ``constraint``, ``qos``, ...)."""
 
     cpus: int | None = None
-    gpus: int = 0
+    gpus: int | None = None  # per node (SLURM), per actor or task (Ray)
     mem_gb: float | None = None
-    nodes: int = 1
+    nodes: int | None = None
     timeout_min: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are set, for the run's job records."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "extra"}
+        return {**out, **dict(self.extra)}
+
+
+def phase_resources(config: Config, phase: str) -> Resources:
+    """The ``resources.<phase>`` block of the config as :class:`Resources` (empty when absent)."""
+    block = config.resources.get(phase)
+    if block is None:
+        return Resources()
+    routing = {k: getattr(block, k) for k in ("partition", "account", "constraint") if getattr(block, k) is not None}
+    return Resources(cpus=block.cpus_per_task, gpus=block.gpus_per_node, mem_gb=block.mem_gb, nodes=block.nodes,
+                     timeout_min=block.timeout_min, extra={**routing, **block.extra})
 
 
 @dataclass(frozen=True)
@@ -100,13 +132,17 @@ class Task:
     def spec_file(self) -> Path:
         return Path(self.run_dir) / ".tasks" / (re.sub(r"[^\w.-]+", "_", self.key) + ".json")
 
-    def command(self, python: str | None = None) -> list[str]:
-        """The command that runs this task in a fresh process (writes its spec file first)."""
+    def write_spec(self) -> Path:
+        """Write the spec file a worker runs (``python -m collapsebench task SPEC``); return its path."""
         path = self.spec_file()
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps({"key": self.key, "target": self.target, "kwargs": dict(self.kwargs),
                                        "run_dir": self.run_dir, "context": self.context}, indent=1))
-        return [python or sys.executable, "-m", "collapsebench", "task", str(path)]
+        return path
+
+    def command(self, python: str | None = None) -> list[str]:
+        """The command that runs this task in a fresh process (writes its spec file first)."""
+        return [python or sys.executable, "-m", "collapsebench", "task", str(self.write_spec())]
 
 
 class Handle(Protocol):
@@ -117,10 +153,13 @@ class Executor(Protocol):
     """Where tasks run. ``submit`` returns at once (or after running the task, for ``inline``);
     ``wait`` returns when every handle has finished and raises the first failure: a
     :class:`UserError` for a user error in the task, another exception for a bug or a crash.
+    Executors that schedule may start the tasks only in ``wait`` (SLURM submits the tasks of one
+    ``wait`` as one job array). ``close`` releases what the executor holds (Ray's actors); the
+    driver calls it when the step ends.
 
-    ``coordinates_in_driver``: for phases that split into tasks (generate), run the phase's
-    coordinating loop in the driver and send only its tasks here (Ray, SLURM arrays); otherwise the
-    whole phase is one task and its own tasks run inside it, in order."""
+    ``coordinates_in_driver``: for phases that split into tasks (generate, evaluate), run the
+    phase's coordinating loop in the driver and send only its tasks here (Ray, SLURM arrays);
+    otherwise the whole phase is one task and its own tasks run inside it, in order."""
 
     name: str
     coordinates_in_driver: bool
@@ -129,9 +168,29 @@ class Executor(Protocol):
 
     def wait(self, handles: Sequence[Handle]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class ExecutorFactory(Protocol):
     def __call__(self, **kwargs: Any) -> Executor: ...
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a launcher starts the ranks of a distributed train phase: ``command`` is the launcher's
+    argv up to the module it runs (``-m collapsebench task SPEC`` is appended), ``env`` is added to
+    every rank's environment. ``keep_global_batch``: each rank trains on ``1 / world size`` of the
+    configured per-device batch, so the data, the optimizer steps and the tokens per step stay
+    those of one process. ``timeout_min``: how long a collective waits for a silent rank."""
+
+    command: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    keep_global_batch: bool = True
+    timeout_min: float = 30.0
+
+
+class Launcher(Protocol):
+    def __call__(self, ctx: PhaseContext, /, **kwargs: Any) -> Launch: ...
 
 
 # ------------------------------------------------------------------------------------ model cache
@@ -149,6 +208,8 @@ class ObjectCache:
         return self._objects[key]
 
     def clear(self) -> None:
+        if not self._objects:  # nothing loaded: a full collection would cost ~0.1 s per phase for nothing
+            return
         self._objects.clear()
         gc.collect()
         torch = sys.modules.get("torch")  # release GPU memory only where torch is already in use
@@ -307,7 +368,8 @@ class PhaseContext:
             for task in tasks:
                 run_task(task, self)
             return
-        handles = [self.executor.submit(t, resources or Resources()) for t in tasks]
+        resources = resources or phase_resources(self.config, self.phase)
+        handles = [self.executor.submit(t, resources) for t in tasks]
         self.executor.wait(handles)
 
     def close(self) -> None:
@@ -395,9 +457,10 @@ class TrackerFactory(Protocol):
 
 
 __all__ = [
-    "DataSource", "Dataset", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle", "ItemBuilder", "Loss",
-    "MODELS",
+    "Count", "NonNegativeFloat", "NonNegativeInt", "PositiveFloat", "PositiveInt", "Probability",
+    "DataSource", "Dataset", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle", "ItemBuilder", "Launch",
+    "Launcher", "Loss", "MODELS",
     "Model", "ObjectCache", "PhaseContext", "Preprocessor", "PromptSource", "Regime", "Resources",
     "SyntheticHistory", "Task", "Tensor", "Tokenizer", "Tracker", "TrackerFactory", "Trainer", "Validator",
-    "Verdict", "context_for", "run_task",
+    "Verdict", "context_for", "phase_resources", "run_task",
 ]

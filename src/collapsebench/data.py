@@ -113,6 +113,14 @@ def positions_in(values: Any, value_set: Any) -> np.ndarray:
 
 
 def save(ds: datasets.Dataset, path: Path) -> None:
+    """``save_to_disk``, also for an empty dataset (which `datasets` would save as a folder it
+    cannot load again: no Arrow shard), so every committed dataset can be opened."""
+    if len(ds) == 0:
+        import datasets
+
+        ds = datasets.Dataset.from_dict({c: [] for c in ds.column_names}, features=ds.features)
+        ds.save_to_disk(str(path), num_shards=1)
+        return
     ds.save_to_disk(str(path))
 
 

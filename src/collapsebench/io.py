@@ -11,10 +11,14 @@ phase) seeds (:func:`phase_seed`) and per-shard seeds use it with different widt
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -109,3 +113,78 @@ def derive_seed(*parts: object, hex_digits: int = 15) -> int:
 def phase_seed(seed: int, iteration: int, phase: str) -> int:
     """The seed of one (iteration, phase), derived from the experiment seed; recorded in the journal."""
     return derive_seed(seed, iteration, phase, hex_digits=8)
+
+
+# ------------------------------------------------------------------------------------ process locks
+
+HEARTBEAT_S = 20.0  # a lock holder touches its file this often
+STALE_S = 120.0  # a holder on another machine silent this long is presumed dead
+
+
+class FileLock:
+    """An exclusive lock on a file, held by one process (the kernel releases it when the process
+    dies), naming its holder (``pid host``) and beating a heartbeat (the file's mtime) so a holder
+    on another machine, where the kernel lock does not reach, can be told alive from dead."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh: Any = None
+        self._stop = threading.Event()
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free; False if another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - held open for as long as the lock
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} {socket.gethostname()}")
+        fh.flush()
+        self._fh = fh
+        self._stop.clear()
+        threading.Thread(target=self._beat, daemon=True).start()
+        return True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._stop.set()
+            self._fh.seek(0)
+            self._fh.truncate()  # no holder named any more
+            self._fh.flush()
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def holder(self) -> tuple[int, str, float] | None:
+        """(pid, host, seconds since its heartbeat) of the process holding the lock, or None."""
+        if not self.path.exists():
+            return None
+        with open(self.path) as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid, host = _owner(fh.read())
+                return pid, host, time.time() - self.path.stat().st_mtime
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            pid, host = _owner(fh.read())
+        if host and host != socket.gethostname() and time.time() - self.path.stat().st_mtime < STALE_S:
+            return pid, host, time.time() - self.path.stat().st_mtime  # alive elsewhere: flock cannot tell
+        return None
+
+
+def _owner(text: str) -> tuple[int, str]:
+    parts = text.split()
+    if len(parts) >= 2 and parts[0] == "pid" and parts[1].isdigit():
+        return int(parts[1]), parts[2] if len(parts) > 2 else ""
+    return 0, ""

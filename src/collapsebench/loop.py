@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from collapsebench.api import Dataset, Resources, Task, Tracker
-from collapsebench.config import Config, fingerprints
+from collapsebench.analysis.report import write_report
+from collapsebench.api import Dataset, Task, Tracker, phase_resources
+from collapsebench.config import Config
 from collapsebench.console import console
 from collapsebench.errors import UserError
+from collapsebench.failure import journal_entry, time_to_failure
 from collapsebench.io import phase_seed
-from collapsebench.layout import Step, parse_step, step_key, step_order, steps
+from collapsebench.layout import Step, step_key, steps
+from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
+from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
 from collapsebench.registry import executors, trackers
 from collapsebench.run import RunDir, now
-
-
-def stale_steps(run: RunDir, config: Config) -> list[str]:
-    """Committed steps whose recorded fingerprint differs from the config's."""
-    fps = fingerprints(config)
-    stale = []
-    for step in steps(config.iterations):
-        if run.is_committed(*step) and run.committed_stats(*step).get("fingerprint") != fps[step_key(step)]:
-            stale.append(step_key(step))
-    return stale
-
-
-def invalidate_from(run: RunDir, state: dict[str, Any], start: Step) -> list[str]:
-    """Remove every step at or after ``start`` (folders and journal entries)."""
-    removed = []
-    for key in list(state["steps"]):
-        step = parse_step(key)
-        if step_order(step) >= step_order(start):
-            state["steps"].pop(key)
-    for path in sorted(run.path.glob("iter_*/*")):
-        if not path.is_dir():
-            continue
-        step = (int(path.parent.name.split("_")[1]), path.name.removesuffix(".tmp"))
-        if step_order(step) >= step_order(start):
-            run.remove_step(*step)
-            removed.append(step_key(step))
-    return sorted(set(removed), key=lambda k: step_order(parse_step(k)))
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
@@ -49,30 +27,55 @@ def _summary(stats: dict[str, Any]) -> dict[str, Any]:
                                                      "init_from")}
 
 
-def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool = False) -> RunDir:
-    """Start or continue the run of ``config``; returns its run directory."""
+class SharedSteps(Protocol):
+    """Steps computed once for several runs (a sweep's cells): ``run`` either adopts a committed copy
+    of the step with the same fingerprint from another run (returning where it came from) or calls
+    ``execute`` and offers the result to the others (returning None)."""
+
+    def run(self, run_dir: Path, step: Step, fingerprint: str, execute: Callable[[], None]) -> dict[str, Any] | None: ...
+
+
+def preflight(config: Config, *, allow_download: bool = False) -> None:
+    """Every check of ``collapsebench validate``, before the run directory is touched."""
+    from collapsebench.validate import check_backends, validate_config
+
+    check_run_dir(config)
+    report = validate_config(config)
+    if report.downloads and not allow_download:
+        raise UserError(f"needs download: {', '.join(report.downloads)}; these hub models or datasets are not in the "
+                        "local cache (download them first, or run with --allow-download)")
+    check_backends(config)
+
+
+def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = False, ask: bool = False,
+                   allow_download: bool = False, quiet: bool = False, shared: SharedSteps | None = None,
+                   checked: bool = False) -> RunDir:
+    """Start or continue the run of ``config``; returns its run directory.
+
+    Plan, validate, then act: the whole config is checked (unless ``checked``: a sweep checked its
+    cells already) and the plan of what to redo is made before anything in the run directory
+    changes; committed work is removed only with consent (``yes``, or ``ask`` at a terminal), into
+    ``superseded/``. The run ends early after the evaluation at which a ``stop_when`` rule with
+    ``stop: true`` fails (see :mod:`collapsebench.failure`)."""
+    start = check_from(redo_from, config) if redo_from else None
+    if not checked:
+        preflight(config, allow_download=allow_download)
     run = RunDir(config.run_dir())
-    start_step = parse_step(redo_from) if redo_from else None
     run.lock()
     try:
         state = run.read_state()
-        if start_step is not None:
-            removed = invalidate_from(run, state, start_step)
-            run.write_state(state)
-            if removed and not quiet:
-                console.print(f"redoing from {redo_from}: removed {', '.join(removed)}")
-        stale = stale_steps(run, config)
-        if stale:
-            raise UserError(
-                f"{run.path}: the config changed since these phases ran: {', '.join(stale)}; refusing to "
-                f"resume. Add --from {stale[0]} to redo from there, or choose a new output_dir."
-            )
+        plan = make_plan(run, config, start)
+        confirm(plan, run, yes, ask)
+        if plan.redo and not quiet:
+            console.print(f"redoing {len(plan.redo)} step(s):\n{plan.describe()}")
+        supersede(run, plan, state)
+        run.write_state(state)
         run.save_config(config)
         run.rebuild_metrics()  # from the committed folders: repairs a driver killed mid-bookkeeping
         load_plugins(config)
         state.setdefault("name", config.name)
         state.setdefault("created", now())
-        fps = fingerprints(config)
+        fps = plan.fingerprints
         trackers = Trackers(config, run)
         for step in steps(config.iterations):
             key = step_key(step)
@@ -83,19 +86,57 @@ def run_experiment(config: Config, *, redo_from: str | None = None, quiet: bool 
                     state["steps"][key] = {**entry, "status": "done", "fingerprint": fps[key],
                                            "seed": stats.get("seed"), "stats": _summary(stats)}
                     run.write_state(state)
-                continue
-            _execute(run, state, config, step, fps[key], quiet)
-            if step[1] == "evaluate":
-                trackers.log(step[0])
+            else:
+                if shared is not None:
+                    _execute_or_share(run, state, config, step, fps[key], quiet, shared)
+                else:
+                    _execute(run, state, config, step, fps[key], quiet)
+                if step[1] == "evaluate":
+                    trackers.log(step[0])
+            release(run, step)
+            if step[1] == "evaluate" and _failed(run, state, config, step[0], quiet):
+                break
         trackers.finish()
         if not quiet:
             console.print(f"[green]done[/]: {run.path}")
-        from collapsebench.analysis.report import write_report
-
         write_report(run)
         return run
     finally:
         run.unlock()
+
+
+def _failed(run: RunDir, state: dict[str, Any], config: Config, iteration: int, quiet: bool) -> bool:
+    """Record every failure rule's time to failure (up to ``iteration``) in the journal; True when a
+    rule with ``stop: true`` has failed, so the run ends here."""
+    if not config.stop_when:
+        if state.pop("failure", None) is not None:
+            run.write_state(state)
+        return False
+    entry = journal_entry(config, time_to_failure(run, config, upto=iteration))
+    if entry != state.get("failure"):
+        state["failure"] = entry
+        run.write_state(state)
+    if entry["stopped_at"] is not None and not quiet:
+        console.print(f"[yellow]stopped[/] at iteration {entry['stopped_at']}: {entry['stopped_by']}")
+    return entry["stopped_at"] is not None
+
+
+def _execute_or_share(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool,
+                      shared: SharedSteps) -> None:
+    """Adopt the step from another run with the same fingerprint, or compute it (and offer it)."""
+    key = step_key(step)
+    source = shared.run(run.path, step, fingerprint, lambda: _execute(run, state, config, step, fingerprint, quiet))
+    if source is None:
+        return
+    stats = run.committed_stats(*step)
+    state["steps"][key] = {"status": "done", "started": now(), "finished": now(), "duration_s": 0.0,
+                           "seed": stats.get("seed"), "fingerprint": fingerprint, "executor": "shared",
+                           "stats": _summary(stats), **source}
+    run.write_state(state)
+    if step[1] == "evaluate":
+        run.rebuild_metrics(step[0])
+    if not quiet:
+        console.print(f"[bold]{key}[/] shared from {source.get('shared_from')}")
 
 
 class Trackers:
@@ -131,18 +172,21 @@ def datasets_load(path: Path) -> Dataset:
 def run_step(config: Config, run: RunDir, step: Step) -> None:
     """Run one step on its executor: the whole phase as one task, or, for a phase that splits into
     tasks under an executor that coordinates in the driver, the phase here and its tasks there."""
-    from collapsebench.phases import SPLITS, execute
-
     iteration, phase = step
     spec = config.executor_for(phase)
     key = f"executor.{phase}" if isinstance(config.executor, dict) else "executor"
     executor = executors.call(spec.name, key=key, kwargs=spec.kwargs)
-    if phase in SPLITS and executor.coordinates_in_driver:
-        execute(run.path, iteration, phase, executor=executor)
-        return
-    task = Task(key=step_key(step), target="collapsebench.phases:execute", run_dir=str(run.path),
-                kwargs={"run_dir": str(run.path), "iteration": iteration, "phase": phase})
-    executor.wait([executor.submit(task, Resources())])
+    try:
+        if phase in SPLITS and executor.coordinates_in_driver:
+            execute(run.path, iteration, phase, executor=executor)
+            return
+        task = Task(key=step_key(step), target="collapsebench.phases:execute", run_dir=str(run.path),
+                    kwargs={"run_dir": str(run.path), "iteration": iteration, "phase": phase})
+        executor.wait([executor.submit(task, phase_resources(config, phase))])
+    finally:
+        close = getattr(executor, "close", None)  # executors written before close() joined the contract have none
+        if close is not None:
+            close()
 
 
 def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool) -> None:
@@ -156,6 +200,9 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     run.write_state(state)
     if not quiet:
         console.print(f"[bold]{key}[/] ({spec.name}) ...")
+    orphan = run.stop_worker(iteration, phase)
+    if orphan is not None:
+        entry["stopped_orphan"] = orphan  # a worker left by a killed driver, stopped before its folder is reused
     try:
         run_step(config, run, step)
     except BaseException as exc:

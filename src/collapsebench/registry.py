@@ -18,16 +18,21 @@ registry holds are in :mod:`collapsebench.api`.
 from __future__ import annotations
 
 import ast
+import hashlib
+import importlib
 import importlib.util
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from collapsebench.config import Config, Spec
 from collapsebench.errors import UserError, did_you_mean
+from collapsebench.io import digest
 from collapsebench.plugins import import_object
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
         ExecutorFactory,
         Generator,
         ItemBuilder,
+        Launcher,
         Loss,
         Preprocessor,
         PromptSource,
@@ -60,7 +66,10 @@ class Entry(Generic[T]):
     torch: bool = False  # imports torch when called
     gpu: bool = False  # needs a CUDA device
     check: str | None = None  # "module:function(config, kwargs)" building the backend's argument objects
+    preflight: str | None = None  # "module:function(config, kwargs) -> [names to download]": inputs, no torch
     finite: bool = False  # prompt sources: a fixed set of prompts (their count is the default target)
+    data: str | None = None  # "text" or "vector": the data it works on (None: any)
+    model: str | None = None  # trainers: the kind of model made; others: the kind needed (None: any)
     pool: str | None = None  # validators: "module:function(ctx, scores, **kw)" deciding over a round's pool
     builtin: bool = False
 
@@ -94,9 +103,9 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     # ------------------------------------------------------------------------------ registration
-    def register(self, name: str | None = None, *, override: bool = False, torch: bool = False,
-                 gpu: bool = False, check: str | None = None, finite: bool = False,
-                 pool: str | None = None) -> Callable[[T], T]:
+    def register(self, name: str | None = None, *, override: bool = False, torch: bool = False, gpu: bool = False,
+                 check: str | None = None, preflight: str | None = None, finite: bool = False,
+                 data: str | None = None, model: str | None = None, pool: str | None = None) -> Callable[[T], T]:
         """Decorator: ``@registry.register("name")`` (default: the function's name).
 
         A name that is taken (a built-in included) is refused unless ``override=True``."""
@@ -105,15 +114,18 @@ class Registry(Generic[T]):
             key = name or getattr(obj, "__name__", None)
             if not key:
                 raise ValueError(f"{self.kind}: give a name to register {obj!r}")
-            self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, finite=finite, pool=pool), override)
+            self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, preflight=preflight, finite=finite,
+                            data=data, model=model, pool=pool), override)
             return obj
 
         return deco
 
     def lazy(self, name: str, target: str, *, torch: bool = False, gpu: bool = False, check: str | None = None,
-             finite: bool = False, pool: str | None = None) -> None:
+             preflight: str | None = None, finite: bool = False, data: str | None = None,
+             model: str | None = None, pool: str | None = None) -> None:
         """Register ``"module:attr"`` under ``name`` without importing it (the built-ins)."""
-        self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, finite=finite, pool=pool, builtin=True), False)
+        self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, preflight=preflight, finite=finite,
+                        data=data, model=model, pool=pool, builtin=True), False)
 
     def _add(self, entry: Entry[T], override: bool) -> None:
         old = self._entries.get(entry.name)
@@ -283,6 +295,80 @@ def _describe_source(target: str, skip: int) -> Description | None:
     return Description(_first_sentence(doc), args)
 
 
+def choices(config: Config) -> Iterator[tuple[str, Registry[Any], Spec]]:
+    """Every plug-in choice of the config: (config key, registry, spec), the key starting with the
+    config section that chose it."""
+    yield "data.source", data_sources, config.data.source
+    if config.data.evaluation is not None:
+        yield "data.evaluation", data_sources, config.data.evaluation
+    for i, s in enumerate(config.data.preprocess):
+        yield f"data.preprocess[{i}]", preprocessors, s
+    yield "curate.regime", regimes, config.curate.regime
+    for i, s in enumerate(config.curate.preprocess):
+        yield f"curate.preprocess[{i}]", preprocessors, s
+    yield "train.trainer", trainers, config.train.trainer
+    yield from _loss("train.trainer", config.train.trainer)
+    for i, stage in enumerate(config.train.stages):
+        yield f"train.stages[{i}].trainer", trainers, stage.trainer_spec(config.train.trainer)
+        yield from _loss(f"train.stages[{i}].trainer", stage.trainer_spec(config.train.trainer))
+        if stage.data.regime is not None:
+            yield f"train.stages[{i}].data.regime", regimes, stage.data.regime
+    if config.train.launcher is not None:
+        yield "train.launcher", launchers, config.train.launcher
+    yield "generate.generator", generators, config.generate.generator
+    yield "generate.prompts", prompt_sources, config.generate.prompts
+    for i, s in enumerate(config.generate.validators):
+        yield f"generate.validators[{i}]", validators, s
+    for i, s in enumerate(config.evaluate.evaluations):
+        yield f"evaluate.evaluations[{i}]", evaluations, s
+        if s.name == "knowledge" and s.kwargs.get("items") is not None:  # a plug-in choice of its own
+            yield f"evaluate.evaluations[{i}].items", item_builders, _spec(f"evaluate.evaluations[{i}].items",
+                                                                            s.kwargs["items"])
+    for i, s in enumerate(config.tracking):
+        yield f"tracking[{i}]", trackers, s
+    if isinstance(config.executor, Spec):
+        yield "executor", executors, config.executor
+    else:
+        for phase, s in config.executor.items():
+            yield f"executor.{phase}", executors, s
+
+
+def _spec(key: str, value: Any) -> Spec:
+    try:
+        return Spec.model_validate(value)
+    except ValueError:
+        raise UserError(f"{key} must be a name or {{name: ..., <kwargs>}}, got {value!r}") from None
+
+
+def _loss(key: str, trainer: Spec) -> Iterator[tuple[str, Registry[Any], Spec]]:
+    """A trainer's ``loss`` argument is a plug-in choice of its own (losses registry)."""
+    loss = trainer.kwargs.get("loss")
+    if loss is not None:
+        yield f"{key}.loss", losses, _spec(f"{key}.loss", loss)
+
+
+
+PARTS = {"data": "prepare", "curate": "curate", "train": "train", "generate": "generate", "evaluate": "evaluate"}
+
+
+def code_digests(config: Config) -> dict[str, str]:
+    """Per part of the loop (the fingerprint sections of ``config.fingerprints``), a digest of the
+    source files of the user plug-ins it runs, so editing a plug-in's code marks the steps that ran
+    it as stale. Built-in plug-ins are the framework's: they are versioned with it, not hashed."""
+    files: dict[str, set[str]] = {}
+    for key, reg, spec in choices(config):
+        part = PARTS.get(key.split(".")[0].split("[")[0])
+        location = reg.entry(spec.name, key=key).location
+        if part is None or location.startswith("collapsebench."):
+            continue
+        module = importlib.import_module(location.partition(":")[0])
+        source = getattr(module, "__file__", None)
+        if source:
+            files.setdefault(part, set()).add(source)
+    return {part: digest(sorted((Path(f).name, hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in found))
+            for part, found in files.items()}
+
+
 # ------------------------------------------------------------------------------------ the registries
 # skip = positional arguments before the keyword arguments (see collapsebench.api for each protocol)
 data_sources: Registry[DataSource] = Registry("data source", skip=1)  # (ctx)
@@ -296,6 +382,7 @@ generators: Registry[Generator] = Registry("generator", skip=1)  # (ctx)
 evaluations: Registry[Evaluation] = Registry("evaluation", skip=1)  # (ctx)
 item_builders: Registry[ItemBuilder] = Registry("item builder", skip=1)  # (ctx)
 executors: Registry[ExecutorFactory] = Registry("executor", skip=0)  # (**kwargs) -> Executor
+launchers: Registry[Launcher] = Registry("launcher", skip=1)  # (ctx) -> Launch
 trackers: Registry[TrackerFactory] = Registry("tracker", skip=2)  # (config, run_dir) -> Tracker
 
 ALL: dict[str, Registry[Any]] = {
@@ -310,40 +397,47 @@ ALL: dict[str, Registry[Any]] = {
     "evaluations": evaluations,
     "item_builders": item_builders,
     "executors": executors,
+    "launchers": launchers,
     "trackers": trackers,
 }
 
 # Built-in entries, lazy so that `collapsebench ls` and `validate` import no heavy library.
+# data: the data a plug-in works on; model: the model a trainer makes or a plug-in needs.
 _B = "collapsebench"
-data_sources.lazy("local", f"{_B}.sources.files:local_source")
-data_sources.lazy("hub", f"{_B}.sources.files:hub_source")
-data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source")
-data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source")
-data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source")
-data_sources.lazy("digits", f"{_B}.toy.vae:digits_source")
+TEXT, VECTOR = "text", "vector"
+data_sources.lazy("local", f"{_B}.sources.files:local_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_local")
+data_sources.lazy("hub", f"{_B}.sources.files:hub_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_hub")
+data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source", data=TEXT)
+data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source", data=VECTOR,
+                  preflight=f"{_B}.toy.gaussian:preflight_source")
+data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source", data=VECTOR,
+                  preflight=f"{_B}.toy.mixture:preflight_source")
+data_sources.lazy("digits", f"{_B}.toy.vae:digits_source", data=VECTOR)
 
-regimes.lazy("replace", f"{_B}.regimes.mixing:replace")
+regimes.lazy("replace", f"{_B}.regimes.mixing:replace", preflight=f"{_B}.regimes.mixing:preflight_replace")
 regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate")
 regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample")
 regimes.lazy("grow", f"{_B}.regimes.mixing:grow")
 regimes.lazy("clean_fraction", f"{_B}.regimes.mixing:clean_fraction")
-regimes.lazy("fresh_real", f"{_B}.regimes.parts:fresh_real")
+regimes.lazy("fresh_real", f"{_B}.regimes.parts:fresh_real", data=TEXT)
 
-preprocessors.lazy("template", f"{_B}.preprocessors.text:template")
-preprocessors.lazy("length_filter", f"{_B}.preprocessors.text:length_filter")
-preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup")
-preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize")
-preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely")
+preprocessors.lazy("template", f"{_B}.preprocessors.text:template", data=TEXT)
+preprocessors.lazy("length_filter", f"{_B}.preprocessors.text:length_filter", data=TEXT)
+preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup", data=TEXT)
+preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize", data=TEXT)
+preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely", data=VECTOR)
 
-prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional")
-prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix")
-prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True)
-prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True)
-prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts")
+prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional")  # the default: any data
+prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix", data=TEXT)
+prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True, data=TEXT)
+prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True, data=TEXT,
+                    preflight=f"{_B}.prompts.builtin:preflight_prompt_dataset")
+prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts", data=TEXT)
 
-validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja")
-validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True)
-validators.lazy("perplexity_tier", f"{_B}.validators.builtin:perplexity_tier", torch=True,
+validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja", data=TEXT)
+validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True, data=TEXT,
+                preflight=f"{_B}.validators.builtin:preflight_classifier")
+validators.lazy("perplexity_tier", f"{_B}.validators.builtin:perplexity_tier", torch=True, data=TEXT, model="lm",
                 pool=f"{_B}.validators.builtin:select_tier")
 
 losses.lazy("cross_entropy", f"{_B}.losses.builtin:cross_entropy", torch=True)
@@ -351,41 +445,53 @@ losses.lazy("truncated_cross_entropy", f"{_B}.losses.builtin:truncated_cross_ent
 losses.lazy("tce", f"{_B}.losses.builtin:truncated_cross_entropy", torch=True)
 losses.lazy("focal", f"{_B}.losses.builtin:focal", torch=True)
 
-trainers.lazy("causal_lm", f"{_B}.trainers.causal_lm:train_causal_lm", torch=True,
+trainers.lazy("causal_lm", f"{_B}.trainers.causal_lm:train_causal_lm", torch=True, data=TEXT, model="lm",
               check=f"{_B}.trainers.causal_lm:check_config")
-trainers.lazy("sft", f"{_B}.trainers.sft:train_sft", torch=True, check=f"{_B}.trainers.sft:check_config")
-trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle")
-trainers.lazy("gmm", f"{_B}.toy.mixture:gmm")
-trainers.lazy("kde", f"{_B}.toy.mixture:kde")
-trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True)
+trainers.lazy("sft", f"{_B}.trainers.sft:train_sft", torch=True, data=TEXT, model="lm",
+              check=f"{_B}.trainers.sft:check_config")
+trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle", data=VECTOR, model="gaussian")
+trainers.lazy("gmm", f"{_B}.toy.mixture:gmm", data=VECTOR, model="gmm")
+trainers.lazy("kde", f"{_B}.toy.mixture:kde", data=VECTOR, model="kde")
+trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True, data=VECTOR, model="vae")
 
-generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, check=f"{_B}.generators.hf:check_config")
-generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu=True,
+generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, data=TEXT, model="lm",
+                check=f"{_B}.generators.hf:check_config")
+generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu=True, data=TEXT, model="lm",
                 check=f"{_B}.generators.vllm_engine:check_config")
-generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator")
-generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator")
-generators.lazy("kde", f"{_B}.toy.mixture:kde_generator")
-generators.lazy("vae", f"{_B}.toy.vae:vae_generator", torch=True)
+generators.lazy("vllm_ray", f"{_B}.generators.vllm_ray:generate", torch=True, gpu=True, data=TEXT, model="lm",
+                check=f"{_B}.generators.vllm_ray:check_config")
+generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator", data=VECTOR, model="gaussian")
+generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator", data=VECTOR, model="gmm")
+generators.lazy("kde", f"{_B}.toy.mixture:kde_generator", data=VECTOR, model="kde")
+generators.lazy("vae", f"{_B}.toy.vae:vae_generator", torch=True, data=VECTOR, model="vae")
 
-evaluations.lazy("perplexity", f"{_B}.evaluations.perplexity:perplexity", torch=True)
-evaluations.lazy("reference_perplexity", f"{_B}.evaluations.perplexity:reference_perplexity", torch=True)
-evaluations.lazy("sample_stats", f"{_B}.evaluations.samples:sample_stats")
-evaluations.lazy("language_kl", f"{_B}.evaluations.language:language_kl", torch=True)
-evaluations.lazy("language_tails", f"{_B}.evaluations.language:language_tails", torch=True)
-evaluations.lazy("calibration", f"{_B}.evaluations.calibration:calibration", torch=True)
-evaluations.lazy("knowledge", f"{_B}.evaluations.knowledge:knowledge", torch=True)
-evaluations.lazy("diversity", f"{_B}.evaluations.diversity:diversity")
-evaluations.lazy("unigram_kl", f"{_B}.evaluations.shift:unigram_kl_evaluation")
-evaluations.lazy("lm_eval", f"{_B}.evaluations.lm_eval:lm_eval", torch=True)
-evaluations.lazy("judge_quality", f"{_B}.evaluations.judges:judge_quality")
-evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise")
-evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True)
-evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats")
+evaluations.lazy("perplexity", f"{_B}.evaluations.perplexity:perplexity", torch=True, data=TEXT, model="lm")
+evaluations.lazy("reference_perplexity", f"{_B}.evaluations.perplexity:reference_perplexity", torch=True, data=TEXT,
+                 model="lm")
+evaluations.lazy("sample_stats", f"{_B}.evaluations.samples:sample_stats", data=TEXT)
+evaluations.lazy("language_kl", f"{_B}.evaluations.language:language_kl", torch=True, data=TEXT, model="lm")
+evaluations.lazy("language_tails", f"{_B}.evaluations.language:language_tails", torch=True, data=TEXT, model="lm")
+evaluations.lazy("calibration", f"{_B}.evaluations.calibration:calibration", torch=True, data=TEXT, model="lm",
+                 preflight=f"{_B}.evaluations.common:preflight_item_file")
+evaluations.lazy("knowledge", f"{_B}.evaluations.knowledge:knowledge", torch=True, data=TEXT, model="lm",
+                 preflight=f"{_B}.evaluations.common:preflight_item_file")
+evaluations.lazy("diversity", f"{_B}.evaluations.diversity:diversity", data=TEXT)
+evaluations.lazy("unigram_kl", f"{_B}.evaluations.shift:unigram_kl_evaluation", data=TEXT)
+evaluations.lazy("lm_eval", f"{_B}.evaluations.lm_eval:lm_eval", torch=True, data=TEXT, model="lm")
+evaluations.lazy("judge_quality", f"{_B}.evaluations.judges:judge_quality", data=TEXT)
+evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise", data=TEXT)
+evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True, data=TEXT, model="lm")
+evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR)
 
 item_builders.lazy("facts", f"{_B}.evaluations.knowledge_items:facts")
 item_builders.lazy("cloze", f"{_B}.evaluations.knowledge_items:cloze")
 
 executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
 executors.lazy("subprocess", f"{_B}.executors.local:SubprocessExecutor")
+executors.lazy("slurm", f"{_B}.executors.slurm:SlurmExecutor")
+executors.lazy("ray", f"{_B}.executors.ray:RayExecutor")
+
+launchers.lazy("torchrun", f"{_B}.executors.launch:torchrun")
+launchers.lazy("accelerate", f"{_B}.executors.launch:accelerate", check=f"{_B}.trainers.distributed:check_accelerate")
 
 trackers.lazy("wandb", f"{_B}.trackers.wandb:WandbTracker")

@@ -7,19 +7,21 @@ driver writes it, atomically; phases prove their completion by their committed f
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
 from collapsebench.config import Config
 from collapsebench.errors import UserError
-from collapsebench.io import atomic_write
+from collapsebench.io import STALE_S, FileLock, atomic_write
 from collapsebench.layout import LOCK_FILE, RunLayout
 
 
@@ -28,7 +30,7 @@ class RunDir(RunLayout):
 
     def __init__(self, path: str | Path):
         super().__init__(path)
-        self._lock_fh: IO[str] | None = None
+        self._lock = FileLock(self.path / LOCK_FILE)
 
     def save_config(self, config: Config) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -42,27 +44,41 @@ class RunDir(RunLayout):
         atomic_write(self.state_file, body)
 
     def lock(self) -> None:
-        """Hold an exclusive lock on the run directory (released when the process dies)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 - held open for as long as the lock
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            owner = fh.read().strip() or "another process"
-            fh.close()
-            raise UserError(f"run directory {self.path} is in use by {owner}; wait for it or stop it") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        self._lock_fh = fh
+        """Hold the run directory's lock (released when the process dies): one driver at a time."""
+        if not self._lock.acquire():
+            holder = self._lock.holder()
+            who = f"pid {holder[0]} on {holder[1]}" if holder else "another process"
+            raise UserError(f"run directory {self.path} is in use by {who}; wait for it or stop it")
 
     def unlock(self) -> None:
-        if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        self._lock.release()
+
+    def stop_worker(self, iteration: int, phase: str, patience: float = 30.0) -> int | None:
+        """Stop a process still working on a step that the driver is about to run (an orphan of a
+        killed driver): on this machine it is terminated; on another one the driver waits for its
+        heartbeat to go stale. Returns the pid that was stopped."""
+        lock = FileLock(self.step_lock(iteration, phase))
+        holder = lock.holder()
+        if holder is None:
+            return None
+        pid, host, _ = holder
+        if host != socket.gethostname() or pid <= 0:
+            deadline = time.time() + STALE_S + patience
+            while lock.holder() is not None:
+                if time.time() > deadline:
+                    raise UserError(f"step {iteration}.{phase} is still worked on by pid {pid} on {host}; "
+                                    "stop that process (or its job) and run again")
+                time.sleep(1.0)
+            return None
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.time() + patience
+            while lock.holder() is not None and time.time() < deadline:
+                time.sleep(0.1)
+            if lock.holder() is None:
+                return pid
+        raise UserError(f"step {iteration}.{phase}: pid {pid} holds its lock and does not stop")
 
     def remove_step(self, iteration: int, phase: str) -> None:
         for path in (self.phase_dir(iteration, phase), self.tmp_dir(iteration, phase)):

@@ -1,75 +1,75 @@
-"""`collapsebench validate`: schema, plug-ins, registry names, plug-in arguments bound and
-type-checked against their signatures, and (in a child process, since they import torch) the
-construction of the backends' argument objects through each entry's ``check``."""
+"""Checking a config before anything runs: one path for ``collapsebench validate`` and ``run``.
+
+:func:`validate_config` (no torch): the user's plug-ins import; every plug-in choice names a
+registered plug-in; its arguments bind to its signature and pass their annotated types and domains;
+the plug-ins fit together (text plug-ins on text data, a generator for the model the trainer
+makes, ...); input files exist and hold the configured column; hub models and datasets are in the
+local cache (else they are listed as downloads). :func:`check_backends` then builds the backends'
+own argument objects (``TrainingArguments``, ``GenerationConfig``), which imports torch: ``validate``
+runs it in a child process, ``run`` in its own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass, field
 
 from collapsebench import registry as R
-from collapsebench.config import Config, Spec
+from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.plugins import import_object, load_plugins
+from collapsebench.registry import choices
 
 
-def specs(config: Config) -> Iterator[tuple[str, R.Registry[Any], Spec]]:
-    """Every plug-in choice of the config: (config key, registry, spec)."""
-    yield "data.source", R.data_sources, config.data.source
-    if config.data.evaluation is not None:
-        yield "data.evaluation", R.data_sources, config.data.evaluation
-    for i, s in enumerate(config.data.preprocess):
-        yield f"data.preprocess[{i}]", R.preprocessors, s
-    yield "curate.regime", R.regimes, config.curate.regime
-    for i, s in enumerate(config.curate.preprocess):
-        yield f"curate.preprocess[{i}]", R.preprocessors, s
-    yield "train.trainer", R.trainers, config.train.trainer
-    yield from _loss("train.trainer", config.train.trainer)
-    for i, stage in enumerate(config.train.stages):
-        yield f"train.stages[{i}].trainer", R.trainers, stage.trainer_spec(config.train.trainer)
-        yield from _loss(f"train.stages[{i}].trainer", stage.trainer_spec(config.train.trainer))
-        if stage.data.regime is not None:
-            yield f"train.stages[{i}].data.regime", R.regimes, stage.data.regime
-    yield "generate.generator", R.generators, config.generate.generator
-    yield "generate.prompts", R.prompt_sources, config.generate.prompts
-    for i, s in enumerate(config.generate.validators):
-        yield f"generate.validators[{i}]", R.validators, s
-    for i, s in enumerate(config.evaluate.evaluations):
-        yield f"evaluate.evaluations[{i}]", R.evaluations, s
-        if s.name == "knowledge" and s.kwargs.get("items") is not None:  # a plug-in choice of its own
-            yield f"evaluate.evaluations[{i}].items", R.item_builders, _spec(f"evaluate.evaluations[{i}].items",
-                                                                              s.kwargs["items"])
-    for i, s in enumerate(config.tracking):
-        yield f"tracking[{i}]", R.trackers, s
-    if isinstance(config.executor, Spec):
-        yield "executor", R.executors, config.executor
-    else:
-        for phase, s in config.executor.items():
-            yield f"executor.{phase}", R.executors, s
+@dataclass
+class Report:
+    checked: list[str] = field(default_factory=list)  # "key: plug-in -> module:attr"
+    downloads: list[str] = field(default_factory=list)  # hub names not in the local cache
 
 
-def _spec(key: str, value: Any) -> Spec:
-    try:
-        return Spec.model_validate(value)
-    except ValueError:
-        raise UserError(f"{key} must be a name or {{name: ..., <kwargs>}}, got {value!r}") from None
-
-
-def _loss(key: str, trainer: Spec) -> Iterator[tuple[str, R.Registry[Any], Spec]]:
-    """A trainer's ``loss`` argument is a plug-in choice of its own (losses registry)."""
-    loss = trainer.kwargs.get("loss")
-    if loss is not None:
-        yield f"{key}.loss", R.losses, _spec(f"{key}.loss", loss)
-
-
-def validate_config(config: Config) -> list[str]:
-    """Check plug-ins, names and arguments without heavy imports; return what was checked."""
+def validate_config(config: Config) -> Report:
+    """Everything that can be checked without torch (see the module docstring)."""
     load_plugins(config)
-    checked = []
-    for key, reg, spec in specs(config):
-        reg.check_kwargs(spec.name, spec.kwargs, key=key)
-        checked.append(f"{key}: {spec.name} -> {reg.target(spec.name)}")
-    return checked
+    report = Report()
+    for key, reg, spec in choices(config):
+        kwargs = reg.check_kwargs(spec.name, spec.kwargs, key=key)
+        entry = reg.entry(spec.name, key=key)
+        if entry.preflight is not None:
+            report.downloads += import_object(entry.preflight, what=f"preflight of {reg.kind} '{spec.name}'")(
+                config, kwargs)
+        report.checked.append(f"{key}: {spec.name} -> {reg.target(spec.name)}")
+    check_fit(config)
+    report.downloads += model_downloads(config)
+    report.downloads = list(dict.fromkeys(report.downloads))
+    return report
+
+
+def check_fit(config: Config) -> None:
+    """Plug-ins that declare the data or model they work with must agree with the data source and
+    the trainer (an LM generator on a toy model is a config error, not a crash in phase 3)."""
+    source = R.data_sources.entry(config.data.source.name)
+    trainer_keys = [("train.trainer", config.train.trainer)] + [
+        (f"train.stages[{i}].trainer", s.trainer_spec(config.train.trainer)) for i, s in enumerate(config.train.stages)]
+    models = {R.trainers.entry(spec.name).model for _, spec in trainer_keys} - {None}
+    made = next(iter(models)) if len(models) == 1 else None
+    for key, reg, spec in choices(config):
+        entry = reg.entry(spec.name, key=key)
+        if entry.data and source.data and entry.data != source.data:
+            raise UserError(f"{key}: {reg.kind} '{spec.name}' works on {entry.data} data, but data.source "
+                            f"'{config.data.source.name}' gives {source.data} data")
+        if reg is not R.trainers and entry.model and made and entry.model != made:
+            raise UserError(f"{key}: {reg.kind} '{spec.name}' needs a {entry.model} model, but train.trainer "
+                            f"'{config.train.trainer.name}' makes a {made} model")
+
+
+def model_downloads(config: Config) -> list[str]:
+    """``model.base`` and ``model.tokenizer.path`` when they are hub names not in the local cache."""
+    from collapsebench.sources.files import local_or_hub
+
+    out = []
+    for key, name in (("model.base", config.model.base), ("model.tokenizer.path", config.model.tokenizer.path)):
+        if name:
+            out += local_or_hub(config, name, key)
+    return out
 
 
 def check_backends(config: Config) -> list[str]:
@@ -77,7 +77,7 @@ def check_backends(config: Config) -> list[str]:
     TrainingArguments, GenerationConfig). Imports the backend libraries."""
     load_plugins(config)
     done = []
-    for key, reg, spec in specs(config):
+    for key, reg, spec in choices(config):
         check = reg.entry(spec.name, key=key).check
         if check is not None:
             kwargs = reg.check_kwargs(spec.name, spec.kwargs, key=key)

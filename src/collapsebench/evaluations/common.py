@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.api import Dataset
+from collapsebench.config import Config
 from collapsebench.errors import UserError
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -94,3 +95,13 @@ def earlier_metrics(run_dir: Path, before_iteration: int) -> list[dict[str, Any]
         if it not in by_iteration and committed.is_file():
             by_iteration[it] = {"iteration": it, **json.loads(committed.read_text(encoding="utf-8"))}
     return [by_iteration[k] for k in sorted(by_iteration)]
+
+
+def preflight_item_file(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """An evaluation's item file exists; its optional ``model`` is local or cached."""
+    from collapsebench.sources.files import local_or_hub
+
+    file = config.resolve_path(kwargs["path"])
+    if not file.is_file():
+        raise UserError(f"item file not found: {file}")
+    return local_or_hub(config, kwargs["model"], "model") if kwargs.get("model") else []

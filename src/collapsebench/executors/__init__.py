@@ -18,6 +18,9 @@ from collapsebench.errors import UserError
 
 def run_task_file(path: str | Path) -> Any:
     """Run the task described by a spec file written by :meth:`collapsebench.api.Task.command`."""
+    from collapsebench.models.loading import quiet_libraries
+
+    quiet_libraries()
     file = Path(path)
     if not file.is_file():
         raise UserError(f"task spec not found: {file}")
@@ -25,3 +28,4 @@ def run_task_file(path: str | Path) -> Any:
     context = (int(spec["context"][0]), str(spec["context"][1])) if spec.get("context") else None
     return run_task(Task(key=spec["key"], target=spec["target"], kwargs=spec["kwargs"], run_dir=spec["run_dir"],
                          context=context))
+

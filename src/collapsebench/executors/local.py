@@ -3,7 +3,10 @@ Python process per task, so its memory, GPU memory included, is released when it
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import subprocess as sp
 import time
 from collections import deque
@@ -15,6 +18,14 @@ from collapsebench.api import Resources, Task, run_task
 from collapsebench.errors import UserError
 
 LOG_TAIL = 3000  # characters of a failed task's log quoted in the error
+
+
+def _die_with_parent() -> None:
+    """In the worker, before it starts: ask Linux to terminate it when its parent (the driver)
+    dies, so a killed driver leaves no worker writing into a folder a resumed run will reuse."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -41,6 +52,9 @@ class InlineExecutor:
         for handle in handles:
             if handle.error is not None:
                 raise handle.error
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 @dataclass
@@ -79,7 +93,7 @@ class SubprocessExecutor:
             handle.log.parent.mkdir(parents=True, exist_ok=True)
             out = handle.log_fh = open(handle.log, "wb")  # noqa: SIM115 - closed when the process ends
         handle.proc = sp.Popen(handle.task.command(self.python), env=handle.env, stdout=out,
-                               stderr=sp.STDOUT if out else None)
+                               stderr=sp.STDOUT if out else None, preexec_fn=_die_with_parent)
 
     def wait(self, handles: list[ProcessHandle]) -> None:
         pending: deque[ProcessHandle] = deque(handles)
@@ -100,6 +114,9 @@ class SubprocessExecutor:
                 time.sleep(0.05)
         if failures:
             raise self._failure(failures[0])
+
+    def close(self) -> None:
+        """Nothing to release: every worker process has ended in ``wait``."""
 
     def _failure(self, handle: ProcessHandle) -> Exception:
         assert handle.proc is not None

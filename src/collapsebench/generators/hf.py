@@ -17,7 +17,14 @@ from typing import Any
 from collapsebench.api import Model, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError, did_you_mean
-from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
+from collapsebench.generators.quota import (
+    Job,
+    read_prompts,
+    run_quota,
+    shards_validate_alone,
+    validate_shard,
+    write_raw_shard,
+)
 from collapsebench.models.generation import generate_ids
 from collapsebench.models.loading import cached_causal_lm, context_length, generation_model_dir, prompt_ids
 
@@ -105,7 +112,7 @@ def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
              chat_template: bool | None = None) -> dict[str, Any]:
     """Generate the accepted samples S(k) with M(k) (or the base model, ``generate.first_from``)
     into ``samples/`` (lineage columns kept); each shard of candidates is a task of the phase
-    (:func:`generate_job`).
+    (:func:`generate_job`), validated where it is made when the validators allow it.
 
     ``keep_prompt``: the sample's text is prompt + continuation (else the continuation alone).
     ``chat_template``: render each prompt as a user turn through the tokenizer's chat template
@@ -121,7 +128,7 @@ def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
     def write_raw(round_: int, prompts_path: Path, jobs: list[Job]) -> None:
         ctx.map_tasks([ctx.task(job.name, "collapsebench.generators.hf:generate_job", job=asdict(job),
                                 prompts=str(prompts_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                sampling=sampling, chat=chat) for job in jobs])
+                                sampling=sampling, keep_prompt=keep_prompt, chat=chat) for job in jobs])
 
     start = time.time()
     stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
@@ -131,9 +138,9 @@ def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
 
 
 def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_size: int, max_new_tokens: int,
-                 sampling: dict[str, Any] | None, chat: bool = False) -> None:
+                 sampling: dict[str, Any] | None, keep_prompt: bool = True, chat: bool = False) -> None:
     """One shard of candidates: continue prompts ``[lo, hi)`` of the round's table, seeded by the
-    job's seed, in batches sorted by prompt length; write the raw shard."""
+    job's seed, in batches sorted by prompt length; write the raw shard and validate it."""
     import torch
 
     model, tokenizer = cached_causal_lm(ctx, generation_model_dir(ctx))
@@ -153,6 +160,8 @@ def generate_job(ctx: PhaseContext, job: dict[str, Any], prompts: str, batch_siz
                 texts[i * per_prompt + j] = outs[pos * per_prompt + j]
                 ids[i * per_prompt + j] = out_ids[pos * per_prompt + j]
     write_raw_shard(job["path"], chunk, rows["parent"], texts, ids, per_prompt)
+    if shards_validate_alone(ctx):
+        validate_shard(ctx, Job(**job), keep_prompt, tokenizer)
 
 
 def check_config(config: Config, kwargs: dict[str, Any]) -> None:

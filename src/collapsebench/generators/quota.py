@@ -71,6 +71,11 @@ class Job:
     def name(self) -> str:
         return f"r{self.round:03d}-s{self.shard:05d}"
 
+    @property
+    def final(self) -> Path:
+        """The validated shard."""
+        return Path(self.path).with_name(f"shard_r{self.round:03d}_{self.shard:05d}.parquet")
+
 
 WriteRaw = Callable[[int, Path, list[Job]], None]
 
@@ -297,8 +302,25 @@ def _candidates(ctx: PhaseContext, job: Job, keep_prompt: bool,
     return batch, extra
 
 
-def _validate_round(ctx: PhaseContext, jobs: list[Job], finals: list[Path], keep_prompt: bool,
-                    tokenizer: Tokenizer) -> None:
+def shards_validate_alone(ctx: PhaseContext) -> bool:
+    """Whether each shard can be validated on its own (no validator of the chain decides over the
+    round's pool), so a backend may validate it in the task that generated it."""
+    specs = list(ctx.config.generate.validators)
+    return len(segments(specs) or [(0, 0)]) == 1 and not (specs and pool_selector(specs[-1]))
+
+
+def validate_shard(ctx: PhaseContext, job: Job, keep_prompt: bool, tokenizer: Tokenizer) -> None:
+    """Run the validator chain over one raw shard; write the validated shard; drop the raw one.
+
+    Only for chains that validate shards alone (:func:`shards_validate_alone`). A backend may call
+    it in the task that generated the shard (the transformers backend does, so per-sample scoring
+    runs where the shard was made); the loop validates what is left raw."""
+    batch, extra = _candidates(ctx, job, keep_prompt, tokenizer)
+    write_table({**batch, **extra, **apply_chain(ctx, batch, list(ctx.config.generate.validators))}, job.final)
+    os.remove(job.path)
+
+
+def _validate_round(ctx: PhaseContext, jobs: list[Job], keep_prompt: bool, tokenizer: Tokenizer) -> None:
     """Run the validator chain over a round's raw shards and write the validated shards.
 
     Without a validator that decides over a pool, each shard is validated on its own, its raw file
@@ -309,12 +331,11 @@ def _validate_round(ctx: PhaseContext, jobs: list[Job], finals: list[Path], keep
     specs = list(ctx.config.generate.validators)
     keys = validator_keys(specs)
     parts = segments(specs) or [(0, 0)]
-    if len(parts) == 1 and not (specs and pool_selector(specs[-1])):
-        for job, final in zip(jobs, finals):
-            if not final.exists():
-                batch, extra = _candidates(ctx, job, keep_prompt, tokenizer)
-                write_table({**batch, **extra, **apply_chain(ctx, batch, specs)}, final)
-                os.remove(job.path)
+    finals = [job.final for job in jobs]
+    if shards_validate_alone(ctx):
+        for job in jobs:
+            if not job.final.exists():
+                validate_shard(ctx, job, keep_prompt, tokenizer)
         return
     if all(final.exists() for final in finals):
         return
@@ -345,7 +366,7 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
     shard_dir.mkdir(exist_ok=True)
     target = target_size(ctx, per_prompt, tokenizer)
     per_shard = max(1, cfg.shard_size // per_prompt)
-    tally, resumed, new_tokens, validated = Tally(keys), 0, 0, []
+    tally, resumed, generated, new_tokens, validated = Tally(keys), 0, 0, 0, []
     start = time.time()
     r = 0
     total = target.tokens if target.tokens is not None else target.samples
@@ -355,14 +376,16 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
             prompts = _prompts_for_round(ctx, r, None if r == 0 and n_prompts == target.natural else n_prompts,
                                          tokenizer, shard_dir)
             jobs = _jobs(ctx, r, _num_rows(prompts), per_shard, shard_dir)
-            done = [shard_dir / f"shard_r{j.round:03d}_{j.shard:05d}.parquet" for j in jobs]
-            missing = [j for j, d in zip(jobs, done) if not d.exists() and not Path(j.path).exists()]
-            resumed += sum(1 for d in done if d.exists())
+            missing = [j for j in jobs if not j.final.exists() and not Path(j.path).exists()]
+            resumed += sum(1 for j in jobs if j.final.exists())
             if missing:
                 write_raw(r, prompts, missing)
-                new_tokens += sum(sum(_read(Path(j.path), ["new_tokens"])["new_tokens"]) for j in missing)
-            _validate_round(ctx, jobs, done, keep_prompt, tokenizer)
-            for job, final in zip(jobs, done):
+                generated += len(missing)
+                new_tokens += sum(sum(_read(j.final if j.final.exists() else Path(j.path), ["new_tokens"])["new_tokens"])
+                                  for j in missing)
+            _validate_round(ctx, jobs, keep_prompt, tokenizer)
+            for job in jobs:
+                final = job.final
                 before = tally.tokens if target.tokens is not None else tally.accepted
                 tally.add(_read(final, ["accepted", "rejected_by", TOKENS]), (job.hi - job.lo) * per_prompt)
                 now = tally.tokens if target.tokens is not None else tally.accepted
@@ -381,6 +404,7 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
         metrics[f"{k}_acceptance"] = tally.per[k][1] / max(tally.per[k][0], 1)
     return {"metrics": metrics, "target": target.samples, "target_tokens": target.tokens,
             "samples_per_prompt": per_prompt, "shards": len(validated), "shards_resumed": resumed,
+            "shards_generated": generated,
             "new_tokens": new_tokens, "surplus": tally.accepted - kept,
             "validators": {k: {"seen": s, "kept": a} for k, (s, a) in tally.per.items()},
             "seconds": round(elapsed, 3)}
@@ -393,7 +417,7 @@ def finalize(ctx: PhaseContext, files: list[Path], target: Target, keys: list[st
     (``replacement_chars``) and their tokens (``tokens``)."""
     import datasets
 
-    from collapsebench.data import add_lineage, numeric_column
+    from collapsebench.data import add_lineage, numeric_column, save
 
     ds = datasets.Dataset.from_parquet([str(f) for f in files], cache_dir=str(ctx.cache_dir))
     flags = ds.data.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
@@ -413,11 +437,10 @@ def finalize(ctx: PhaseContext, files: list[Path], target: Target, keys: list[st
              "tokens": int(numeric_column(kept, TOKENS).sum())}
     samples = add_lineage(kept.select_columns([*base, "input_ids", TOKENS]), origin="synthetic", generation=it,
                           prefix=f"g{it:03d}-")  # keeps each sample's parent
-    samples.select_columns(["id", "origin", "generation", *base, "input_ids", TOKENS]).save_to_disk(
-        str(ctx.out_dir / "samples"))
+    save(samples.select_columns(["id", "origin", "generation", *base, "input_ids", TOKENS]), ctx.out_dir / "samples")
     rejected = ds.select(np.flatnonzero(~flags)).select_columns([*base, "rejected_by", "reason"])
     rejected = add_lineage(rejected, origin="synthetic", generation=it, prefix=f"g{it:03d}-rejected-")
-    rejected.save_to_disk(str(ctx.out_dir / "rejected"))
+    save(rejected, ctx.out_dir / "rejected")
     del ds, kept, samples, rejected
     shard_dir = ctx.out_dir / "shards"
     for f in shard_dir.iterdir():

@@ -13,13 +13,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import Executor, context_for
+from collapsebench.api import Executor, PhaseContext, context_for
 from collapsebench.config import fingerprints
-from collapsebench.io import commit_folder
+from collapsebench.errors import UserError
+from collapsebench.io import FileLock, commit_folder
 from collapsebench.models.loading import quiet_libraries
+from collapsebench.registry import code_digests
 
 FINGERPRINT_FILE = ".fingerprint"
-SPLITS = frozenset({"generate"})
+SPLITS = frozenset({"generate", "evaluate"})
 
 
 def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor | None = None) -> dict[str, Any]:
@@ -30,7 +32,17 @@ def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor 
     the phase's tasks (default: in this process)."""
     quiet_libraries()
     ctx = context_for(run_dir, iteration, phase)
-    fingerprint = fingerprints(ctx.config, max(iteration, 1))[f"{iteration}.{phase}"]
+    lock = FileLock(ctx.layout.step_lock(iteration, phase))
+    if not lock.acquire():
+        raise UserError(f"step {iteration}.{phase} of {ctx.run_dir} is being worked on by another process")
+    try:
+        return _execute(ctx, iteration, phase, executor)
+    finally:
+        lock.release()
+
+
+def _execute(ctx: PhaseContext, iteration: int, phase: str, executor: Executor | None) -> dict[str, Any]:
+    fingerprint = fingerprints(ctx.config, max(iteration, 1), code_digests(ctx.config))[f"{iteration}.{phase}"]
     tmp = ctx.out_dir
     marker = tmp / FINGERPRINT_FILE
     if tmp.exists() and (not marker.exists() or marker.read_text() != fingerprint):

@@ -18,6 +18,16 @@ def _preprocess(ctx: PhaseContext, ds: Dataset, specs: list[Spec], key: str) -> 
     return ds
 
 
+def _texts(ds: Dataset, field: str, where: str) -> Dataset:
+    """Every row's text is a string; blank rows go (an empty dataset is an error)."""
+    data.check_text(ds, field, where)
+    n_before = len(ds)
+    ds = data.drop_blank(ds, field)
+    if len(ds) == 0:
+        raise UserError(f"{where}: every row of '{field}' is blank ({n_before} rows)")
+    return ds
+
+
 def _load(ctx: PhaseContext, spec: Spec, key: str, prefix: str) -> tuple[Dataset, bool]:
     """A real data source with lineage, blank rows dropped, ``data.preprocess`` applied; and whether it is text."""
     ds = data_sources.call(spec.name, ctx, key=key, kwargs=spec.kwargs)
@@ -26,13 +36,15 @@ def _load(ctx: PhaseContext, spec: Spec, key: str, prefix: str) -> tuple[Dataset
         raise UserError(f"{where}: the dataset is empty")
     is_text = ctx.text_field in ds.column_names
     if is_text:
-        data.check_text(ds, ctx.text_field, where)
-        n_before = len(ds)
-        ds = data.drop_blank(ds, ctx.text_field)
-        if len(ds) == 0:
-            raise UserError(f"{where}: every row of '{ctx.text_field}' is blank ({n_before} rows)")
+        ds = _texts(ds, ctx.text_field, where)
     ds = data.add_lineage(ds, origin="real", generation=0, prefix=prefix, parent="")
-    return _preprocess(ctx, ds, ctx.config.data.preprocess, "data.preprocess"), is_text
+    ds = _preprocess(ctx, ds, ctx.config.data.preprocess, "data.preprocess")
+    if not is_text and ctx.text_field in ds.column_names:  # written by data.preprocess (a template, say)
+        is_text, ds = True, _texts(ds, ctx.text_field, "data.preprocess")
+    if not is_text and data_sources.entry(spec.name).data == "text":
+        raise UserError(f"{where}: no column '{ctx.text_field}' (data.text_field), and data.preprocess writes none; "
+                        f"columns: {', '.join(ds.column_names)}")
+    return ds, is_text
 
 
 def prepare(ctx: PhaseContext) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collapsebench.api import Dataset, PhaseContext
 from collapsebench.data import text_hashes
 from collapsebench.errors import UserError
 from collapsebench.models.loading import run_tokenizer
-from collapsebench.templating import placeholders
+from collapsebench.templating import RenderError, compile_template, is_jinja, placeholders, render_rows
 
 BATCH = 10_000
 
@@ -36,20 +36,29 @@ def record(ctx: PhaseContext, name: str, before: int, after: int, **extra: Any) 
 
 def template(ctx: PhaseContext, dataset: Dataset, template: str,
              output: str | None = None) -> Dataset:
-    """Write ``template.format(**row)`` into ``output`` (default: the text field); placeholders
-    name columns, e.g. ``"user: {prompt}\\nassistant: {response}"``."""
-    fields = placeholders(template)
-    missing = [f for f in fields if f not in dataset.column_names]
-    if missing:
-        raise UserError(f"preprocess template: column(s) {', '.join(missing)} not in the dataset "
-                        f"(columns: {', '.join(dataset.column_names)})")
+    """Write the rendered ``template`` into ``output`` (default: the text field): ``{column}``
+    placeholders, e.g. ``"user: {prompt}\\nassistant: {response}"``, or sandboxed Jinja2. Rows the
+    template fails on are dropped and counted."""
+    where = "preprocess template"
+    compile_template(template, where)
+    if not is_jinja(template):
+        missing = [f for f in placeholders(template) if f not in dataset.column_names]
+        if missing:
+            raise UserError(f"{where}: column(s) {', '.join(missing)} not in the dataset "
+                            f"(columns: {', '.join(dataset.column_names)})")
     out = output or ctx.text_field
+    columns = dataset.column_names
 
     def fill(batch: dict[str, list]) -> dict[str, list]:
-        n = len(batch[fields[0]]) if fields else len(next(iter(batch.values())))
-        return {out: [template.format(**{f: batch[f][i] for f in fields}) for i in range(n)]}
+        n = len(batch[columns[0]])
+        rows = [{c: batch[c][i] for c in columns} for i in range(n)]
+        rendered = render_rows(template, rows, where)
+        keep = [i for i, r in enumerate(rendered) if not isinstance(r, RenderError)]
+        result = {c: [batch[c][i] for i in keep] for c in columns}
+        result[out] = [rendered[i] for i in keep]
+        return result
 
-    result = dataset.map(fill, batched=True, batch_size=BATCH, desc="template",
+    result = dataset.map(fill, batched=True, batch_size=BATCH, desc="template", remove_columns=columns,
                          cache_file_name=cache_file(ctx, "template"))
     record(ctx, "template", len(dataset), len(result))
     return result

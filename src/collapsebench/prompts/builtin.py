@@ -15,15 +15,19 @@ this way, with a seed of their own).
 
 from __future__ import annotations
 
+import json
+from typing import Any, Literal
+
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
+from collapsebench.config import Config
 from collapsebench.data import text_hashes
 from collapsebench.errors import UserError
 from collapsebench.io import digest
 from collapsebench.regimes.parts import part_index
-from collapsebench.sources.files import BUILDERS, hub_source, local_source
-from collapsebench.templating import render_template
+from collapsebench.sources.files import BUILDERS, hub_source, local_or_hub, local_source
+from collapsebench.templating import RenderError, compile_template, render_rows
 
 
 def draw(total: int, n: int | None, seed: int) -> np.ndarray | None:
@@ -113,7 +117,7 @@ def real_blocks(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, block_to
 
 
 def _load_prompts(ctx: PhaseContext, path: str, config_name: str | None, split: str,
-                  sample_by: str) -> Dataset:
+                  sample_by: Literal["line", "paragraph", "document"]) -> Dataset:
     local = ctx.config.resolve_path(path)
     if not local.exists() and (path.startswith((".", "/", "~")) or local.suffix.lower() in BUILDERS):
         raise UserError(f"generate.prompts.path: file not found: {local}")
@@ -127,36 +131,37 @@ def _load_prompts(ctx: PhaseContext, path: str, config_name: str | None, split: 
 
 def prompt_dataset(ctx: PhaseContext, n: int | None, tokenizer: Tokenizer, path: str, template: str = "{text}",
                    config_name: str | None = None, split: str = "train", id_field: str = "id",
-                   sample_by: str = "line") -> Dataset:
+                   sample_by: Literal["line", "paragraph", "document"] = "line") -> Dataset:
     """Prompts from a dataset: a local file / ``save_to_disk`` folder (relative to the config) or a
-    hub name. Each row is rendered through ``template``: ``"{field}"`` placeholders (str.format), or
-    a Jinja2 template (sandboxed) when it contains ``{{`` or ``{%``. The parent is the row's
-    ``id_field`` value, else ``prompt-<row index>``. Rows that are held-out documents are left out
-    (:func:`outside_holdout`), so the file the real data came from can serve as prompts."""
+    hub name. Each row is rendered through ``template`` (``{column}`` placeholders or sandboxed
+    Jinja2, see :mod:`collapsebench.templating`); a row the template fails on is left out, with
+    its reason in ``prompts_rejected.jsonl``. The parent is the row's ``id_field`` value, else
+    ``prompt-<row index>``. Rows that are held-out documents are left out (:func:`outside_holdout`),
+    so the file the real data came from can serve as prompts."""
     ds = _load_prompts(ctx, path, config_name, split, sample_by)
     if len(ds) == 0:
         raise UserError(f"generate.prompts.path: {path}: no prompts")
-    use_jinja = "{{" in template or "{%" in template
     columns = ds.column_names
+    where = "generate.prompts.template"
+    compile_template(template, where)
 
     def render(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
-        prompts, parents = [], []
-        for j, i in enumerate(idx):
-            row = {c: batch[c][j] for c in columns}
-            if use_jinja:
-                prompts.append(render_template(template, row, f"generate.prompts.template (row {i})"))
-            else:
-                try:
-                    prompts.append(template.format_map(row))
-                except (KeyError, IndexError, ValueError) as exc:
-                    raise UserError(f"generate.prompts.template {template!r}: row {i}: {exc!r}; "
-                                    f"columns: {', '.join(columns)}") from None
+        rows = [{c: batch[c][j] for c in columns} for j in range(len(idx))]
+        prompts, parents, sources = [], [], []
+        for i, row, text in zip(idx, rows, render_rows(template, rows, where)):
+            if isinstance(text, RenderError):
+                with open(ctx.out_dir / "prompts_rejected.jsonl", "a") as fh:
+                    fh.write(json.dumps({"row": i, "reason": str(text)}) + "\n")
+                continue
+            prompts.append(text)
             parents.append(str(row[id_field]) if id_field in row else f"prompt-{i}")
-        return {"prompt": prompts, "parent": parents}
+            sources.append(row.get(ctx.text_field))
+        out = {"prompt": prompts, "parent": parents}
+        return {**out, ctx.text_field: sources} if ctx.text_field in columns and ctx.text_field != "prompt" else out
 
     key = digest([path, template, config_name, split, id_field, sample_by])  # an explicit cache file is reused as is
     rendered = ds.map(render, batched=True, batch_size=1000, with_indices=True,
-                      remove_columns=[c for c in columns if c != ctx.text_field],
+                      remove_columns=columns,
                       cache_file_name=str(ctx.cache_dir / f"prompt_dataset_{key}.arrow"))
     return _select(outside_holdout(ctx, rendered, path), n, ctx.seed)
 
@@ -204,3 +209,9 @@ def real_parts(ctx: PhaseContext, n: int, tokenizer: Tokenizer, parts: int | Non
     key = digest([n, tokens, parts, part_by])
     return picked.map(cut, batched=True, batch_size=1000, remove_columns=[field, "id"],
                       cache_file_name=str(ctx.cache_dir / f"real_parts_{key}.arrow"))
+
+
+def preflight_prompt_dataset(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """The prompt file exists (or the hub dataset is cached); the template compiles."""
+    compile_template(kwargs.get("template", "{text}"), "generate.prompts.template")
+    return local_or_hub(config, kwargs["path"], "generate.prompts.path", "dataset")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
-from collapsebench.config import Spec
+from collapsebench.config import Config, Spec
 from collapsebench.data import concat, sample_rows
 from collapsebench.errors import UserError
 from collapsebench.models.tokens import has_token_counts, token_counts
@@ -217,3 +217,9 @@ def synthetic_need(spec: Spec, real: Dataset, real_tokens: int | None) -> tuple[
     if spec.name == "grow":
         return unit, int(kw["rows"]) if kw.get("rows") is not None else int(round(float(kw.get("fraction", 1.0)) * whole))
     return unit, whole
+
+
+def preflight_replace(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """``validate``: ``alpha`` fits ``size_policy`` (at most 1 when the size is constant)."""
+    replace_sizes(1000, kwargs.get("alpha", 1.0), kwargs.get("size_policy", "constant"))
+    return []

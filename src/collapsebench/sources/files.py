@@ -2,51 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+import os
+from pathlib import Path
+from typing import Any, Literal
 
 from collapsebench.api import Dataset, PhaseContext
+from collapsebench.config import Config, short
 from collapsebench.errors import UserError
 
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".csv": "csv",
             ".parquet": "parquet", ".arrow": "arrow"}
 
 
-def local_source(ctx: PhaseContext, path: str | list[str], sample_by: str = "paragraph",
+def local_source(ctx: PhaseContext, path: str | list[str], sample_by: Literal["line", "paragraph", "document"] = "paragraph",
                  split: str = "train") -> Dataset:
     """A local file (txt, jsonl/json, csv, parquet), a list of them, or a ``save_to_disk`` folder.
 
     ``sample_by`` (txt only): one document per ``line``, per blank-line separated ``paragraph``,
-    or per whole ``document`` (file)."""
+    or per whole ``document`` (file). A text source that yields a few huge rows is reported: the
+    usual cause is ``paragraph`` on a file whose blank lines hold spaces."""
     import datasets
 
-    paths = [ctx.config.resolve_path(p) for p in ([path] if isinstance(path, str) else path)]
-    for p in paths:
-        if not p.exists():
-            raise UserError(f"data.source.path: file not found: {p}")
+    paths = checked_paths(ctx.config, path)
     if len(paths) == 1 and paths[0].is_dir():
-        try:
-            loaded = datasets.load_from_disk(str(paths[0]))
-        except FileNotFoundError:
-            raise UserError(f"data.source.path: {paths[0]} is not a dataset saved with save_to_disk") from None
+        loaded = datasets.load_from_disk(str(paths[0]))
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
                 raise UserError(f"data.source.split: '{split}' not in {paths[0]} (splits: {list(loaded)})")
             loaded = loaded[split]
         return loaded
-    suffixes = {p.suffix.lower() for p in paths}
-    if len(suffixes) != 1 or next(iter(suffixes)) not in BUILDERS:
-        raise UserError(f"data.source.path: cannot read {[str(p) for p in paths]}: "
-                        f"expected one kind of file among {', '.join(sorted(BUILDERS))}")
     if all(p.stat().st_size == 0 for p in paths):
         raise UserError(f"data.source.path: {', '.join(map(str, paths))}: the dataset is empty")
-    builder = BUILDERS[suffixes.pop()]
+    builder = BUILDERS[paths[0].suffix.lower()]
     kwargs: dict[str, Any] = {"sample_by": sample_by} if builder == "text" else {}
     try:
-        return datasets.load_dataset(builder, data_files=[str(p) for p in paths], split="train",
-                                     cache_dir=str(ctx.cache_dir), **kwargs)
+        ds = datasets.load_dataset(builder, data_files=[str(p) for p in paths], split="train",
+                                   cache_dir=str(ctx.cache_dir), **kwargs)
     except (ValueError, TypeError, StopIteration, datasets.exceptions.DatasetGenerationError) as exc:
         cause = exc.__cause__ or exc
-        raise UserError(f"data.source.path: cannot parse {', '.join(map(str, paths))}: {cause}") from None
+        raise UserError(f"data.source.path: cannot parse {', '.join(map(str, paths))}: {short(str(cause), 300)}") from None
+    if builder == "text":
+        warn_if_lumpy(ctx, ds, sample_by, sum(p.stat().st_size for p in paths))
+    return ds
+
+
+LUMPY_ROW_CHARS = 100_000
+
+
+def warn_if_lumpy(ctx: PhaseContext, ds: Dataset, sample_by: str, size: int) -> None:
+    """Say so when a text file became a few huge documents."""
+    longest = max((len(t) for b in ds.select_columns(["text"]).iter(batch_size=10_000) for t in b["text"]), default=0)
+    if longest > LUMPY_ROW_CHARS:
+        from collapsebench.console import console
+
+        message = (f"data.source: {len(ds)} documents from {size} bytes with sample_by: {sample_by}; the longest has "
+                   f"{longest} characters. If documents should be lines, set data.source.sample_by: line "
+                   "(blank lines that hold spaces do not separate paragraphs)")
+        ctx.log.warning(message)
+        console.print(f"[yellow]warning:[/] {message}")
 
 
 def hub_source(ctx: PhaseContext, path: str, config_name: str | None = None, split: str = "train",
@@ -55,3 +69,94 @@ def hub_source(ctx: PhaseContext, path: str, config_name: str | None = None, spl
     import datasets
 
     return datasets.load_dataset(path, config_name, split=split, revision=revision, cache_dir=str(ctx.cache_dir))
+
+
+# ------------------------------------------------------------------------------------ preflight (validate, run)
+
+def hub_cached(name: str, repo_type: str = "model") -> bool:
+    """Whether a hub repository is in the local cache (nothing is downloaded)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        snapshot_download(name, repo_type=repo_type, local_files_only=True)
+    except LocalEntryNotFoundError:
+        return False
+    except HFValidationError:
+        raise UserError(f"'{name}' is neither a local path nor a hub name") from None
+    return True
+
+
+def local_or_hub(config: Config, name: str, key: str, repo_type: str = "model") -> list[str]:
+    """[] when ``name`` is a local path or a cached hub repository; [name] when it needs a download."""
+    local = config.resolve_path(name)
+    if local.exists():
+        return []
+    if name.startswith((".", "/", "~")) or local.suffix.lower() in BUILDERS:
+        raise UserError(f"{key}: not found: {local}")
+    return [] if hub_cached(name, repo_type) else [name]
+
+
+def columns_of(path: Path) -> list[str] | None:
+    """The columns a local file will have, read from its head (None: not knowable cheaply)."""
+    import json
+
+    suffix = path.suffix.lower()
+    if BUILDERS.get(suffix) == "text":
+        return ["text"]
+    try:
+        if suffix in (".jsonl", ".json"):
+            with open(path, encoding="utf-8") as fh:
+                first = next((line for line in fh if line.strip()), "")
+            row = json.loads(first) if first else {}
+            return list(row) if isinstance(row, dict) else None
+        if suffix == ".csv":
+            with open(path, encoding="utf-8") as fh:
+                return next(csv.reader(fh), [])
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError, ValueError) as exc:
+        raise UserError(f"data.source.path: cannot read {path}: {exc}") from None
+    return None
+
+
+def checked_paths(config: Config, raw: str | list[str]) -> list[Path]:
+    """The source's files: they exist, are readable, and are one kind the loaders know (or one
+    ``save_to_disk`` folder)."""
+    paths = [config.resolve_path(p) for p in ([raw] if isinstance(raw, str) else raw)]
+    if not paths:
+        raise UserError("data.source.path: no file given")
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"data.source.path: file not found: {p}")
+        if not os.access(p, os.R_OK):
+            raise UserError(f"data.source.path: cannot read {p} (permission denied)")
+    if len(paths) == 1 and paths[0].is_dir():
+        if not (paths[0] / "dataset_info.json").exists() and not (paths[0] / "dataset_dict.json").exists():
+            raise UserError(f"data.source.path: {paths[0]} is not a dataset saved with save_to_disk")
+        return paths
+    suffixes = {p.suffix.lower() for p in paths}
+    if len(suffixes) != 1 or next(iter(suffixes)) not in BUILDERS or any(p.is_dir() for p in paths):
+        raise UserError(f"data.source.path: cannot read {[str(p) for p in paths]}: "
+                        f"expected one kind of file among {', '.join(sorted(BUILDERS))}")
+    return paths
+
+
+def preflight_local(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """The files exist, are of one readable kind, and hold the configured text column."""
+    paths = checked_paths(config, kwargs["path"])
+    if paths[0].is_dir():
+        return []
+    field = config.data.text_field
+    for p in paths:
+        columns = columns_of(p)
+        if columns is not None and field not in columns and config.data.preprocess == []:
+            raise UserError(f"data.source.path: {p} has no column '{field}' (data.text_field); "
+                            f"columns: {', '.join(columns) or 'none'}")
+    return []
+
+
+def preflight_hub(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    return local_or_hub(config, kwargs["path"], "data.source.path", "dataset")

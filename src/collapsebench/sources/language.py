@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -43,7 +43,7 @@ LOG_ESCAPE_OTHER = math.log(ESCAPE_ANY / N_CODE_POINTS)
 class LanguageSpec(BaseModel):
     """Every knob of the language. Same spec, same language (word forms included)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     vocab_size: int = Field(2000, ge=2, le=1_000_000, description="number of distinct words")
     zipf_exponent: float = Field(1.1, gt=0, description="Zipf exponent of the word distributions")
     n_topics: int = Field(8, ge=1, description="number of topics")
@@ -300,7 +300,8 @@ def _rows(knobs: dict[str, Any], n: int, seed: int, text_field: str) -> Iterator
             yield {text_field: text, "topic": topic}
 
 
-def ground_truth_language_source(ctx: PhaseContext, n_documents: int = 2000, **knobs: Any) -> Dataset:  # noqa: F821
+def ground_truth_language_source(ctx: PhaseContext, n_documents: Annotated[int, Field(ge=1, le=10**8)] = 2000,
+                                 **knobs: Any) -> Dataset:
     """``n_documents`` documents of the ground-truth language (knobs: :class:`LanguageSpec`), seeded by ``ctx.seed``.
 
     Columns: the text field and ``topic`` (the document's topic, for reference).
@@ -308,8 +309,6 @@ def ground_truth_language_source(ctx: PhaseContext, n_documents: int = 2000, **k
     import datasets
 
     spec = language_spec(knobs)
-    if not isinstance(n_documents, int) or n_documents < 1:
-        raise UserError(f"data.source.n_documents: must be a positive integer (got {n_documents!r})")
     field = ctx.config.data.text_field
     features = datasets.Features({field: datasets.Value("string"), "topic": datasets.Value("int32")})
     return datasets.Dataset.from_generator(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
+from collapsebench.data import save
 from collapsebench.errors import UserError
 
 VECTOR_FIELD = "x"
@@ -106,7 +107,7 @@ def _fingerprint(x: np.ndarray, tag: str) -> str:
 
 def save_samples(ctx: PhaseContext, x: np.ndarray) -> dict[str, float]:
     """Write ``x`` as the accepted samples of this iteration; return sample statistics."""
-    samples_dataset(x, ctx.iteration).save_to_disk(str(ctx.out_dir / "samples"))
+    save(samples_dataset(x, ctx.iteration), ctx.out_dir / "samples")
     return {"num_samples": float(len(x)), **moment_summary(x, prefix="sample")}
 
 

@@ -8,16 +8,26 @@ which is what drives the collapse of the Gaussian to a point.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from collapsebench.api import Dataset, PhaseContext
+from collapsebench.api import Dataset, NonNegativeFloat, PhaseContext
+from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, write_meta
 
+# the data sources' domains: dimensions and sizes a CPU can hold, finite numbers
+Dim = Annotated[int, Field(ge=1, le=10_000)]
+Rows = Annotated[int, Field(ge=2, le=10**8)]
+Vector = float | list[float]
+Spread = NonNegativeFloat | list[NonNegativeFloat]
+Matrix = list[list[float]]
 
-def gaussian_params(dim: int, mean: Any, std: Any, cov: Any, *, key: str) -> tuple[np.ndarray, np.ndarray]:
+
+def gaussian_params(dim: int, mean: Vector, std: Spread, cov: Matrix | None, *,
+                    key: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean vector and covariance matrix from scalar-or-list ``mean``/``std`` or a full ``cov``."""
     if dim < 1:
         raise UserError(f"{key}.dim must be >= 1, got {dim}")
@@ -38,17 +48,18 @@ def gaussian_params(dim: int, mean: Any, std: Any, cov: Any, *, key: str) -> tup
     return mu, np.diag(np.broadcast_to(s, (dim,)) ** 2)
 
 
-def gaussian_source(ctx: PhaseContext, *, n: int = 1000, dim: int = 1, mean: Any = 0.0, std: Any = 1.0,
-                    cov: Any = None) -> Dataset:
+def gaussian_source(ctx: PhaseContext, *, n: Rows = 1000, dim: Dim = 1, mean: Vector = 0.0, std: Spread = 1.0,
+                    cov: Matrix | None = None) -> Dataset:
     """``n`` real rows (train + holdout) drawn from N(mean, cov); ``std`` sets a diagonal covariance."""
-    if n < 2:
-        raise UserError(f"data.source.n must be >= 2, got {n}")
     mu, sigma = gaussian_params(dim, mean, std, cov, key="data.source")
     rng = np.random.default_rng(ctx.seed)
-    return vector_dataset(rng.multivariate_normal(mu, sigma, size=n, method="cholesky" if cov is None else "svd"))
+    # Cholesky for a diagonal covariance with positive variances (what default configs recorded with);
+    # SVD for a full or degenerate one (a zero standard deviation is a point mass on that axis)
+    cholesky = cov is None and bool((np.diag(sigma) > 0).all())
+    return vector_dataset(rng.multivariate_normal(mu, sigma, size=n, method="cholesky" if cholesky else "svd"))
 
 
-def gaussian_mle(ctx: PhaseContext, dataset: Dataset, *, ddof: int = 0) -> dict[str, float]:
+def gaussian_mle(ctx: PhaseContext, dataset: Dataset, *, ddof: Literal[0, 1] = 0) -> dict[str, float]:
     """Fit mean and covariance by maximum likelihood (``ddof=0``) or unbiased (``ddof=1``); save json."""
     x = as_matrix(dataset, what=f"training dataset of iteration {ctx.iteration}")
     if len(x) <= ddof or len(x) < 2:
@@ -95,3 +106,10 @@ def gaussian_generator(ctx: PhaseContext) -> dict[str, float]:
 def summary(model_dir: Path) -> dict[str, float]:
     mean, cov = load(model_dir)
     return cov_summary(mean, cov, prefix="fitted")
+
+
+def preflight_source(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """``validate``: the mean, spread and covariance fit the dimension (cheap: no data drawn)."""
+    gaussian_params(kwargs.get("dim", 1), kwargs.get("mean", 0.0), kwargs.get("std", 1.0), kwargs.get("cov"),
+                    key="data.source")
+    return []

@@ -1,32 +1,38 @@
 """Mixture toy settings: a known Gaussian mixture as data; GMM and KDE (scikit-learn) as models.
 
 Trainer keyword arguments go straight to ``sklearn.mixture.GaussianMixture`` and
-``sklearn.neighbors.KernelDensity``; the fitted estimator is saved with joblib.
+``sklearn.neighbors.KernelDensity``; the fitted estimator is saved as numbers (JSON and ``.npz``),
+never pickled.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from collapsebench.api import Dataset, PhaseContext
+from collapsebench.api import Dataset, NonNegativeFloat, PhaseContext
+from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.toy.common import as_matrix, cov_summary, generate_from_model, read_meta, vector_dataset, write_meta
-from collapsebench.toy.gaussian import gaussian_params
+from collapsebench.toy.gaussian import Matrix, Rows, Spread, Vector, gaussian_params
 
-ESTIMATOR_FILE = "estimator.joblib"
+ARRAYS_FILE = "arrays.npz"
 
 
-def gaussian_mixture_source(ctx: PhaseContext, *, means: list[Any], n: int = 1000, weights: list[float] | None = None,
-                            stds: Any = 1.0, covs: list[Any] | None = None) -> Dataset:
-    """``n`` rows from a known mixture: ``means`` (one number or vector per component), ``weights``
-    (default uniform), ``stds`` (one for all, or one per component) or full ``covs``."""
+def gaussian_mixture_source(ctx: PhaseContext, *, means: Annotated[list[Vector], Field(min_length=1, max_length=1000)],
+                            n: Rows = 1000, weights: list[NonNegativeFloat] | None = None, stds: Spread = 1.0,
+                            covs: list[Matrix] | None = None) -> Dataset:
+    """``n`` rows from a known mixture: ``means`` (one number or vector per component, all of one
+    length), ``weights`` (default uniform), ``stds`` (one for all, or one per component) or full ``covs``."""
     k = len(means)
-    if k < 1 or n < 2:
-        raise UserError("data.source: gaussian_mixture needs at least one entry in 'means' and n >= 2")
     dim = len(np.atleast_1d(means[0]))
+    ragged = [j for j, m in enumerate(means) if len(np.atleast_1d(m)) != dim]
+    if ragged:
+        raise UserError(f"data.source.means: mean {ragged[0]} has {len(np.atleast_1d(means[ragged[0]]))} values, "
+                        f"mean 0 has {dim}; every component needs a mean of the same length")
     w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(w) != k or (w < 0).any() or w.sum() <= 0:
         raise UserError(f"data.source.weights must be {k} non-negative numbers (one per mean), got {weights!r}")
@@ -60,12 +66,24 @@ def _fit(ctx: PhaseContext, dataset: Dataset, make: Any, name: str, kwargs: dict
         raise
 
 
-def _save(ctx: PhaseContext, estimator: Any, kind: str, n: int) -> Path:
-    import joblib
+# What a fitted estimator needs to sample and score, saved as numbers (no pickle: a run directory
+# may be shared and loaded by others, and loading it must never run code).
+GMM_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
 
+
+def _save(ctx: PhaseContext, estimator: Any, kind: str, x: np.ndarray) -> Path:
+    """The estimator's parameters in toy.json, its arrays in arrays.npz: for a GMM the fitted
+    mixture, for a KDE the training points (refitting on them rebuilds the same estimator)."""
     model_dir = ctx.out_dir / "model"
-    write_meta(model_dir, {"kind": kind, "n": n})
-    joblib.dump(estimator, model_dir / ESTIMATOR_FILE)
+    params = {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
+    meta = {"kind": kind, "n": len(x), "params": params, "n_features": int(estimator.n_features_in_)}
+    if kind == "gmm":
+        arrays = {name: np.asarray(getattr(estimator, name)) for name in GMM_FITTED}
+        meta.update(converged=bool(estimator.converged_), n_iter=int(estimator.n_iter_))
+    else:
+        arrays = {"data": np.asarray(x, dtype=np.float64)}
+    write_meta(model_dir, meta)
+    np.savez(str(model_dir / ARRAYS_FILE), allow_pickle=False, **arrays)
     return model_dir
 
 
@@ -75,7 +93,7 @@ def gmm(ctx: PhaseContext, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
 
     kwargs.setdefault("random_state", ctx.seed % 2**32)
     x, estimator = _fit(ctx, dataset, GaussianMixture, "gmm", kwargs)
-    model_dir = _save(ctx, estimator, "gmm", len(x))
+    model_dir = _save(ctx, estimator, "gmm", x)
     return {"n": float(len(x)), "gmm_converged": float(estimator.converged_), **summary(model_dir)}
 
 
@@ -88,14 +106,27 @@ def kde(ctx: PhaseContext, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
         raise UserError(f"train.trainer kde: kernel '{kwargs['kernel']}' cannot be sampled; "
                         "scikit-learn samples only the 'gaussian' and 'tophat' kernels")
     x, estimator = _fit(ctx, dataset, KernelDensity, "kde", kwargs)
-    model_dir = _save(ctx, estimator, "kde", len(x))
+    model_dir = _save(ctx, estimator, "kde", x)
     return {"n": float(len(x)), **summary(model_dir)}
 
 
 def load(model_dir: Path) -> tuple[str, Any]:
-    import joblib
+    """The estimator saved by :func:`_save`, rebuilt from numbers (arrays loaded without pickle)."""
+    meta = read_meta(model_dir)
+    with np.load(Path(model_dir) / ARRAYS_FILE, allow_pickle=False) as arrays:
+        if meta["kind"] == "gmm":
+            from sklearn.mixture import GaussianMixture
 
-    return read_meta(model_dir)["kind"], joblib.load(Path(model_dir) / ESTIMATOR_FILE)
+            estimator = GaussianMixture(**meta["params"])
+            for name in GMM_FITTED:
+                setattr(estimator, name, arrays[name])
+            estimator.converged_, estimator.n_iter_ = meta["converged"], meta["n_iter"]
+            estimator.n_features_in_ = meta["n_features"]
+        else:
+            from sklearn.neighbors import KernelDensity
+
+            estimator = KernelDensity(**meta["params"]).fit(arrays["data"])
+    return meta["kind"], estimator
 
 
 def sample(model_dir: Path, n: int, seed: int) -> np.ndarray:
@@ -153,3 +184,18 @@ def gmm_generator(ctx: PhaseContext) -> dict[str, float]:
 def kde_generator(ctx: PhaseContext) -> dict[str, float]:
     """Draw ``generate.num_samples`` rows from this iteration's kernel density estimate."""
     return generate_from_model(ctx, "kde")
+
+
+def preflight_source(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    """``validate``: every component's parameters fit the means' dimension (no data drawn)."""
+    means = kwargs["means"]
+    dim = len(np.atleast_1d(means[0]))
+    stds = kwargs.get("stds", 1.0)
+    per_std = stds if isinstance(stds, list) and len(stds) == len(means) and len(means) > 1 else [stds] * len(means)
+    covs = kwargs.get("covs")
+    for j, mean in enumerate(means):
+        if len(np.atleast_1d(mean)) != dim:
+            raise UserError(f"data.source.means: mean {j} has {len(np.atleast_1d(mean))} values, mean 0 has {dim}; "
+                            "every component needs a mean of the same length")
+        gaussian_params(dim, mean, per_std[j], None if covs is None else covs[j], key=f"data.source (component {j})")
+    return []

@@ -13,26 +13,25 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.toy.common import as_matrix, generate_from_model, read_meta, vector_dataset, write_meta
 
-WEIGHTS_FILE = "vae.pt"
+WEIGHTS_FILE = "vae.safetensors"  # weights as numbers: loading a model folder runs no code
 
 
-def digits_source(ctx: PhaseContext, *, n: int | None = None) -> Dataset:
+def digits_source(ctx: PhaseContext, *, n: Annotated[int, Field(ge=2, le=1797)] | None = None) -> Dataset:
     """The 1797 8x8 digits shipped with scikit-learn, flattened to 64 floats in [0, 1], shuffled."""
     from sklearn.datasets import load_digits
 
     x = load_digits().data / 16.0
     x = x[np.random.default_rng(ctx.seed).permutation(len(x))]
     if n is not None:
-        if n < 2:
-            raise UserError(f"data.source.n must be >= 2, got {n}")
         x = x[:n]
     return vector_dataset(x)
 
@@ -83,7 +82,7 @@ def vae_loss(net: Any, x: Any, noise: Any, *, beta: float, gamma: float | None =
 
 
 def _init_weights(ctx: PhaseContext, net: Any, meta: dict[str, Any]) -> str:
-    import torch
+    from safetensors.torch import load_file
 
     init = ctx.config.model.init
     source = None
@@ -97,7 +96,7 @@ def _init_weights(ctx: PhaseContext, net: Any, meta: dict[str, Any]) -> str:
     if any(old.get(k) != meta[k] for k in ("kind", "dim", "latent_dim", "hidden")):
         raise UserError(f"model.init '{init}': the VAE in {source} has a different shape; "
                         "use model.init: scratch or the same latent_dim/hidden")
-    net.load_state_dict(torch.load(Path(source) / WEIGHTS_FILE, weights_only=True))
+    net.load_state_dict(load_file(Path(source) / WEIGHTS_FILE))
     return str(source)
 
 
@@ -113,6 +112,7 @@ def vae(ctx: PhaseContext, dataset: Dataset, *, latent_dim: int = 8, hidden: int
     likelihood above ``gamma`` get no loss; see :func:`vae_loss`). The stats report the share of
     pixel terms the loss masked over the training (``masked_fraction``)."""
     import torch
+    from safetensors.torch import save_file
 
     if objective not in OBJECTIVES:
         raise UserError(f"train.trainer.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -148,20 +148,20 @@ def vae(ctx: PhaseContext, dataset: Dataset, *, latent_dim: int = 8, hidden: int
     meta["init"] = init
     model_dir = ctx.out_dir / "model"
     write_meta(model_dir, meta)
-    torch.save(net.state_dict(), model_dir / WEIGHTS_FILE)
+    save_file(net.state_dict(), model_dir / WEIGHTS_FILE)
     fraction = masked / max(pixels, 1)
     return {"n": float(len(x_np)), **scores(model_dir, x_np, prefix="train"), "objective": objective,
             "masked_fraction": fraction, "metrics": {"masked_fraction": fraction}}
 
 
 def load(model_dir: Path) -> tuple[dict[str, Any], Any]:
-    import torch
+    from safetensors.torch import load_file
 
     meta = read_meta(model_dir)
     if meta["kind"] != "vae":
         raise UserError(f"{model_dir}: expected a vae model, found '{meta['kind']}'")
     net = build(meta["dim"], meta["latent_dim"], meta["hidden"])
-    net.load_state_dict(torch.load(Path(model_dir) / WEIGHTS_FILE, weights_only=True))
+    net.load_state_dict(load_file(Path(model_dir) / WEIGHTS_FILE))
     return meta, net.eval()
 
 

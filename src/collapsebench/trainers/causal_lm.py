@@ -87,8 +87,10 @@ def train_causal_lm(ctx: PhaseContext, dataset: Dataset, block_size: int = 128, 
     from collapsebench.losses.builtin import loss_reporting
 
     model, tokenizer, source = start_model(ctx, init_from)
-    blocks, cache_info = pack(ctx, dataset, tokenizer, block_size)
-    targs = trainer_arguments(TrainingArguments, args, ctx.out_dir / "checkpoints", ctx.seed)
+    targs = trainer_arguments(TrainingArguments, args, ctx.out_dir / "checkpoints", ctx.seed,
+                              base_dir=ctx.config.config_dir)
+    with targs.main_process_first(local=False, desc="tokenize and pack"):  # under a launcher: rank 0 writes the caches
+        blocks, cache_info = pack(ctx, dataset, tokenizer, block_size)
     loss_fn, callback = loss_reporting(loss) if loss is not None else (None, None)
     trainer = Trainer(model=model, args=targs, train_dataset=blocks, data_collator=default_data_collator,
                       compute_loss_func=loss_fn, callbacks=[callback] if callback else None)
@@ -106,7 +108,8 @@ def check_config(config: Config, kwargs: dict[str, Any]) -> None:
     from collapsebench.models.loading import architecture_config
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer_arguments(TrainingArguments, kwargs.get("args"), Path(tmp), config.seed)
+        trainer_arguments(TrainingArguments, kwargs.get("args"), Path(tmp), config.seed, base_dir=config.config_dir,
+                          check=True)
     if kwargs.get("loss") is not None:
         from collapsebench.losses.builtin import resolve
 

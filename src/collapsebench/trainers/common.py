@@ -3,6 +3,7 @@ and the fit loop that resumes from the latest checkpoint and reports the same st
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -31,26 +32,48 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 
 def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, seed: int,
-                      defaults: dict[str, Any] | None = None) -> Any:
+                      defaults: dict[str, Any] | None = None, *, base_dir: str | Path | None = None,
+                      check: bool = False) -> Any:
     """``cls`` (``TrainingArguments`` or TRL's ``SFTConfig``) from :data:`DEFAULT_ARGS`, the
     trainer's own ``defaults``, the config's ``args`` and the run's seed (which always wins).
 
-    Checkpoints fall on logging steps: a logged loss is the mean over the steps since the previous
-    log, and a resumed Trainer starts that window at its checkpoint, so when ``save_steps`` is not
-    a multiple of ``logging_steps`` the logging interval becomes their greatest common divisor;
-    then a run resumed from any checkpoint logs the same losses as an uninterrupted one."""
+    Checkpoints fall on logging steps (:func:`align_logging`), so a run resumed from any
+    checkpoint logs the same losses as an uninterrupted one.
+
+    DeepSpeed and FSDP configurations pass through (``deepspeed``, ``fsdp``, ``fsdp_config``); their
+    files resolve against ``base_dir`` (the config's folder) and are checked. Under a launcher on
+    the CPU the ranks talk through gloo. ``check`` (``validate``): a DeepSpeed configuration is
+    parsed but not built where DeepSpeed is not installed."""
     import torch
+
+    from collapsebench.trainers.distributed import backend_files, check_deepspeed, per_rank_batch, world
 
     merged = {**DEFAULT_ARGS, "disable_tqdm": not sys.stderr.isatty(), "dataloader_pin_memory": torch.cuda.is_available(),
               **(defaults or {}), **(args or {}), "output_dir": str(output_dir), "seed": seed, "data_seed": seed}
-    save, log = merged.get("save_steps"), merged.get("logging_steps")
-    if (merged.get("save_strategy") == "steps" and isinstance(save, int) and isinstance(log, int)
-            and save > 0 and log > 0 and save % log):
-        merged["logging_steps"] = math.gcd(save, log)
+    align_logging(merged)
+    merged = per_rank_batch(backend_files(merged, Path(base_dir) if base_dir is not None else None))
+    if check:
+        merged = check_deepspeed(merged)
+    if world()[1] > 1 and not torch.cuda.is_available():
+        merged.setdefault("ddp_backend", "gloo")  # and the CPU: else accelerate sees no distributed setup (no DDP)
+        merged.setdefault("use_cpu", True)
     try:
         return cls(**merged)
-    except (TypeError, ValueError) as exc:
+    except ImportError as exc:  # DeepSpeed asked for and not installed
         raise UserError(f"train.trainer.args: {exc}") from None
+    except (TypeError, ValueError, OSError) as exc:
+        raise UserError(f"train.trainer.args: {exc}") from None
+
+
+def align_logging(args: dict[str, Any]) -> None:
+    """Log at every checkpoint: a run resumed from a checkpoint restarts the Trainer's running loss
+    there, so a logging window that straddled the checkpoint would average other steps than the
+    uninterrupted run's. Logging every gcd(logging_steps, save_steps) steps makes every resume point
+    a window boundary, and the logged losses (``train/loss``) equal the uninterrupted run's."""
+    save, log = args.get("save_steps"), args.get("logging_steps")
+    by_steps = args.get("save_strategy", "steps") == "steps" and args.get("logging_strategy", "steps") == "steps"
+    if by_steps and isinstance(save, int) and isinstance(log, int) and save >= 1 and log >= 1 and save % log:
+        args["logging_steps"] = math.gcd(save, log)
 
 
 def init_source(ctx: PhaseContext, init_from: str | Path | None = None) -> str | Path | None:
@@ -75,24 +98,62 @@ def start_model(ctx: PhaseContext, init_from: str | Path | None) -> tuple[Any, A
     return load_for_training(source, ctx.config.model.gguf_file), tokenizer, source
 
 
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl")  # the Trainer's training arguments, optimizer, scheduler, RNG state
+
+
+def without_pickles(folder: Path, args: Any) -> None:
+    """Keep a committed model folder free of pickles (loading a shared run must run no code): the
+    weights are safetensors, the training arguments become JSON, optimizer and RNG states go."""
+    for pattern in PICKLED:
+        for path in folder.glob(pattern):
+            path.unlink()
+    (folder / "training_args.json").write_text(args.to_json_string())
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The latest checkpoint the Trainer finished writing: its ``trainer_state.json``, written after
+    the weights, optimizer and random states, is there and parses. A phase killed or preempted while
+    saving leaves a partial ``checkpoint-N`` that resuming from would fail on; it is skipped."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not folder.exists():
+        return None
+    found = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        state = path / "trainer_state.json"
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((int(path.name.rsplit("-", 1)[1]), path))
+    return str(max(found)[1]) if found else None
+
+
 def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Path | None, tokens: int,
         keep_checkpoints: bool, loss_callback: Any = None) -> dict[str, Any]:
     """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats;
     with the callback of :func:`collapsebench.losses.builtin.loss_reporting`, the metrics hold what
     the loss reported over the whole training (e.g. ``tce_masked_fraction``)."""
     from transformers import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     checkpoints = Path(trainer.args.output_dir)
     if trainer.args.disable_tqdm:  # off a terminal: the log history goes to stats.json instead of stdout
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    last = last_complete_checkpoint(checkpoints)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.time() - start
-    trainer.save_model(str(ctx.out_dir / "model"))
-    tokenizer.save_pretrained(str(ctx.out_dir / "model"))
-    if not keep_checkpoints:
+    model_dir = ctx.out_dir / "model"
+    trainer.save_model(str(model_dir))  # every rank takes part (sharded states); rank 0 writes
+    main = trainer.is_world_process_zero()
+    if main:
+        tokenizer.save_pretrained(str(model_dir))
+        without_pickles(model_dir, trainer.args)
+        if keep_checkpoints:
+            for checkpoint in checkpoints.glob("checkpoint-*"):
+                without_pickles(checkpoint, trainer.args)
+    trainer.accelerator.wait_for_everyone()  # under a launcher: the model is written before any rank goes on
+    if not keep_checkpoints and main:
         shutil.rmtree(checkpoints, ignore_errors=True)
     logged = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     reported = {}
@@ -109,6 +170,9 @@ def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Pat
         "resumed_from": Path(last).name if last else None,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "steps": result.global_step,
+        # rows per optimizer step over every process: the same under a launcher that keeps the global batch
+        "global_batch": trainer.args.per_device_train_batch_size * trainer.args.world_size
+        * trainer.args.gradient_accumulation_steps,
         "seconds": round(elapsed, 3),
         "log_history": trainer.state.log_history,
     }

@@ -27,7 +27,7 @@ from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.models.loading import frame_ids
-from collapsebench.templating import placeholders
+from collapsebench.templating import compile_template, placeholders, render_template
 from collapsebench.trainers.causal_lm import encode_documents
 from collapsebench.trainers.common import fit, start_model, trainer_arguments
 from collapsebench.trainers.token_cache import tokenize_with_cache
@@ -41,17 +41,18 @@ CUDA_ARGS: dict[str, Any] = {}
 
 
 def sft_arguments(args: dict[str, Any] | None, output_dir: Path, seed: int, *, completion_only_loss: bool,
-                  cuda: bool | None = None) -> Any:
+                  cuda: bool | None = None, base_dir: str | None = None, check: bool = False) -> Any:
     import torch
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
     defaults = {**SFT_ARGS, **(CUDA_ARGS if cuda else CPU_ARGS), "completion_only_loss": completion_only_loss}
-    return trainer_arguments(SFTConfig, args, output_dir, seed, defaults)
+    return trainer_arguments(SFTConfig, args, output_dir, seed, defaults, base_dir=base_dir, check=check)
 
 
 def split_template(template: str, completion: str | None) -> tuple[str, str, list[str]]:
-    """(prompt template, completion template, columns) of a template."""
+    """(prompt template, completion template, columns) of a ``{column}`` template."""
+    compile_template(template, "train.trainer.template")
     fields = placeholders(template)
     if not fields:
         raise UserError(f"train.trainer.template: no {{column}} placeholder in {template!r}")
@@ -85,8 +86,10 @@ def to_sft_rows(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer, fmt: 
 
         def fill(batch: dict[str, list]) -> dict[str, list]:
             rows = [{f: batch[f][i] for f in fields} for i in range(len(batch[fields[0]]))]
-            prompts = tokenizer([head.format(**r) for r in rows], add_special_tokens=False)["input_ids"]
-            completions = tokenizer([tail.format(**r) for r in rows], add_special_tokens=False)["input_ids"]
+            prompts = tokenizer([render_template(head, r, "train.trainer.template") for r in rows],
+                                add_special_tokens=False)["input_ids"]
+            completions = tokenizer([render_template(tail, r, "train.trainer.template") for r in rows],
+                                    add_special_tokens=False)["input_ids"]
             out = {"input_ids": [frame_ids(tokenizer, p + c) for p, c in zip(prompts, completions)]}
             if completion_only_loss:  # BOS and the prompt: 0; the completion and EOS: 1
                 out["completion_mask"] = [[0] * (1 + len(p)) + [1] * (len(c) + 1) for p, c in zip(prompts, completions)]
@@ -133,7 +136,8 @@ def train_sft(ctx: PhaseContext, dataset: Dataset, format: str = "text", templat
 
     from collapsebench.losses.builtin import loss_reporting
 
-    sargs = sft_arguments(args, ctx.out_dir / "checkpoints", ctx.seed, completion_only_loss=completion_only_loss)
+    sargs = sft_arguments(args, ctx.out_dir / "checkpoints", ctx.seed, completion_only_loss=completion_only_loss,
+                          base_dir=ctx.config.config_dir)
     model, tokenizer, source = start_model(ctx, init_from)
     if chat_template:
         tokenizer.chat_template = chat_template
@@ -165,7 +169,8 @@ def check_config(config: Config, kwargs: dict[str, Any]) -> None:
     """Build the SFTConfig; check the template and the loss."""
     with tempfile.TemporaryDirectory() as tmp:
         sft_arguments(kwargs.get("args"), Path(tmp), config.seed,
-                      completion_only_loss=bool(kwargs.get("completion_only_loss", False)))
+                      completion_only_loss=bool(kwargs.get("completion_only_loss", False)),
+                      base_dir=config.config_dir, check=True)
     if kwargs.get("template"):
         split_template(kwargs["template"], kwargs.get("completion"))
     if kwargs.get("loss") is not None:

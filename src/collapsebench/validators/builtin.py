@@ -13,7 +13,8 @@ from collapsebench.errors import UserError
 from collapsebench.models.classify import cached_classifier, class_scores, head_kind
 from collapsebench.models.loading import cached_causal_lm, generation_model_dir
 from collapsebench.models.scoring import sequence_logprobs
-from collapsebench.templating import compile_template, render_template
+from collapsebench.sources.files import local_or_hub
+from collapsebench.templating import RenderError, compile_template, render_rows
 
 _TRUE, _FALSE = {"true", "yes"}, {"false", "no", "none", ""}
 
@@ -22,12 +23,16 @@ def jinja(ctx: PhaseContext, batch: dict[str, list], template: str,
           threshold: float | None = None) -> list[Verdict]:
     """Keep a sample when the template renders to true, or to a number >= ``threshold`` (a number
     with no threshold keeps when non-zero). The row's columns are the template's variables, e.g.
-    ``{{ text.startswith('user:') and 'assistant:' in text }}``."""
+    ``{{ text.startswith('user:') and 'assistant:' in text }}``. A row the template fails on is
+    rejected with the error as its reason."""
     n = len(next(iter(batch.values()))) if batch else 0
+    rows = [{col: values[i] for col, values in batch.items()} for i in range(n)]
     verdicts = []
-    for i in range(n):
-        row = {col: values[i] for col, values in batch.items()}
-        out = render_template(template, row, "generate.validators (jinja)").strip()
+    for i, rendered in enumerate(render_rows(template, rows, "generate.validators (jinja)")):
+        if isinstance(rendered, RenderError):
+            verdicts.append(Verdict(False, f"template error: {rendered}"))
+            continue
+        out = rendered.strip()
         if out.lower() in _TRUE | _FALSE:
             ok = out.lower() in _TRUE
             verdicts.append(Verdict(ok, "" if ok else f"template rendered {out!r}"))
@@ -131,3 +136,7 @@ def _check_tier(tier: str, fraction: float) -> None:
         raise UserError(f"generate.validators (perplexity_tier): tier must be low, middle or high, got '{tier}'")
     if not 0 < fraction <= 1:
         raise UserError(f"generate.validators (perplexity_tier): fraction must be in (0, 1], got {fraction}")
+
+
+def preflight_classifier(config: Config, kwargs: dict[str, Any]) -> list[str]:
+    return local_or_hub(config, kwargs["model"], "generate.validators (classifier).model")
