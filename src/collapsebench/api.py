@@ -26,6 +26,7 @@ Tracker             ``log_iteration(iteration, metrics, samples)``, ``finish()``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -161,6 +162,8 @@ class ObjectCache:
         return self._objects[key]
 
     def clear(self) -> None:
+        if not self._objects:  # nothing loaded: a full collection would cost ~0.1 s per phase for nothing
+            return
         self._objects.clear()
         gc.collect()
         torch = sys.modules.get("torch")  # release GPU memory only where torch is already in use
@@ -214,7 +217,7 @@ class PhaseContext:
     def replace(self, **changes: Any) -> PhaseContext:
         return dataclasses.replace(self, **changes)
 
-    @property
+    @functools.cached_property
     def layout(self) -> RunLayout:
         return RunLayout(self.run_dir)
 
