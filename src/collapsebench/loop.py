@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from collapsebench import batch
 from collapsebench.analysis.report import write_report
 from collapsebench.api import Dataset, Resources, Task, Tracker
 from collapsebench.config import Config
@@ -55,6 +56,8 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
         state.setdefault("name", config.name)
         state.setdefault("created", now())
         fps = plan.fingerprints
+        if batch.applies(config):  # a vector world: its steps at NumPy speed, in batches
+            batch.run_batched(run, state, config, fps, quiet)
         trackers = Trackers(config, run)
         for step in steps(config.iterations):
             key = step_key(step)
