@@ -12,9 +12,9 @@ driver runs the steps still to do in this process:
   S(k) are read once and kept, so accumulate's curate is one concatenation, not k reads;
 * steps are sealed in their work folders and committed together, at the end of an iteration once
   ``BATCH_S`` seconds have passed since the last commit, and at the end: one sync makes the
-  batch's files durable, the folders are renamed in step order, a second sync makes the renames
-  durable, then the journal and ``metrics.jsonl`` are written once; a step reads the earlier steps
-  of its batch from their sealed work folders.
+  batch's files durable, the folders are renamed in step order, the journal and ``metrics.jsonl``
+  are written once, and a second sync makes those durable (no file is fsynced on its own); a step
+  reads the earlier steps of its batch from their sealed work folders.
 
 Resuming is unchanged: a committed folder proves its step finished (the journal is repaired from
 committed folders), and the sealed work folders of a batch interrupted before its commit are
@@ -111,8 +111,8 @@ def run_batched(run: RunDir, state: dict[str, Any], config: Config, fingerprints
     kept: dict[tuple[str, int], ArrowRows] = {}
     pending: list[Step] = []
     last = time.monotonic()
-    try:
-        with deferred_sync():
+    with deferred_sync():
+        try:
             for iteration, phase in todo:
                 fingerprint = fingerprints[step_key((iteration, phase))]
                 entry = start_entry(state, config, (iteration, phase), fingerprint, "inline")
@@ -133,23 +133,22 @@ def run_batched(run: RunDir, state: dict[str, Any], config: Config, fingerprints
                 if phase == "evaluate" and time.monotonic() - last >= BATCH_S:
                     _commit(run, state, pending, staged, quiet)
                     last = time.monotonic()
-    finally:
-        _commit(run, state, pending, staged, quiet)  # sealed steps are finished work, also when a later one failed
+        finally:
+            _commit(run, state, pending, staged, quiet)  # sealed steps are finished work, also when a later one failed
 
 
 def _commit(run: RunDir, state: dict[str, Any], pending: list[Step], staged: set[Step], quiet: bool) -> None:
-    """Commit the sealed steps of a batch: sync, rename in step order, sync, journal, metrics."""
+    """Commit the sealed steps of a batch: sync, rename in step order, journal and metrics, sync."""
     if pending:
         sync()
         for step in pending:
             publish_folder(run.tmp_dir(*step), run.phase_dir(*step))
-        sync()
         staged.difference_update(pending)
     run.write_state(state)
     evaluated = [iteration for iteration, phase in pending if phase == "evaluate"]
-    if evaluated:
-        rows = run.rebuild_metrics(evaluated[-1])
-        if not quiet and rows:
-            console.print(f"[bold]{step_key(pending[0])} .. {step_key(pending[-1])}[/] (inline, batched)  "
-                          + metrics_line(rows[-1]))
+    rows = run.rebuild_metrics(evaluated[-1]) if evaluated else []
+    sync()
+    if not quiet and rows:
+        console.print(f"[bold]{step_key(pending[0])} .. {step_key(pending[-1])}[/] (inline, batched)  "
+                      + metrics_line(rows[-1]))
     pending.clear()
