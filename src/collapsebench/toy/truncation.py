@@ -77,6 +77,7 @@ def truncate_likely(ctx: PhaseContext, dataset: Dataset, *, keep_below_percentil
     if min_sigmas is not None:
         keep = ~synthetic | (values >= min_sigmas)
     else:  # at or below the percentile of the row's generation
+        assert keep_below_percentile is not None
         scored = ~np.isnan(values)
         threshold = np.full(len(dataset), np.inf)
         for g in np.unique(gens[scored]):
