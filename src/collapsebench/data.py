@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 LINEAGE = ("id", "origin", "generation", "parent")
-SHARD = "data-00000-of-00001.arrow"  # the one shard of a saved folder, named as `datasets` names it
+BATCH_BYTES = 16 * 2**20  # rows read and written at a time, about (and at most BATCH_ROWS)
+BATCH_ROWS = 2**20
+SHARD_BYTES = 500 * 2**20  # an Arrow file of a saved dataset holds about this much at most (as `datasets` cuts them)
 
 
 class ArrowRows:
@@ -160,7 +162,7 @@ def drop_blank(ds: datasets.Dataset, field: str) -> datasets.Dataset:
 def count_by(ds: AnyDataset, column: str) -> dict[str, int]:
     """Counts of each value of an integer or string column, streamed in batches."""
     counts: dict[str, int] = {}
-    for batch in ds.select_columns([column]).with_format("arrow").iter(batch_size=50_000):
+    for batch in arrow_batches(ds, [column]):
         values, n = np.unique(batch.column(column).to_numpy(), return_counts=True)
         for v, c in zip(values.tolist(), n.tolist()):
             counts[str(v)] = counts.get(str(v), 0) + c
@@ -175,12 +177,11 @@ def arrow_table(ds: AnyDataset, columns: list[str] | None = None) -> pa.Table:
     return table
 
 
-def string_column(ds: datasets.Dataset, column: str = "id") -> Any:
+def string_column(ds: AnyDataset, column: str = "id") -> Any:
     """One string column as a pyarrow ChunkedArray, read in batches (no Python objects per row)."""
     import pyarrow as pa
 
-    batches = [b.column(column) for b in ds.select_columns([column]).with_format("arrow").iter(batch_size=100_000)]
-    return pa.chunked_array(batches, type=pa.string())
+    return pa.chunked_array([b.column(column) for b in arrow_batches(ds, [column])], type=pa.string())
 
 
 def positions_in(values: Any, value_set: Any) -> np.ndarray:
@@ -192,19 +193,70 @@ def positions_in(values: Any, value_set: Any) -> np.ndarray:
 
 
 def save(ds: AnyDataset, path: Path) -> None:
-    """``save_to_disk``, also for an empty dataset (which `datasets` would save as a folder it
-    cannot load again: no Arrow shard), so every committed dataset can be opened; ArrowRows are
-    written in the same layout by pyarrow."""
-    if isinstance(ds, ArrowRows):
-        _save_rows(ds, Path(path))
-        return
-    if len(ds) == 0:
-        import datasets
+    """The dataset as a ``save_to_disk`` folder (Arrow stream shards of at most about
+    ``SHARD_BYTES``, ``state.json``, ``dataset_info.json``) that `datasets` loads as its own, also
+    when it is empty (``save_to_disk`` would leave no shard to load).
 
-        ds = datasets.Dataset.from_dict({c: [] for c in ds.column_names}, features=ds.features)
-        ds.save_to_disk(str(path), num_shards=1)
+    Written by pyarrow from :func:`arrow_batches`: ``save_to_disk`` writes 1000 rows at a time and
+    gathers a selection of rows one row at a time, which made curating 10 million documents take
+    minutes. Features that embed files (images, audio) still go through ``save_to_disk``."""
+    path = Path(path)
+    if isinstance(ds, ArrowRows):
+        from collapsebench.io import digest
+
+        table = ds.table.replace_schema_metadata(None)  # features left to `datasets`: it reads them from the schema
+        state: dict[str, Any] = {"_fingerprint": digest([str(path), len(ds), str(table.schema)]), "_format_columns": None,
+                 "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False, "_split": None}
+        info: dict[str, Any] = {"citation": "", "description": "", "homepage": "", "license": ""}
+        _write_saved(path, table.schema, arrow_batches(ds), state, info)
         return
-    ds.save_to_disk(str(path))
+    from datasets.features.features import require_storage_embed
+    from datasets.utils.py_utils import asdict  # what save_to_disk writes as dataset_info.json
+
+    if require_storage_embed(ds.features):
+        ds.save_to_disk(str(path))
+        return
+    fmt = ds.format
+    state = {"_fingerprint": ds._fingerprint, "_format_columns": fmt["columns"], "_format_kwargs": fmt["format_kwargs"],
+             "_format_type": fmt["type"], "_output_all_columns": fmt["output_all_columns"],
+             "_split": str(ds.split) if ds.split is not None else None}
+    info = asdict(ds.info)
+    _write_saved(path, ds.features.arrow_schema, arrow_batches(ds), state, {k: info[k] for k in sorted(info)})
+
+
+def _write_saved(path: Path, schema: pa.Schema, batches: Iterable[pa.Table], state: dict[str, Any],
+                 info: dict[str, Any]) -> None:
+    """Write ``batches`` into numbered shards, then the two JSON files of the layout."""
+    import pyarrow as pa
+
+    path.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    sink: Any = None
+    writer: Any = None
+    try:
+        for batch in batches:
+            if writer is None or sink.tell() >= SHARD_BYTES:
+                if writer is not None:
+                    writer.close()
+                    sink.close()
+                written.append(path / f".shard-{len(written):05d}.arrow")
+                sink = pa.OSFile(str(written[-1]), "wb")
+                writer = pa.ipc.new_stream(sink, schema)
+            writer.write_table(batch)
+        if writer is None:  # no rows: one shard with the schema, so that the folder loads
+            written.append(path / ".shard-00000.arrow")
+            sink = pa.OSFile(str(written[-1]), "wb")
+            writer = pa.ipc.new_stream(sink, schema)
+    finally:
+        if writer is not None:
+            writer.close()
+            sink.close()
+    files = []
+    for i, shard in enumerate(written):
+        files.append({"filename": f"data-{i:05d}-of-{len(written):05d}.arrow"})
+        shard.rename(path / files[-1]["filename"])
+    (path / "state.json").write_text(json.dumps({**state, "_data_files": files}, indent=2, sort_keys=True))
+    (path / "dataset_info.json").write_text(json.dumps(info, indent=2))
 
 
 def read_saved(path: Path) -> ArrowRows:
@@ -222,24 +274,51 @@ def read_saved(path: Path) -> ArrowRows:
     return ArrowRows(table.replace_schema_metadata(None))
 
 
-def _save_rows(rows: ArrowRows, path: Path) -> None:
-    """The ``save_to_disk`` layout, written with pyarrow: one Arrow stream shard, ``state.json``,
-    ``dataset_info.json`` (features left to `datasets`, which reads them from the Arrow schema)."""
+# ------------------------------------------------------------------------------------ reading in batches
+
+def arrow_batches(ds: AnyDataset, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Every row of ``ds`` (``columns`` of it), in order, as pyarrow Tables of about
+    ``BATCH_BYTES`` (``BATCH_ROWS`` at most), memory-mapped rows read where they lie.
+
+    A selection of rows (a `datasets` indices mapping: what ``select`` and ``shuffle`` make) is
+    gathered chunk by chunk with Arrow's ``take``: `datasets` gathers it one row at a time, and
+    ``take`` on a whole multi-file table first concatenates its chunks into memory."""
+    if columns is not None:
+        ds = ds.select_columns(columns)
+    if isinstance(ds, ArrowRows):
+        table, indices = ds.table.combine_chunks(), None  # a concatenation of k small parts: one batch, not k
+    else:
+        table = ds.data.table
+        mapping = getattr(ds, "_indices", None)  # `datasets` keeps a selection of rows there
+        indices = mapping.column(0) if mapping is not None else None
+    rows = min(BATCH_ROWS, max(1, BATCH_BYTES * max(table.num_rows, 1) // max(table.nbytes, 1)))
+    if indices is None:
+        for start in range(0, table.num_rows, rows):
+            yield table.slice(start, rows)
+        return
+    chunks = table.to_batches()
+    ends = np.cumsum([c.num_rows for c in chunks])
+    for start in range(0, len(indices), rows):
+        yield _take(table.schema, chunks, ends, indices.slice(start, rows).to_numpy().astype(np.int64))
+
+
+def _take(schema: pa.Schema, chunks: list[pa.RecordBatch], ends: np.ndarray, positions: np.ndarray) -> pa.Table:
+    """The rows at ``positions`` (of the concatenated ``chunks``, which end at ``ends``), in the
+    order given, each chunk's rows taken from that chunk alone."""
     import pyarrow as pa
 
-    from collapsebench.io import digest
-
-    path.mkdir(parents=True, exist_ok=True)
-    table = rows.table.replace_schema_metadata(None).combine_chunks()  # a concatenation of k parts: one batch, not k
-    with pa.OSFile(str(path / SHARD), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=100_000)
-    state: dict[str, Any] = {
-        "_data_files": [{"filename": SHARD}], "_fingerprint": digest([str(path), len(rows), str(table.schema)]),
-        "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
-        "_split": None}
-    (path / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
-    (path / "dataset_info.json").write_text(json.dumps({"citation": "", "description": "", "homepage": "",
-                                                        "license": ""}, indent=2))
+    order = None if bool(np.all(positions[1:] >= positions[:-1])) else np.argsort(positions, kind="stable")
+    wanted = positions if order is None else positions[order]
+    first, last = np.searchsorted(ends, [wanted[0], wanted[-1]], side="right")
+    cuts = np.searchsorted(wanted, ends[first:last + 1])
+    parts, lo = [], 0
+    for j, cut in zip(range(first, last + 1), cuts):
+        if cut > lo:
+            offset = int(ends[j - 1]) if j else 0
+            parts.append(chunks[j].take(pa.array(wanted[lo:cut] - offset)))
+        lo = int(cut)
+    table = pa.Table.from_batches(parts, schema=schema)
+    return table if order is None else table.take(pa.array(np.argsort(order)))
 
 
 def align(parts: list[AnyDataset]) -> list[AnyDataset]:
@@ -274,4 +353,6 @@ def sample_rows(ds: AnyDataset, n: int, rng: np.random.Generator, *, what: str) 
         raise UserError(f"curate.regime: needs {n} rows of {what} but only {len(ds)} exist")
     if n == len(ds):
         return ds
-    return ds.select(np.sort(rng.choice(len(ds), size=n, replace=False)))
+    picked = rng.choice(len(ds), size=n, replace=False)
+    picked.sort()  # in place: at 10 million rows a sorted copy is 80 MB more
+    return ds.select(picked)
