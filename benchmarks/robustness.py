@@ -121,7 +121,7 @@ def main() -> int:
         results["validate_full"] = fuzz(
             "validate", texts(any_base, args.full, args.seed + 1),
             lambda p, i: ["validate", str(p)], args.timeout, folder)
-        accepted = [t for t in texts(mutated(TOY_SMALL, PLAUSIBLE_VALUES, most=2), args.runs * 3, args.seed + 2)
+        accepted = [t for t in texts(mutated(TOY_SMALL, PLAUSIBLE_VALUES, most=2), args.runs * 15, args.seed + 2)
                     if outcome(["validate", str(_write(folder, t)), "--no-backend"], args.timeout)[0] == "exit0"]
         results["toy_runs"] = fuzz(
             "run (validate-accepted toy mutants)", accepted[: args.runs],

@@ -1,8 +1,8 @@
 """The dependency rules of docs/architecture.md, checked on every import statement of the package
 (module level, inside functions and under TYPE_CHECKING alike):
 
-* layers: cli -> driver (run, loop, batch, validate, status, analysis) -> phases -> plug-in packages ->
-  contract (api, registry, plugins, data, layout) -> config -> core (errors, io, console,
+* layers: cli -> driver (run, loop, batch, validate, status, analysis, sweep) -> phases -> plug-in packages ->
+  contract (api, registry, plugins, data, layout, failure) -> config -> core (errors, io, console,
   templating). An import may go down or stay in its layer, never up;
 * no import cycle between modules, nor between the packages of one layer;
 * ``analysis`` reads run directories through ``layout``, never through the driver;
@@ -28,12 +28,13 @@ LAYER_OF = {
     "errors": "core", "io": "core", "console": "core", "templating": "core",
     "config": "config",
     "api": "contract", "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",
+    "failure": "contract",
     "sources": "plugin", "models": "plugin", "trainers": "plugin", "losses": "plugin", "generators": "plugin",
     "prompts": "plugin", "validators": "plugin", "regimes": "plugin", "preprocessors": "plugin",
     "evaluations": "plugin", "executors": "plugin", "trackers": "plugin", "toy": "plugin",
     "phases": "phases",
     "run": "driver", "loop": "driver", "redo": "driver", "validate": "driver", "status": "driver", "analysis": "driver",
-    "batch": "driver",
+    "batch": "driver", "sweep": "driver",
     "cli": "cli", "__main__": "cli", "__init__": "core",
 }
 TORCH_FAMILY = {"torch", "transformers", "trl", "vllm", "accelerate", "deepspeed", "lm_eval", "tokenizers"}

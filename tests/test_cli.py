@@ -38,7 +38,8 @@ def cli(capfd):
 def test_help_lists_the_verbs(cli):
     out = cli("--help")
     assert out.returncode == 0
-    for verb in ("run", "resume", "status", "validate", "ls", "phase", "report", "schema", "knowledge-items"):
+    for verb in ("run", "resume", "sweep", "status", "compare", "validate", "ls", "phase", "report", "schema",
+                 "knowledge-items"):
         assert verb in out.stdout
 
 

@@ -52,6 +52,39 @@ def test_override_errors(tmp_path):
         load_config(path, ["modle.init=base"])
 
 
+def test_overrides_reach_list_items_and_whole_blocks(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg["train"]["stages"] = [{"name": "a"}, {"name": "b", "args": {"num_train_epochs": 1}}]
+    cfg["evaluate"]["evaluations"] = ["perplexity", {"name": "sample_stats"}]
+    path = write_config(tmp_path, cfg)
+    config = load_config(path, ["train.stages.0.args.num_train_epochs=2", "train.stages.1.data.part=[1, 2]",
+                                "evaluate.evaluations.0.batch_size=4",  # a bare name in a list gains kwargs
+                                "curate.regime={name: accumulate}", "train.stages.2={name: c}"])  # one past the end: append
+    assert config.train.stages[0].args == {"num_train_epochs": 2}
+    assert config.train.stages[1].data.part == (1, 2) and config.train.stages[1].args == {"num_train_epochs": 1}
+    assert [s.name for s in config.train.stages] == ["a", "b", "c"]
+    assert config.evaluate.evaluations[0] == Spec(name="perplexity", batch_size=4)
+    assert config.curate.regime == Spec(name="accumulate")
+    with pytest.raises(UserError, match="'train.stages' has 2 item"):
+        load_config(path, ["train.stages.5.args.x=1"])
+    with pytest.raises(UserError, match="name an item by its index"):
+        load_config(path, ["evaluate.evaluations.batch_size=4"])
+    # a list the file does not have starts from the schema's default (empty): index 0 is out of range
+    with pytest.raises(UserError, match="'generate.validators' has 0 item"):
+        load_config(path, ["generate.validators.0.name=x"])
+
+
+def test_alpha_is_not_in_the_first_iteration(tmp_path):
+    """There is nothing to mix before iteration 1 has generated: D(1), M(1), S(1) do not depend on alpha."""
+    from collapsebench.config import fingerprints
+
+    path = write_config(tmp_path, tiny_config(tmp_path))
+    a, b = (fingerprints(load_config(path, [f"curate.regime.alpha={x}"])) for x in (0.25, 0.75))
+    assert [k for k in a if a[k] == b[k]] == ["0.curate", "1.curate", "1.train", "1.generate", "1.evaluate"]
+    c = fingerprints(load_config(path, ["curate.regime={name: replace, alpha: 0.25, size: 10}"]))
+    assert c["1.curate"] != a["1.curate"]  # any other argument counts
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

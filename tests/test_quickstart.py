@@ -31,7 +31,8 @@ def test_quickstart_runs_small(tmp_path):
         assert r["lang_kl_truth_model_per_word"] > 0  # a model is not the truth
         assert 0 <= r["lang_tail_word_ratio"]
     assert got[1]["curate/synthetic_fraction"] == 1.0  # replace, alpha = 1
-    assert (tmp_path / "run" / "report" / "holdout_perplexity.png").exists()
+    page = (tmp_path / "run" / "report" / "report.html").read_text()
+    assert "holdout_perplexity vs iteration" in page and "data:image/png;base64," in page
     assert pickles_in(tmp_path / "run") == []
 
 

@@ -255,23 +255,27 @@ def validate_text(tmp_path: Path, text: str, capfd: Any) -> tuple[int, str]:
     return code, err
 
 
-def fuzz_validate(tmp_path: Path, capfd: Any, examples: int) -> None:
-    @seed(20261201)
+def fuzz(strategy: Any, examples: int, fuzz_seed: int, check: Any) -> None:
+    """Run ``check(text)`` on ``examples`` configs drawn from ``strategy`` (seeded, no database)."""
+    @seed(fuzz_seed)
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(st.sampled_from(range(len(BASES))).flatmap(lambda i: mutated(BASES[i])))
-    def check(text: str) -> None:
-        validate_text(tmp_path, text, capfd)
+    @given(strategy)
+    def each(text: str) -> None:
+        check(text)
 
-    check()
+    each()
+
+
+ANY_BASE = st.sampled_from(range(len(BASES))).flatmap(lambda i: mutated(BASES[i]))
 
 
 def test_fuzzed_configs_validate_or_fail_cleanly(tmp_path, capfd):
-    fuzz_validate(tmp_path, capfd, 150)
+    fuzz(ANY_BASE, 150, 20261201, lambda text: validate_text(tmp_path, text, capfd))
 
 
 @pytest.mark.slow
 def test_fuzzed_configs_validate_or_fail_cleanly_many(tmp_path, capfd):
-    fuzz_validate(tmp_path, capfd, 3000)
+    fuzz(ANY_BASE, 3000, 20261201, lambda text: validate_text(tmp_path, text, capfd))
 
 
 def run_mutant(tmp_path: Path, text: str, capfd: Any) -> int:
@@ -293,23 +297,13 @@ TOY_SMALL = {**yaml.safe_load(TOY.read_text()), "iterations": 2, "generate": {"g
              "data": {"source": {"name": "gaussian", "n": 200, "dim": 1, "mean": 0.0, "std": 1.0}, "holdout": 50}}
 
 
-def fuzz_runs(tmp_path: Path, capfd: Any, examples: int) -> None:
-    @seed(20261202)
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(mutated(TOY_SMALL, PLAUSIBLE_VALUES, most=2))
-    def check(text: str) -> None:
-        run_mutant(tmp_path, text, capfd)
-
-    check()
-
-
 def test_validate_accepted_toy_mutants_run_or_fail_cleanly(tmp_path, capfd):
-    fuzz_runs(tmp_path, capfd, 25)
+    fuzz(mutated(TOY_SMALL, PLAUSIBLE_VALUES, most=2), 25, 20261202, lambda text: run_mutant(tmp_path, text, capfd))
 
 
 @pytest.mark.slow
 def test_validate_accepted_toy_mutants_run_or_fail_cleanly_many(tmp_path, capfd):
-    fuzz_runs(tmp_path, capfd, 500)
+    fuzz(mutated(TOY_SMALL, PLAUSIBLE_VALUES, most=2), 500, 20261202, lambda text: run_mutant(tmp_path, text, capfd))
 
 
 # ------------------------------------------------------------------------------------ random kills

@@ -9,6 +9,7 @@ pytest.importorskip("wandb")
 
 
 def test_wandb_offline_run_holds_config_metrics_and_samples(tmp_path, monkeypatch):
+    """The run's file holds everything once finish() returns (the tracker waits for the W&B service)."""
     import datasets
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -16,7 +17,8 @@ def test_wandb_offline_run_holds_config_metrics_and_samples(tmp_path, monkeypatc
     monkeypatch.setenv("WANDB_SILENT", "true")
     (tmp_path / "wb").mkdir()
     config = {"name": "exp-a", "iterations": 2, "data": {"text_field": "text"}}
-    tracker = trackers.get("wandb")(config, tmp_path / "run", project="p", mode="offline", sample_rows=2)
+    tracker = trackers.get("wandb")(config, tmp_path / "run", project="p", mode="offline", sample_rows=2,
+                                    group="sweep-x", axes={"curate.regime.alpha": 0.5, "seed": 1})
     samples = datasets.Dataset.from_dict({"id": ["a", "b", "c"], "origin": ["synthetic"] * 3,
                                           "generation": [1] * 3, "parent": [""] * 3, "text": ["x", "y", "z"]})
     tracker.log_iteration(1, {"distinct_1": 0.5, "self_bleu": 12.0, "note": "skip"}, samples)
@@ -26,7 +28,8 @@ def test_wandb_offline_run_holds_config_metrics_and_samples(tmp_path, monkeypatc
     assert len(runs) == 1
     # offline runs keep their records (protobuf, uncompressed) in run-<id>.wandb
     log = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for key in (b"distinct_1", b"self_bleu", b"exp-a", b"text_field", b"samples"):
+    # a sweep cell: grouped by the sweep, its axis values as top-level config keys
+    for key in (b"distinct_1", b"self_bleu", b"exp-a", b"text_field", b"samples", b"sweep-x", b"curate.regime.alpha"):
         assert key in log, key
     assert b"skip" not in log  # non-numeric metrics are not logged
     tables = list((runs[0] / "files" / "media" / "table").glob("samples_*.table.json"))
@@ -62,3 +65,16 @@ def test_the_loop_sends_every_iteration_to_the_tracker(tmp_path, monkeypatch):
         assert key in log, key
     tables = list((runs[0] / "files" / "media" / "table").glob("samples_*.table.json"))
     assert len(tables) == 2  # one sample table per iteration
+
+
+def test_sweep_cells_are_wandb_runs_grouped_by_the_sweep(tmp_path):
+    from collapsebench.config import SweepConfig
+    from collapsebench.sweep.runner import cell_config
+
+    base = {"name": "b", "iterations": 1, "tracking": [{"name": "wandb", "mode": "offline"}]}
+    cell = {"dir": "alpha-0.5-ab", "label": "alpha=0.5", "values": {"curate.regime.alpha": 0.5, "seed": 2}}
+    config = cell_config(tmp_path / "my-sweep", base, SweepConfig(), cell)
+    assert config.tracking[0].kwargs == {"mode": "offline", "group": "my-sweep",
+                                         "axes": {"curate.regime.alpha": 0.5, "seed": 2}}
+    assert config.name == "alpha-0.5-ab"  # the W&B run's name
+    assert config.seed == 2 and config.curate.regime.kwargs["alpha"] == 0.5

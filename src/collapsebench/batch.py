@@ -101,9 +101,12 @@ class BatchContext(PhaseContext):
         return self._kept(("samples", k), lambda: self.require(k, "generate", "samples"))
 
 
-def run_batched(run: RunDir, state: dict[str, Any], config: Config, fingerprints: dict[str, str],
-                quiet: bool) -> None:
-    """Run every step of ``config`` not yet committed in ``run``, in batches (see the module docstring)."""
+def run_batched(run: RunDir, state: dict[str, Any], config: Config, fingerprints: dict[str, str], quiet: bool,
+                stop: Callable[[int], bool] | None = None) -> None:
+    """Run every step of ``config`` not yet committed in ``run``, in batches (see the module docstring).
+
+    ``stop`` (the run's failure rules, ``stop_when``): after each evaluation the batch is committed
+    and ``stop(iteration)`` says whether the run ends there."""
     todo = [step for step in steps(config.iterations) if not run.is_committed(*step)]
     if not todo:
         return
@@ -130,9 +133,11 @@ def run_batched(run: RunDir, state: dict[str, Any], config: Config, fingerprints
                 finish_entry(entry, stats)
                 staged.add((iteration, phase))
                 pending.append((iteration, phase))
-                if phase == "evaluate" and time.monotonic() - last >= BATCH_S:
+                if phase == "evaluate" and (stop is not None or time.monotonic() - last >= BATCH_S):
                     _commit(run, state, pending, staged, quiet)
                     last = time.monotonic()
+                    if stop is not None and stop(iteration):
+                        return
         finally:
             _commit(run, state, pending, staged, quiet)  # sealed steps are finished work, also when a later one failed
 

@@ -1,4 +1,4 @@
-"""The command line: run, resume, status, validate, ls, phase, report, schema, knowledge-items.
+"""The command line: run, resume, sweep, status, compare, validate, ls, phase, report, schema, knowledge-items.
 
 `--help`, `validate`, `status` and `ls` import no torch."""
 
@@ -10,11 +10,16 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collapsebench import __version__
 from collapsebench.console import console
 from collapsebench.errors import UserError
+
+if TYPE_CHECKING:
+    from collapsebench.layout import CellStatus
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -28,14 +33,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from collapsebench.layout import RunLayout
+    from collapsebench.layout import RunLayout, SweepLayout
     from collapsebench.loop import run_experiment
+
+    if SweepLayout(args.run_dir).exists():
+        from collapsebench.sweep.runner import run_sweep
+
+        return _sweep_exit(run_sweep(args.run_dir))
 
     config = RunLayout(args.run_dir).load_config()
     if Path(config.run_dir()) != Path(args.run_dir).resolve():
         config = config.model_copy(update={"output_dir": str(Path(args.run_dir).resolve())})
     run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
                    allow_download=args.allow_download)
+    return 0
+
+
+def _sweep_exit(statuses: Mapping[str, CellStatus]) -> int:
+    """1 when a cell failed (its error is in status), else 0."""
+    return 1 if any(status.state == "failed" for status in statuses.values()) else 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from collapsebench.sweep.runner import create, detach, run_sweep
+
+    sweep = create(args.config, args.overrides, grid=args.grid, zips=args.zip, exclude=args.exclude,
+                   baselines=args.baselines, name=args.name, workers=args.workers, share=args.share)
+    cells = sweep.cells()
+    if args.dry_run:
+        for cell in cells:
+            console.print(f"  {cell['dir']}  {cell['label']}  seed {cell['seed']}", highlight=False, markup=False)
+        console.print(f"{len(cells)} cells in {sweep.path} (not run)")
+        return 0
+    if args.detach:
+        pid = detach(sweep)
+        console.print(f"sweep of {len(cells)} cells running in the background (pid {pid}, log {sweep.path / 'sweep.log'}); "
+                      f"follow it with: collapsebench status {sweep.path}", highlight=False)
+        return 0
+    return _sweep_exit(run_sweep(sweep.path))
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from collapsebench.analysis.compare import compare
+
+    out = compare(args.paths, metrics=args.metric or None, out=args.out, reference=args.reference,
+                  correction=args.correction)
+    console.print(f"report: {out}" if out else "no evaluated iteration yet")
     return 0
 
 
@@ -133,8 +176,11 @@ def _cmd_knowledge_items(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from collapsebench.analysis.report import write_report
-    from collapsebench.layout import RunLayout
+    from collapsebench.layout import RunLayout, SweepLayout
 
+    if SweepLayout(args.run_dir).exists():
+        return _cmd_compare(argparse.Namespace(paths=[args.run_dir], metric=None, out=None, reference=None,
+                                               correction="holm"))
     run = RunLayout(args.run_dir)
     run.load_config()
     path = write_report(run)
@@ -175,14 +221,41 @@ def build_parser() -> argparse.ArgumentParser:
     _redo_options(p)
     p.set_defaults(fn=_cmd_run)
 
-    p = sub.add_parser("resume", help="continue a run directory")
+    p = sub.add_parser("resume", help="continue a run directory (or a sweep directory)")
     p.add_argument("run_dir")
     _redo_options(p)
     p.set_defaults(fn=_cmd_resume)
 
-    p = sub.add_parser("status", help="iterations x phases: status, durations, counts, latest metrics")
+    p = sub.add_parser("sweep", help="run a grid of runs over config keys (cells under runs/NAME/)")
+    p.add_argument("config", help="experiment YAML file (its sweep: block holds a grid too)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the base config")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=[v1, ...]",
+                   help="an axis: a config key (list indices and whole blocks too) and its values as a YAML list")
+    p.add_argument("--zip", action="append", default=[], metavar="KEY=[v1, ...]",
+                   help="keys stepped together (equal-length lists), as one axis")
+    p.add_argument("--exclude", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="leave out the cells whose config matches all these values")
+    p.add_argument("--baselines", choices=["clean"], help="add the real-only (1 - alpha) run of each replace(alpha) cell")
+    p.add_argument("--name", help="sweep directory runs/NAME (default: the config's sweep.name or <name>-sweep)")
+    p.add_argument("--workers", type=int, help="cells run at once (the sweep executor's workers)")
+    p.add_argument("--no-share", dest="share", action="store_false", default=None,
+                   help="compute every cell's steps itself (no sharing of identical steps between cells)")
+    p.add_argument("--detach", action="store_true", help="run in the background; follow with status")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and write the manifest, run nothing")
+    p.set_defaults(fn=_cmd_sweep)
+
+    p = sub.add_parser("status", help="iterations x phases: status, durations, counts, latest metrics (or a sweep's cells)")
     p.add_argument("run_dir")
     p.set_defaults(fn=_cmd_status)
+
+    p = sub.add_parser("compare", help="figures, statistics over seeds and a report from runs and sweeps")
+    p.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP")
+    p.add_argument("--metric", action="append", default=[], help="a metric to compare (repeatable; default: all)")
+    p.add_argument("--out", help="output folder (default: <first path>/report)")
+    p.add_argument("--reference", help="the cell the others are tested against (default: the 0%%-synthetic cell)")
+    p.add_argument("--correction", choices=["holm", "bonferroni", "none"], default="holm",
+                   help="multiple-comparison correction over each metric's comparisons at one iteration")
+    p.set_defaults(fn=_cmd_compare)
 
     p = sub.add_parser("validate", help="check a config without running it")
     p.add_argument("config")
@@ -220,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", type=int, default=8)
     p.set_defaults(fn=_cmd_knowledge_items)
 
-    p = sub.add_parser("report", help="(re)write the run's plots and report.html")
+    p = sub.add_parser("report", help="(re)write the run's (or sweep's) report.html")
     p.add_argument("run_dir")
     p.set_defaults(fn=_cmd_report)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import reprlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -218,6 +218,55 @@ class EvaluateConfig(Strict):
                                     description="evaluations registry; each returns a dict of numbers")
 
 
+class FailureRule(Strict):
+    """When a run counts as failed: the first iteration at which ``metric`` crosses a threshold.
+
+    The same rule is a run's time-to-failure (recorded in ``state.json``, shown by ``status`` and
+    the report) and, with ``stop: true``, a reason to end the run early; see
+    :mod:`collapsebench.failure` for how it is evaluated."""
+
+    metric: str = Field(..., description="a metric of metrics.jsonl, e.g. holdout_perplexity")
+    above: float | None = Field(None, description="failed once the value (or its ratio) is above this")
+    below: float | None = Field(None, description="failed once the value (or its ratio) is below this")
+    relative_to: Literal["absolute", "first", "metric", "run"] = Field(
+        "absolute", description="compare the value itself ('absolute'), or its ratio to the metric's value at the "
+        "first evaluated iteration ('first'), to another metric of the same iteration ('metric', e.g. the real "
+        "data's real_distinct_2) or to the same metric of another run at the same iteration ('run', e.g. the clean "
+        "baseline)")
+    reference: str | None = Field(None, description="the metric (relative_to: metric) or run directory "
+                                  "(relative_to: run, relative to the config file) the ratio is taken to")
+    stop: bool = Field(True, description="end the run after the evaluation that crosses it (false: only record "
+                       "the time to failure)")
+    name: str | None = Field(None, description="a name for status and the report (default: the rule in words)")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> FailureRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of 'above' and 'below'")
+        if (self.relative_to in ("metric", "run")) != (self.reference is not None):
+            raise ValueError("'reference' is needed with relative_to 'metric' or 'run', and only there")
+        return self
+
+
+class SweepConfig(Strict):
+    """A grid of runs over config keys (``collapsebench sweep``; see docs/sweeps.md)."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+$",
+                             description="sweep directory runs/<name> (default: <config name>-sweep)")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="key -> values; the cells are the "
+                                       "Cartesian product of the axes (keys may be list indices and whole blocks)")
+    zip: dict[str, list[Any]] | list[dict[str, list[Any]]] = Field(
+        default_factory=dict, description="keys stepped together (equal-length lists): one axis per mapping")
+    exclude: list[dict[str, Any]] = Field(default_factory=list, description="combinations to leave out: a cell "
+                                          "whose config matches every key = value of one entry is dropped")
+    baselines: Literal["clean"] | None = Field(None, description="'clean': add the real-only run of (1 - alpha) "
+                                               "of the data for every replace(alpha) cell with 0 < alpha < 1")
+    executor: Spec = Field(default_factory=lambda: Spec(name="subprocess", workers=2, logs=True),
+                           description="where cells run (executors registry); each cell is one task")
+    share: bool = Field(True, description="compute the steps several cells have in common (same fingerprint) "
+                        "once and hard-link them into the others")
+
+
 class Config(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$",
                       description="experiment name (letters, digits, _ . -; not starting with . or -)")
@@ -241,6 +290,10 @@ class Config(Strict):
         default_factory=lambda: Spec(name="inline"),
         description="where phases run (executors registry): one spec, or a mapping phase -> spec",
     )
+    stop_when: list[FailureRule] = Field(default_factory=list, description="failure rules: each run records "
+                                         "the first iteration that crosses each one (its time to failure); rules "
+                                         "with stop: true end the run there")
+    sweep: SweepConfig | None = Field(None, description="the grid `collapsebench sweep` runs from this config")
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -274,10 +327,14 @@ class Config(Strict):
 
 
 def _default_at(keys: list[str]) -> Any:
-    """The schema's default value at a dotted path (as plain data), or {} when there is none."""
+    """The schema's default value at a dotted path (as plain data), or {} when there is none.
+    A numeric key steps into the item type of a list field (``train.stages.0.data``)."""
     model: Any = Config
     value: Any = {}
     for key in keys:
+        if key.isdigit() and get_origin(model) is list:
+            model, value = get_args(model)[0], {}
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
             return {}
         field = model.model_fields[key]
@@ -285,22 +342,53 @@ def _default_at(keys: list[str]) -> Any:
         value = default.dump() if isinstance(default, Spec) else (
             default.model_dump(mode="json") if isinstance(default, BaseModel) else default)
         model = field.annotation
-    return value if isinstance(value, dict) else {}
+    return value if isinstance(value, (dict, list)) else {}
+
+
+def _list_index(node: list[Any], key: str, where: str, dotted: str, *, append: bool) -> int:
+    """The position ``key`` names in a list (``append``: one past the end adds an item)."""
+    if not key.isdigit():
+        raise UserError(f"override '{dotted}': '{where}' is a list; name an item by its index, "
+                        f"e.g. '{where}.0'")
+    index = int(key)
+    if index > len(node) or (index == len(node) and not append):
+        raise UserError(f"override '{dotted}': '{where}' has {len(node)} item(s); index {index} is out of range")
+    return index
+
+
+def set_value(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` (mapping keys and list indices, e.g. ``train.stages.0.args.num_train_epochs``) to
+    an already-parsed value in a raw config tree; missing mappings are filled from the schema's
+    defaults, and a bare plug-in name on the way becomes ``{name: ...}``."""
+    keys = dotted.split(".")
+    node: Any = tree
+    for i, key in enumerate(keys):
+        where = ".".join(keys[: i + 1])
+        parent = ".".join(keys[:i]) or "<top level>"
+        if isinstance(node, list):
+            slot: Any = _list_index(node, key, parent, dotted, append=i == len(keys) - 1)
+        elif isinstance(node, dict):
+            slot = key
+        else:
+            raise UserError(f"override '{dotted}': '{parent}' is not a mapping")
+        if i == len(keys) - 1:
+            if isinstance(node, list) and slot == len(node):
+                node.append(value)
+            else:
+                node[slot] = value
+            return
+        child = node[slot] if isinstance(node, list) else node.get(slot)
+        if child is None:
+            child = node[slot] = _default_at(keys[: i + 1])
+        elif isinstance(child, str):  # a bare plug-in name gaining kwargs
+            child = node[slot] = {"name": child}
+        elif not isinstance(child, (dict, list)):
+            raise UserError(f"override '{dotted}': '{where}' is not a mapping")
+        node = child
 
 
 def _set_override(tree: dict[str, Any], dotted: str, raw: str) -> None:
-    keys = dotted.split(".")
-    node: Any = tree
-    for i, key in enumerate(keys[:-1]):
-        child = node.get(key)
-        if child is None:
-            child = node[key] = _default_at(keys[: i + 1])
-        elif isinstance(child, str):  # a bare plug-in name gaining kwargs
-            child = node[key] = {"name": child}
-        elif not isinstance(child, dict):
-            raise UserError(f"override '{dotted}': '{'.'.join(keys[: i + 1])}' is not a mapping")
-        node = child
-    node[keys[-1]] = read_yaml(raw, f"override '{dotted}'")
+    set_value(tree, dotted, read_yaml(raw, f"override '{dotted}'"))
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
@@ -352,8 +440,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         raise UserError(format_validation_error(exc, source)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML file, apply overrides (``a.b=value``, values parsed as YAML), validate."""
+def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The YAML file as plain data with the overrides applied (``a.b=value``, values parsed as
+    YAML) and ``config_dir`` set, before validation."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
@@ -363,7 +452,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     for key, value in parse_overrides(overrides or []):
         _set_override(raw, key, value)
     raw.setdefault("config_dir", str(path.resolve().parent))
-    return config_from_dict(raw, str(path))
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file, apply overrides (``a.b=value``, values parsed as YAML), validate."""
+    return config_from_dict(load_raw(path, overrides), str(path))
 
 
 def read_text(path: Path) -> str:
@@ -401,6 +495,16 @@ def _pick(dumped: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def _first_curate(dumped: dict[str, Any], code: str | None) -> str:
+    """Iteration 1's curate section without the regime's ``alpha``: alpha is the synthetic share, and
+    there are no synthetic data before iteration 1 generates them, so D(1), M(1) and S(1) are the
+    same for every alpha (a sweep over alpha shares them). A plug-in regime must therefore not use
+    an argument called ``alpha`` at iteration 1."""
+    curate = dict(dumped["curate"])
+    curate["regime"] = {k: v for k, v in curate["regime"].items() if k != "alpha"}
+    return digest({"curate": curate, **({"code": code} if code else {})})
+
+
 def fingerprints(config: Config, iterations: int | None = None, code: dict[str, str] | None = None) -> dict[str, str]:
     """Fingerprint of every step (``"k.phase"``): its config sections (plus ``code``, a digest of the
     user plug-in code each part runs, see ``registry.code_digests``) and the fingerprints of its
@@ -415,8 +519,21 @@ def fingerprints(config: Config, iterations: int | None = None, code: dict[str, 
     out: dict[str, str] = {"0.curate": own["prepare"]}
     for k in range(1, (iterations or config.iterations) + 1):
         upstream = out["0.curate"] if k == 1 else out[f"{k - 1}.generate"]
-        out[f"{k}.curate"] = digest([own["curate"], out["0.curate"], upstream])
+        curate = own["curate"] if k > 1 else _first_curate(dumped, (code or {}).get("curate"))
+        out[f"{k}.curate"] = digest([curate, out["0.curate"], upstream])
         out[f"{k}.train"] = digest([own["train"], out[f"{k}.curate"]])
         out[f"{k}.generate"] = digest([own["generate"], out[f"{k}.train"]])
         out[f"{k}.evaluate"] = digest([own["evaluate"], out[f"{k}.generate"]])
     return out
+
+
+# Keys that decide where and how far a run goes, or what watches it, but not its results.
+NOT_RESULTS = ("name", "output_dir", "config_dir", "iterations", "executor", "tracking", "stop_when", "sweep")
+
+
+def identity(config: Config, *, without: tuple[str, ...] = ()) -> str:
+    """A digest of everything in the config that decides a run's results (not its name, place,
+    length, executor, trackers or failure rules), less the top-level keys ``without`` (e.g.
+    ``("seed",)``: runs that differ only in their seed are replicates of one cell)."""
+    dumped = config.dump()
+    return digest({k: v for k, v in dumped.items() if k not in NOT_RESULTS and k not in without})

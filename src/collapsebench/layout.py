@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collapsebench.config import PHASES, Config, config_from_dict, read_yaml
 from collapsebench.errors import UserError
-from collapsebench.io import is_committed, read_stats
+from collapsebench.io import FileLock, is_committed, read_stats
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
+SWEEP_FILE = "sweep.json"
+CELL_ERROR_FILE = "error.json"  # a sweep cell's failure outside any step (written by the cell's task)
 
 Step = tuple[int, str]
 
@@ -93,6 +96,10 @@ class RunLayout:
     def exists(self) -> bool:
         return self.config_file.exists()
 
+    def is_locked(self) -> bool:
+        """Whether a driver holds the run's lock (it is running now)."""
+        return FileLock(self.path / LOCK_FILE).holder() is not None
+
     def load_config(self) -> Config:
         if not self.config_file.exists():
             raise UserError(f"{self.path} is not a collapsebench run directory (no {CONFIG_FILE})")
@@ -131,3 +138,77 @@ class RunLayout:
         if not self.metrics_file.exists():
             return []
         return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------ sweeps
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """A sweep cell's progress, read from its run directory."""
+
+    state: str  # pending | running | done | stopped | failed | incomplete
+    steps_done: int
+    steps_total: int
+    last_iteration: int  # the last evaluated iteration (0: none yet)
+    error: str | None = None
+    stopped_at: int | None = None
+
+
+class SweepLayout:
+    """A sweep directory, read-only: ``sweep.json`` (the manifest ``collapsebench sweep`` writes: the
+    base config, the axes, and each cell's id, folder, axis values, label, seed and baseline role)
+    and one ordinary run directory per cell."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / SWEEP_FILE
+
+    def exists(self) -> bool:
+        return self.manifest_file.exists()
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.exists():
+            raise UserError(f"{self.path} is not a sweep directory (no {SWEEP_FILE})")
+        try:
+            manifest: dict[str, Any] = json.loads(self.manifest_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{self.manifest_file} is corrupt: {exc}") from None
+        return manifest
+
+    def cells(self) -> list[dict[str, Any]]:
+        cells: list[dict[str, Any]] = self.manifest()["cells"]
+        return cells
+
+    def run(self, cell: dict[str, Any]) -> RunLayout:
+        return RunLayout(self.path / cell["dir"])
+
+    def cell_status(self, cell: dict[str, Any]) -> CellStatus:
+        """Where a cell stands: its journal, its lock, its committed folders and its error file."""
+        run = self.run(cell)
+        iterations = int(cell.get("iterations") or self.manifest()["base"].get("iterations") or 0)
+        total = len(steps(iterations))
+        if not run.path.exists():
+            return CellStatus("pending", 0, total, 0)
+        state = run.read_state()
+        done = sum(1 for step in steps(iterations) if run.is_committed(*step))
+        evaluated = [k for k in run.evaluated_iterations() if k <= iterations]
+        last = max(evaluated, default=0)
+        stopped = (state.get("failure") or {}).get("stopped_at")
+        error_file = run.path / CELL_ERROR_FILE
+        failed = [e for e in state.get("steps", {}).values() if e.get("status") == "failed"]
+        if run.is_locked():
+            return CellStatus("running", done, total, last, failed[-1].get("error") if failed else None)
+        if error_file.exists():
+            error = json.loads(error_file.read_text()).get("error", "")
+            return CellStatus("failed", done, total, last, error)
+        if done == total:
+            return CellStatus("done", done, total, last)
+        if stopped is not None:
+            return CellStatus("stopped", done, total, last, stopped_at=int(stopped))
+        if failed:
+            return CellStatus("failed", done, total, last, failed[-1].get("error"))
+        return CellStatus("incomplete" if done else "pending", done, total, last)

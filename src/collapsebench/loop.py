@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from collapsebench import batch
 from collapsebench.analysis.report import write_report
@@ -11,12 +12,21 @@ from collapsebench.api import Dataset, Resources, Task, Tracker
 from collapsebench.config import Config
 from collapsebench.console import console, metrics_line
 from collapsebench.errors import UserError
+from collapsebench.failure import journal_entry, time_to_failure
 from collapsebench.layout import Step, step_key, steps
 from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
 from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
 from collapsebench.registry import executors, trackers
 from collapsebench.run import RunDir, fail_entry, finish_entry, now, start_entry, step_summary
+
+
+class SharedSteps(Protocol):
+    """Steps computed once for several runs (a sweep's cells): ``run`` either adopts a committed copy
+    of the step with the same fingerprint from another run (returning where it came from) or calls
+    ``execute`` and offers the result to the others (returning None)."""
+
+    def run(self, run_dir: Path, step: Step, fingerprint: str, execute: Callable[[], None]) -> dict[str, Any] | None: ...
 
 
 def preflight(config: Config, *, allow_download: bool = False) -> None:
@@ -32,14 +42,18 @@ def preflight(config: Config, *, allow_download: bool = False) -> None:
 
 
 def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = False, ask: bool = False,
-                   allow_download: bool = False, quiet: bool = False) -> RunDir:
+                   allow_download: bool = False, quiet: bool = False, shared: SharedSteps | None = None,
+                   checked: bool = False) -> RunDir:
     """Start or continue the run of ``config``; returns its run directory.
 
-    Plan, validate, then act: the whole config is checked and the plan of what to redo is made
-    before anything in the run directory changes; committed work is removed only with consent
-    (``yes``, or ``ask`` at a terminal), into ``superseded/``."""
+    Plan, validate, then act: the whole config is checked (unless ``checked``: a sweep checked its
+    cells already) and the plan of what to redo is made before anything in the run directory
+    changes; committed work is removed only with consent (``yes``, or ``ask`` at a terminal), into
+    ``superseded/``. The run ends early after the evaluation at which a ``stop_when`` rule with
+    ``stop: true`` fails (see :mod:`collapsebench.failure`)."""
     start = check_from(redo_from, config) if redo_from else None
-    preflight(config, allow_download=allow_download)
+    if not checked:
+        preflight(config, allow_download=allow_download)
     run = RunDir(config.run_dir())
     run.lock()
     try:
@@ -56,8 +70,9 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
         state.setdefault("name", config.name)
         state.setdefault("created", now())
         fps = plan.fingerprints
-        if batch.applies(config):  # a vector world: its steps at NumPy speed, in batches
-            batch.run_batched(run, state, config, fps, quiet)
+        if shared is None and batch.applies(config):  # a vector world: its steps at NumPy speed, in batches
+            stop = (lambda k: _failed(run, state, config, k, quiet)) if config.stop_when else None
+            batch.run_batched(run, state, config, fps, quiet, stop=stop)
         trackers = Trackers(config, run)
         for step in steps(config.iterations):
             key = step_key(step)
@@ -68,12 +83,16 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
                     state["steps"][key] = {**entry, "status": "done", "fingerprint": fps[key],
                                            "seed": stats.get("seed"), "stats": step_summary(stats)}
                     run.write_state(state)
-                release(run, step)
-                continue
-            _execute(run, state, config, step, fps[key], quiet)
+            else:
+                if shared is not None:
+                    _execute_or_share(run, state, config, step, fps[key], quiet, shared)
+                else:
+                    _execute(run, state, config, step, fps[key], quiet)
+                if step[1] == "evaluate":
+                    trackers.log(step[0])
             release(run, step)
-            if step[1] == "evaluate":
-                trackers.log(step[0])
+            if step[1] == "evaluate" and _failed(run, state, config, step[0], quiet):
+                break
         trackers.finish()
         if not quiet:
             console.print(f"[green]done[/]: {run.path}")
@@ -81,6 +100,40 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
         return run
     finally:
         run.unlock()
+
+
+def _failed(run: RunDir, state: dict[str, Any], config: Config, iteration: int, quiet: bool) -> bool:
+    """Record every failure rule's time to failure (up to ``iteration``) in the journal; True when a
+    rule with ``stop: true`` has failed, so the run ends here."""
+    if not config.stop_when:
+        if state.pop("failure", None) is not None:
+            run.write_state(state)
+        return False
+    entry = journal_entry(config, time_to_failure(run, config, upto=iteration))
+    if entry != state.get("failure"):
+        state["failure"] = entry
+        run.write_state(state)
+    if entry["stopped_at"] is not None and not quiet:
+        console.print(f"[yellow]stopped[/] at iteration {entry['stopped_at']}: {entry['stopped_by']}")
+    return entry["stopped_at"] is not None
+
+
+def _execute_or_share(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool,
+                      shared: SharedSteps) -> None:
+    """Adopt the step from another run with the same fingerprint, or compute it (and offer it)."""
+    key = step_key(step)
+    source = shared.run(run.path, step, fingerprint, lambda: _execute(run, state, config, step, fingerprint, quiet))
+    if source is None:
+        return
+    stats = run.committed_stats(*step)
+    state["steps"][key] = {"status": "done", "started": now(), "finished": now(), "duration_s": 0.0,
+                           "seed": stats.get("seed"), "fingerprint": fingerprint, "executor": "shared",
+                           "stats": step_summary(stats), **source}
+    run.write_state(state)
+    if step[1] == "evaluate":
+        run.rebuild_metrics(step[0])
+    if not quiet:
+        console.print(f"[bold]{key}[/] shared from {source.get('shared_from')}")
 
 
 class Trackers:

@@ -6,19 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from collapsebench.config import PHASES
 from collapsebench.console import console
-from collapsebench.io import FileLock
-from collapsebench.layout import LOCK_FILE, RunLayout, step_key, steps
+from collapsebench.layout import RunLayout, SweepLayout, step_key, steps
 
 ALERTS = {0: "[green]ok[/]", 1: "[yellow]warning[/]", 2: "[bold red]critical[/]"}  # ECE early warning
 COUNTS = {"curate": ("size", "real_size"), "generate": ("samples",), "train": ("loss",)}
-
-
-def is_locked(run: RunLayout) -> bool:
-    return FileLock(run.path / LOCK_FILE).holder() is not None
 
 
 def cell(entry: dict[str, Any] | None, committed: bool, active: bool, phase: str) -> str:
@@ -45,7 +41,7 @@ def status_table(run_dir: str | Path) -> Table:
     run = RunLayout(run_dir)
     config = run.load_config()
     state = run.read_state()
-    active = is_locked(run)
+    active = run.is_locked()
     metrics = {row["iteration"]: row for row in run.read_metrics()}
     shown = [k for k in ("holdout_perplexity", "holdout_cross_entropy") if any(k in r for r in metrics.values())]
     alert = sorted({k for r in metrics.values() for k in r if k.endswith("_alert_level")})
@@ -64,9 +60,61 @@ def status_table(run_dir: str | Path) -> Table:
     return table
 
 
+def failure_lines(run_dir: str | Path) -> list[str]:
+    """The time to failure of each failure rule, as the driver recorded it."""
+    failure = RunLayout(run_dir).read_state().get("failure") or {}
+    lines = []
+    for c in failure.get("time_to_failure", []):
+        if c["iteration"] is not None:
+            lines.append(f"[red]failed[/] at iteration {c['iteration']}: {escape(c['rule'])} (value {c['value']:.4g})"
+                         + (" - run stopped" if failure.get("stopped_at") == c["iteration"] and c["stop"] else ""))
+        else:
+            lines.append(f"[green]not failed[/] up to iteration {c['evaluated_to']}: {escape(c['rule'])}")
+    return lines
+
+
+def sweep_table(sweep: SweepLayout) -> Table:
+    """The cells of a sweep: state, progress, latest headline metric, time to failure, error line."""
+    from collapsebench.analysis.cells import cell_rows
+
+    table = Table("cell", "seed", "state", "steps", "iter", "latest", "time to failure", "error",
+                  title=f"sweep {sweep.path.name}  ({sweep.path})")
+    style = {"done": "green", "stopped": "yellow", "running": "yellow", "failed": "red", "incomplete": "red"}
+    for row in cell_rows(sweep):
+        state = f"[{style[row['state']]}]{row['state']}[/]" if row["state"] in style else row["state"]
+        latest = f"{row['metric']}={row['value']:.4g}" if row["metric"] else ""
+        table.add_row(escape(row["label"]), str(row["seed"]), state, row["steps"], str(row["iteration"] or ""), latest,
+                      escape(row["time_to_failure"]), escape(row["error"][:120]))
+    return table
+
+
+def print_sweep_status(sweep: SweepLayout) -> None:
+    from collapsebench.analysis.cells import cell_rows
+
+    console.print(sweep_table(sweep))
+    rows = cell_rows(sweep)
+    counts = {s: sum(1 for r in rows if r["state"] == s) for s in dict.fromkeys(r["state"] for r in rows)}
+    history = sweep.manifest().get("history") or [{}]
+    line = ", ".join(f"{n} {s}" for s, n in counts.items())
+    shared = history[-1].get("shared_steps")
+    if shared:
+        line += f"; {shared} shared steps saved {history[-1].get('shared_seconds_saved', 0):.1f} s"
+    locked = RunLayout(sweep.path).is_locked()
+    console.print(f"{len(rows)} cells: {line}" + ("; the sweep's driver is running" if locked else ""))
+    for row in rows:  # the error lines in full (the table may cut them)
+        if row["error"]:
+            console.print(f"[red]{row['state']}[/]: {escape(row['label'])} seed {row['seed']} ({row['dir']}): "
+                          f"{escape(row['error'])}", highlight=False)
+
+
 def print_status(run_dir: str | Path) -> None:
     from collapsebench.trainers.token_cache import cache_root, cache_size
 
+    if SweepLayout(run_dir).exists():
+        print_sweep_status(SweepLayout(run_dir))
+        return
     console.print(status_table(run_dir))
+    for line in failure_lines(run_dir):
+        console.print(line)
     entries, size = cache_size()
     console.print(f"token cache: {cache_root()} ({entries} entries, {size / 2**20:.1f} MiB)")

@@ -1,85 +1,302 @@
-"""The run's report: plots of every metric across iterations and an HTML page with the table."""
+"""Reports people read: one self-contained HTML page per run and per sweep (figures embedded).
+
+The run page (``<run>/report/report.html``, written when a run ends and by ``collapsebench
+report``): a header with the config summary and fingerprint; the headline figures (holdout
+perplexity or KL vs iteration, per-document perplexity histograms); the time to failure of each
+failure rule; every metric; a sample browser (each iteration's accepted and rejected samples, the
+validator's reason, and each sample's lineage: the model that produced it and its prompt); the
+qualitative prompts side by side across iterations; the time per phase; the images evaluations
+wrote. It also writes a card (``README.md``) into every committed dataset and model folder
+(:mod:`collapsebench.analysis.cards`).
+
+The sweep page (``compare``'s ``report.html``): the headline figures with bands over seeds, time to
+failure, calibration and diversity, every metric, the statistics (with the correction named) and
+the cells with links to their own pages.
+"""
 
 from __future__ import annotations
 
-import html
+import json
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from collapsebench.layout import RunLayout
+from collapsebench.analysis import figures as F
+from collapsebench.analysis.cells import HEADLINE
+from collapsebench.analysis.runs import (
+    DIVERSITY,
+    Comparison,
+    Member,
+    evaluation_metrics,
+    histogram_data,
+    load_saved,
+    real_reference,
+)
+from collapsebench.config import PHASES, Config, fingerprints, identity
+from collapsebench.failure import time_to_failure
+from collapsebench.io import atomic_write
+from collapsebench.layout import RunLayout, parse_step
 
-HEADLINE = "holdout_perplexity"
-
-
-def numeric_series(rows: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    """metric -> (iterations, values) for every numeric metric."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    for row in rows:
-        for key, value in row.items():
-            if key == "iteration" or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if not math.isfinite(value):
-                continue
-            xs, ys = series.setdefault(key, ([], []))
-            xs.append(row["iteration"])
-            ys.append(float(value))
-    return series
-
-
-def plot_metric(xs: list[int], ys: list[float], name: str, path: Path, title: str = "") -> None:
-    """One line plot. Drawn on a bare ``Figure`` with fixed margins: pyplot's figure manager and
-    ``tight_layout`` (a second text layout pass) cost 40% of a plot, and a run draws one per metric."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.2))
-    ax = fig.add_subplot()
-    ax.plot(xs, ys, marker="o")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(name)
-    ax.set_title(title or name)
-    ax.grid(alpha=0.3)
-    fig.subplots_adjust(left=0.21, right=0.97, bottom=0.15, top=0.9)
-    fig.savefig(path, dpi=110)
+TEMPLATE = "report.html.j2"
+SAMPLES_PER_ITERATION = 50  # accepted and rejected samples per iteration in the sample browser
+TEXT_CHARS = 2000  # characters of a sample's text shown
 
 
-def write_report(run: RunLayout) -> Path | None:
-    """Write report/<metric>.png for every numeric metric and report/report.html; None if no metrics yet."""
-    rows = run.read_metrics()
-    if not rows:
-        return None
-    out = run.report_dir
-    out.mkdir(exist_ok=True)
-    series = numeric_series(rows)
-    name = run.load_config().name
-    images = []
-    for metric, (xs, ys) in sorted(series.items(), key=lambda kv: (kv[0] != HEADLINE, kv[0])):
-        file = metric.replace("/", "__") + ".png"
-        plot_metric(xs, ys, metric, out / file, title=f"{name}: {metric}")
-        images.append(file)
-    keys = ["iteration"] + sorted({k for r in rows for k in r if k != "iteration"})
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys) + "</tr>" for r in rows
-    )
-    figures = "".join(f'<img src="{html.escape(f)}" alt="{html.escape(f)}">' for f in images)
-    # images that evaluations wrote (e.g. generated digits), one row per iteration
-    gallery = "".join(
-        f"<h3>{html.escape(p.parent.parent.name)}: {html.escape(p.name)}</h3>"
-        f'<img src="../{html.escape(str(p.relative_to(run.path)))}" alt="{html.escape(p.name)}">'
-        for p in sorted(run.path.glob("iter_*/evaluate/*.png"))
-    )
-    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:2px 6px;font-size:12px}img{width:420px}</style>"
-            f"<h1>{html.escape(name)}</h1><p>{html.escape(str(run.path))}</p>"
-            f"<table><tr>{head}</tr>{body}</table><h2>Metrics per iteration</h2>{figures}"
-            + (f"<h2>Images per iteration</h2>{gallery}" if gallery else ""))
-    (out / "report.html").write_text(page)
-    return out / "report.html"
+EMPTY: dict[str, Any] = {  # what a page has nothing of: the run page has no cells, the sweep page no samples
+    "chain": "", "evaluated": None, "stopped_at": None, "stopped_by": None, "crossings": [], "keys": [], "rows": [],
+    "lineage": [], "samples": [], "samples_limit": 0, "q_iterations": [], "q_prompts": [], "durations": {},
+    "images": [], "cards": [], "cells": [], "stats": [], "tests": [], "notes": [], "correction": "",
+    "reference": None, "shared": None, "axes": [], "phases": PHASES}
+
+
+def render(**context: Any) -> str:
+    """The page from ``report.html.j2``; what ``context`` leaves out is empty."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _fmt
+    return env.get_template(TEMPLATE).render(**{**EMPTY, **context})
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
     if isinstance(value, float):
-        return f"{value:.5g}"
-    return html.escape("" if value is None else str(value))
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------ the config
+
+
+def _spec(spec: Any) -> str:
+    kwargs = ", ".join(f"{k}={json.dumps(v)}" for k, v in spec.kwargs.items())
+    return f"{spec.name}({kwargs})" if kwargs else spec.name
+
+
+SUMMARY_KEYS = {"iterations": "iterations", "seed": "seed", "data": "data", "holdout": "data.holdout",
+                "regime": "curate.regime", "model": "model", "trainer": "train.trainer", "generator": "generate.generator",
+                "prompts": "generate.prompts", "samples": "generate.num_samples", "validators": "generate.validators",
+                "evaluations": "evaluate.evaluations"}
+
+
+def mark_axes(summary: list[tuple[str, str]], axes: list[str]) -> list[tuple[str, str]]:
+    """A sweep's base config summary, with the lines its axes vary marked as such."""
+    out = []
+    for key, value in summary:
+        path = SUMMARY_KEYS.get(key, "")
+        varied = [a for a in axes if path and (a == path or a.startswith(path + ".") or path.startswith(a + "."))]
+        out.append((key, f"varies by cell (axis {', '.join(varied)})" if varied else value))
+    return out
+
+
+def config_summary(config: Config) -> list[tuple[str, str]]:
+    """The config in a dozen lines: what a reader needs to know what was run."""
+    m = config.model
+    model = f"{m.base} (init {m.init})" if m.base else f"{json.dumps(m.architecture)} from scratch (init {m.init})"
+    rows = [("iterations", str(config.iterations)), ("seed", str(config.seed)), ("data", _spec(config.data.source)),
+            ("holdout", f"{config.data.holdout:g}"), ("regime", _spec(config.curate.regime)), ("model", model),
+            ("trainer", _spec(config.train.trainer))]
+    rows += [(f"stage {i}", f"{s.name or f'stage{i}'}: {s.data.model_dump(exclude_none=True)} {s.args or ''}")
+             for i, s in enumerate(config.train.stages)]
+    rows += [("generator", _spec(config.generate.generator)), ("prompts", _spec(config.generate.prompts)),
+             ("samples", str(config.generate.num_samples or "default")),
+             ("validators", ", ".join(_spec(v) for v in config.generate.validators) or "none"),
+             ("evaluations", ", ".join(_spec(e) for e in config.evaluate.evaluations))]
+    if config.stop_when:
+        from collapsebench.failure import describe
+
+        rows.append(("failure rules", "; ".join(describe(r) + ("" if r.stop else " (record only)")
+                                                for r in config.stop_when)))
+    return rows
+
+
+# ------------------------------------------------------------------------------------ the run page
+
+
+def _durations(state: dict[str, Any]) -> dict[int, dict[str, float]]:
+    out: dict[int, dict[str, float]] = {}
+    for key, entry in state.get("steps", {}).items():
+        if entry.get("status") == "done":
+            iteration, phase = parse_step(key)
+            out.setdefault(iteration, {})[phase] = float(entry.get("duration_s") or 0.0)
+    return out
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= TEXT_CHARS else value[:TEXT_CHARS] + " [...]"
+    if isinstance(value, list):
+        return json.dumps([round(v, 4) if isinstance(v, float) else v for v in value])[:TEXT_CHARS]
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def sample_rows(run: RunLayout, config: Config, limit: int = SAMPLES_PER_ITERATION) -> list[dict[str, Any]]:
+    """The sample browser's rows: up to ``limit`` accepted and ``limit`` rejected samples per
+    iteration, with their lineage (generation: the model that produced them; prompt; parent) and,
+    for rejected ones, the validator and its reason."""
+    rows: list[dict[str, Any]] = []
+    field = config.data.text_field
+    for k in range(1, config.iterations + 1):
+        for status, folder in (("accepted", "samples"), ("rejected", "rejected")):
+            ds = load_saved(run.phase_dir(k, "generate") / folder)
+            if ds is None:
+                continue
+            for row in ds.select(range(min(limit, len(ds)))).table.to_pylist():
+                text = row.get(field, row.get("x"))
+                rows.append({"iteration": k, "status": status, "id": row.get("id", ""),
+                             "generation": row.get("generation", k), "parent": row.get("parent", ""),
+                             "prompt": _shorten(row.get("prompt", "")), "text": _shorten(text),
+                             "rejected_by": row.get("rejected_by", "") or "", "reason": row.get("reason", "") or "",
+                             "scores": {c: _shorten(v) for c, v in row.items() if c.startswith("score_")}})
+    return rows
+
+
+def lineage(run: RunLayout, config: Config) -> list[dict[str, Any]]:
+    """Per iteration: what D(k) was made of, where M(k) started, how many samples S(k) kept."""
+    out = []
+    for k in range(1, config.iterations + 1):
+        if not run.is_committed(k, "curate"):
+            break
+        curate = run.committed_stats(k, "curate")
+        train = run.committed_stats(k, "train") if run.is_committed(k, "train") else {}
+        generate = run.committed_stats(k, "generate") if run.is_committed(k, "generate") else {}
+        by_gen = curate.get("rows_by_generation", {})
+        parts = ", ".join(("real" if g == "0" else f"S({g})") + f": {n}" for g, n in sorted(by_gen.items(),
+                                                                                          key=lambda kv: int(kv[0])))
+        init = train.get("init_from") or train.get("init") or ""
+        out.append({"iteration": k, "dataset": parts, "init": str(init),
+                    "samples": generate.get("metrics", {}).get("samples", ""),
+                    "acceptance": generate.get("metrics", {}).get("acceptance", "")})
+    return out
+
+
+def qualitative(run: RunLayout) -> tuple[list[int], list[dict[str, Any]]]:
+    """The qualitative prompts side by side: iterations, and per prompt its completion at each."""
+    iterations: list[int] = []
+    by_prompt: dict[int, dict[str, Any]] = {}
+    for path in sorted(run.path.glob("iter_*/evaluate/qualitative.jsonl")):
+        k = int(path.parent.parent.name.split("_")[1])
+        iterations.append(k)
+        for line in path.read_text().splitlines():
+            if line.strip():
+                item = json.loads(line)
+                entry = by_prompt.setdefault(item["index"], {"prompt": item["prompt"], "completions": {}})
+                entry["completions"][k] = item["completion"]
+    return iterations, [by_prompt[i] for i in sorted(by_prompt)]
+
+
+def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(section, caption, data URI) of the run page's figures."""
+    from collapsebench.analysis.stats import records_from_rows, summarize
+
+    label = config.name
+    metrics = evaluation_metrics(rows)
+    summary = summarize(records_from_rows(label, config.seed, rows))
+    cells = [F.CellInfo(label)]
+    out: list[tuple[str, str, str]] = []
+    for metric in [m for m in metrics if m in HEADLINE]:
+        fig = F.line_figure(F.line_series(summary, metric, cells), metric, title=f"{label}: {metric}")
+        out.append(("headline", f"{metric} vs iteration", F.png_data_uri(fig)))
+    panels, title, xlabel = histogram_data([Member(label, config.seed, run, config)])
+    if panels:
+        out.append(("headline", title, F.png_data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
+    for metric in [m for m in metrics if m.endswith("_ece")]:
+        alerts = {label: {int(r["iteration"]): int(r[f"{metric}_alert_level"]) for r in rows
+                          if isinstance(r.get(f"{metric}_alert_level"), (int, float))}}
+        fig = F.ece_figure(F.line_series(summary, metric, cells), alerts, metric)
+        out.append(("calibration", f"{metric} with early-warning markers", F.png_data_uri(fig)))
+    diversity = [F.Panel(m, F.line_series(summary, m, cells), real_reference({run.path: rows}, m))
+                 for m in DIVERSITY if m in metrics]
+    if diversity:
+        out.append(("diversity", "diversity vs iteration (dotted: the real data)",
+                    F.png_data_uri(F.panels_figure(diversity, title="diversity vs iteration"))))
+    rest = [F.Panel(m, F.line_series(summary, m, cells)) for m in metrics if m not in HEADLINE]
+    for start in range(0, len(rest), 12):
+        chunk = rest[start:start + 12]
+        out.append(("metrics", ", ".join(p.metric for p in chunk),
+                    F.png_data_uri(F.panels_figure(chunk, title="every metric vs iteration", band=False))))
+    return out
+
+
+def write_report(run: RunLayout) -> Path | None:
+    """Write ``report/report.html`` (self-contained) and the cards; None if no iteration is evaluated."""
+    from collapsebench.analysis.cards import write_cards
+
+    rows = run.read_metrics()
+    if not rows:
+        return None
+    config = run.load_config()
+    state = run.read_state()
+    write_cards(run, config, rows)
+    durations = _durations(state)
+    figures = run_figures(run, config, rows)
+    if durations:
+        figures.append(("time", "seconds per phase and iteration",
+                        F.png_data_uri(F.phase_time_figure(durations, PHASES))))
+    keys = ["iteration"] + sorted({k for r in rows for k in r if k != "iteration"})
+    q_iterations, q_prompts = qualitative(run)
+    images = [(f"{p.parent.parent.name}: {p.name}", F.file_data_uri(p))
+              for p in sorted(run.path.glob("iter_*/evaluate/*.png"))]
+    failure = state.get("failure") or {}
+    out = run.report_dir / "report.html"
+    out.parent.mkdir(exist_ok=True)
+    atomic_write(out, render(
+        kind="run", title=config.name, path=str(run.path), summary=config_summary(config),
+        identity=identity(config), chain=fingerprints(config)[f"{config.iterations}.evaluate"],
+        evaluated=max(r["iteration"] for r in rows), iterations=config.iterations,
+        stopped_at=failure.get("stopped_at"), stopped_by=failure.get("stopped_by"),
+        crossings=[c.as_dict() for c in time_to_failure(run, config)] if config.stop_when else [],
+        figures=figures, keys=keys, rows=rows, lineage=lineage(run, config),
+        samples=sample_rows(run, config), samples_limit=SAMPLES_PER_ITERATION,
+        q_iterations=q_iterations, q_prompts=q_prompts, durations=durations, images=images,
+        cards=[os.path.relpath(p, out.parent) for p in sorted(run.path.glob("iter_*/*/*/README.md"))]))
+    return out
+
+
+# ------------------------------------------------------------------------------------ the sweep page
+
+
+def _last_iteration_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each (cell, metric)'s last iteration (or the tests' last iteration per metric)."""
+    last: dict[tuple[Any, ...], int] = {}
+    for r in rows:
+        key = (r.get("cell", r.get("cell_b")), r["metric"])
+        last[key] = max(last.get(key, 0), int(r["iteration"]))
+    return [r for r in rows if int(r["iteration"]) == last[(r.get("cell", r.get("cell_b")), r["metric"])]]
+
+
+def write_sweep_report(comparison: Comparison, figures: Sequence[tuple[str, str, Path]], out: Path) -> Path:
+    """The comparison's page: figures (embedded), statistics, cells (linked to their run pages)."""
+    from collapsebench.analysis.cells import cell_rows
+
+    c = comparison
+    first = c.members[0]
+    title = ", ".join(s.path.name for s in c.sweeps) or ", ".join(sorted({m.cell for m in c.members}))
+    cells = []
+    for sweep in c.sweeps:
+        for row in cell_rows(sweep):
+            report = sweep.path / row["dir"] / "report" / "report.html"
+            row["link"] = os.path.relpath(report, out.parent) if report.exists() else ""
+            cells.append(row)
+    shared = None
+    if c.sweeps:
+        history = c.sweeps[0].manifest().get("history") or [{}]
+        shared = {"steps": history[-1].get("shared_steps", 0), "seconds": history[-1].get("shared_seconds_saved", 0.0)}
+    notes = list(c.notes)
+    for sweep in c.sweeps:
+        notes += sweep.manifest().get("notes", [])
+    atomic_write(out, render(
+        kind="sweep", title=title, path=", ".join(str(s.path) for s in c.sweeps) or str(first.run.path),
+        summary=mark_axes(config_summary(first.config), [a for s in c.sweeps for a in s.manifest().get("axes", [])]),
+        identity=identity(first.config, without=("seed",)),
+        iterations=first.config.iterations, figures=[(s, cap, F.file_data_uri(p)) for s, cap, p in figures],
+        cells=cells, stats=_last_iteration_rows(c.summary), tests=_last_iteration_rows(c.tests), notes=notes,
+        correction=c.correction, reference=c.reference, shared=shared,
+        axes=[a for s in c.sweeps for a in s.manifest().get("axes", [])]))
+    return out

@@ -7,7 +7,9 @@ A tracker is made by ``trackers.get(name)(config_dict, run_dir, **kwargs)`` and 
     tracker: {name: wandb, project: collapse, mode: offline}    # online | offline | disabled
 
 The W&B run id is kept in ``<run_dir>/wandb_run_id`` so a resumed run keeps logging into the same
-W&B run. Files go to ``$WANDB_DIR`` when set, else into the run directory.
+W&B run. Files go to ``$WANDB_DIR`` when set, else into the run directory. ``collapsebench sweep``
+sets ``group`` to the sweep's name and ``axes`` to the cell's axis values (``{"curate.regime.alpha":
+0.5, "seed": 1}``), which become top-level config keys of the W&B run.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class WandbTracker:
     def __init__(self, config: dict[str, Any], run_dir: str | Path, *, project: str = "collapsebench",
                  entity: str | None = None, mode: WandbMode = "online", name: str | None = None, group: str | None = None,
                  tags: list[str] | None = None, sample_rows: int = 50, text_field: str | None = None,
-                 dir: str | None = None):
+                 dir: str | None = None, axes: dict[str, Any] | None = None):
         if mode not in WANDB_MODES:
             raise UserError(f"tracker wandb: mode must be one of {', '.join(WANDB_MODES)}, got '{mode}'")
         try:
@@ -46,6 +48,8 @@ class WandbTracker:
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
         id_file.write_text(run_id)
         self._wandb = wandb
+        if axes:  # a sweep cell: its axis values as top-level config keys, to filter and group by
+            config = {**config, **axes}
         self.run = wandb.init(project=project, entity=entity, name=name or config.get("name"), group=group,
                               tags=tags, config=config, mode=mode, id=run_id, resume="allow",
                               dir=dir or os.environ.get("WANDB_DIR") or str(self.run_dir))
@@ -67,4 +71,13 @@ class WandbTracker:
         self.run.log(row)
 
     def finish(self) -> None:
+        """Finish the run and wait until its records are on disk (or sent).
+
+        ``run.finish()`` returns once the W&B service has acknowledged the run's exit, but the service
+        (one ``wandb-core`` process per Python process, kept by the ``wandb.setup()`` singleton and
+        shared by every run the process starts) writes and closes the run's files after that, on its
+        own schedule: reading the offline run right after ``finish()`` raced with it, and lost when
+        the machine was busy. ``wandb.teardown()`` waits for the service to finish every stream and
+        stops it; the next run starts a fresh one."""
         self.run.finish()
+        self._wandb.teardown()

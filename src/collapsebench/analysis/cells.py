@@ -1,0 +1,29 @@
+"""A sweep's cells at a glance (for ``status`` and the sweep's report): state, progress, latest
+headline metric, time to failure and the error line of a failed cell, read from the cells' folders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collapsebench.layout import SweepLayout
+
+HEADLINE = ("holdout_perplexity", "lang_kl_truth_model_per_doc", "holdout_loglik_mean", "fitted_var")
+
+
+def cell_rows(sweep: SweepLayout) -> list[dict[str, Any]]:
+    """One row per cell of the manifest, in grid order."""
+    out = []
+    for cell in sweep.cells():
+        status = sweep.cell_status(cell)
+        run = sweep.run(cell)
+        rows = run.read_metrics() if run.exists() else []
+        latest = rows[-1] if rows else {}
+        metric = next((m for m in HEADLINE if isinstance(latest.get(m), (int, float))), "")
+        failure = run.read_state().get("failure") if run.exists() else None
+        ttf = "; ".join(f"{c['rule']}: {c['iteration'] if c['iteration'] is not None else '>' + str(c['evaluated_to'])}"
+                        for c in (failure or {}).get("time_to_failure", []))
+        out.append({"label": cell["label"], "seed": cell["seed"], "dir": cell["dir"], "state": status.state,
+                    "steps": f"{status.steps_done}/{status.steps_total}", "iteration": status.last_iteration,
+                    "metric": metric, "value": latest.get(metric) if metric else None, "time_to_failure": ttf,
+                    "error": status.error or "", "baseline_of": cell.get("baseline_of")})
+    return out
