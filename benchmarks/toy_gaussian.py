@@ -1,26 +1,42 @@
-"""Gaussian collapse under each curation regime: 100 iterations x 100 samples, several seeds.
+"""Gaussian collapse under each curation regime, and what a vector world costs to run.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_gaussian.py --seeds 5 --iterations 100
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_gaussian.py                 # ~1 min on 2 idle cores
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_gaussian.py --seeds 1 --quick  # a few seconds
 
-Runs configs/toy/gaussian_{replace,accumulate,accumulate_subsample,truncation}.yaml through the
-loop driver (run directory, journal, metrics, report included) and writes
-benchmarks/results/toy_gaussian.{json,md}: the median fitted variance after the last iteration per
-regime (true variance 1) and the wall time of each run.
+1. The numbers: configs/toy/gaussian_{replace,accumulate,accumulate_subsample,truncation}.yaml,
+   100 iterations x 100 samples, seeds 0..4, through the loop driver (run directory, journal,
+   metrics, report included): the fitted variance after the last iteration (true variance 1), the
+   wall and CPU time of each run. The fitted variances are compared with those of the previous
+   result file, if there is one: the same seed must give the same number.
+2. The command a researcher types, ``python -m collapsebench run configs/toy/gaussian_accumulate.yaml``
+   (100 iterations), in a fresh process: wall and CPU time, interpreter start and imports included
+   (median of ``--cli-repeats``), with the batched driver (the default for vector worlds) and once
+   with the general driver (``COLLAPSEBENCH_BATCH=0``), side by side; the cost of an iteration at
+   iteration 10 and at iteration 100 (the journal's step durations, each the mean over five
+   iterations around it); the imports that take longest (``python -X importtime``).
+
+Writes benchmarks/results/toy_gaussian.{json,md} with the date, machine and load averages.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIMES = ["replace", "accumulate", "accumulate_subsample", "truncation"]
+CLI_CONFIG = ROOT / "configs" / "toy" / "gaussian_accumulate.yaml"
 
 
 def run_one(regime: str, seed: int, iterations: int, out_root: Path) -> dict[str, float]:
@@ -29,43 +45,138 @@ def run_one(regime: str, seed: int, iterations: int, out_root: Path) -> dict[str
 
     config = load_config(ROOT / "configs" / "toy" / f"gaussian_{regime}.yaml",
                          [f"seed={seed}", f"iterations={iterations}", f"output_dir={out_root / f'{regime}-{seed}'}"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run = run_experiment(config, quiet=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     last = json.loads((run.path / "metrics.jsonl").read_text().splitlines()[-1])
-    return {"seed": seed, "fitted_var": last["fitted_var"], "wall_s": round(wall, 2), "iteration": last["iteration"]}
+    return {"seed": seed, "fitted_var": last["fitted_var"], "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "iteration": last["iteration"]}
+
+
+def cli_run(out: Path, iterations: int, env: dict[str, str]) -> dict[str, float]:
+    """``python -m collapsebench run`` in a fresh process: wall and CPU time (its own, from wait4)."""
+    cmd = [sys.executable, "-m", "collapsebench", "run", str(CLI_CONFIG), f"output_dir={out}", f"iterations={iterations}"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
+    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}
+
+
+def per_iteration(run_dir: Path, around: int) -> dict[str, float]:
+    """Seconds of the four steps of iteration ``around``, and their mean over the five iterations
+    ending at or centred on it (the journal rounds each step to a millisecond)."""
+    steps = json.loads((run_dir / "state.json").read_text())["steps"]
+    last = max(int(k.split(".")[0]) for k in steps)
+
+    def seconds(k: int) -> float:
+        return sum(steps[f"{k}.{p}"]["duration_s"] for p in ("curate", "train", "generate", "evaluate"))
+
+    window = [k for k in range(around - 2, around + 3) if 1 <= k <= last] if around < last else range(last - 4, last + 1)
+    return {"iteration": around, "seconds": round(seconds(around), 4),
+            "mean_of_5_seconds": round(statistics.mean(seconds(k) for k in window), 4)}
+
+
+def slowest_imports(out: Path, env: dict[str, str], top: int = 8) -> list[tuple[str, float]]:
+    """Top-level imports of a 3-iteration CLI run by cumulative seconds (``python -X importtime``)."""
+    cmd = [sys.executable, "-X", "importtime", "-m", "collapsebench", "run", str(CLI_CONFIG), f"output_dir={out}",
+           "iterations=3"]
+    err = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stderr
+    found = []
+    for line in err.splitlines():  # "import time: self [us] | cumulative | name", nested names indented
+        parts = line.removeprefix("import time:").split("|")
+        top_level = len(parts) == 3 and parts[1].strip().isdigit() and not parts[2][1:].startswith(" ")
+        if line.startswith("import time:") and top_level:
+            found.append((parts[2].strip(), int(parts[1]) / 1e6))
+    return [(n, round(s, 3)) for n, s in sorted(found, key=lambda x: -x[1])[:top]]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--cli-repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="skip the general driver's CLI run (about 30 s)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "toy_gaussian")
     args = parser.parse_args()
+    previous = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else None
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    load_before = os.getloadavg()
+    started = dt.datetime.now(dt.timezone.utc)
     results: dict[str, list[dict[str, float]]] = {}
+    cli: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
         for regime in REGIMES:
-            results[regime] = [run_one(regime, s, args.iterations, Path(tmp)) for s in range(args.seeds)]
+            results[regime] = [run_one(regime, s, args.iterations, root) for s in range(args.seeds)]
             print(regime, results[regime], file=sys.stderr, flush=True)
+        batched = [cli_run(root / f"cli-{i}", args.iterations, env) for i in range(args.cli_repeats)]
+        cli["batched"] = {"runs": batched, "median_wall_s": statistics.median(r["wall_s"] for r in batched),
+                          "median_cpu_s": statistics.median(r["cpu_s"] for r in batched)}
+        cli["batched"]["per_iteration"] = [per_iteration(root / "cli-0", 10), per_iteration(root / "cli-0", args.iterations)]
+        if not args.quick:
+            general = cli_run(root / "cli-general", args.iterations, {**env, "COLLAPSEBENCH_BATCH": "0"})
+            cli["general"] = {**general, "per_iteration": [per_iteration(root / "cli-general", 10),
+                                                          per_iteration(root / "cli-general", args.iterations)]}
+            same = (root / "cli-general" / "metrics.jsonl").read_text() == (root / "cli-0" / "metrics.jsonl").read_text()
+            cli["general"]["metrics_identical_to_batched"] = same
+        cli["slowest_imports_s"] = slowest_imports(root / "imports", env)
+        print("cli", cli, file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
+
     summary = {r: {"median_fitted_var": statistics.median(x["fitted_var"] for x in rows),
                    "min_fitted_var": min(x["fitted_var"] for x in rows),
                    "max_fitted_var": max(x["fitted_var"] for x in rows),
-                   "median_wall_s": statistics.median(x["wall_s"] for x in rows)} for r, rows in results.items()}
-    command = (f"OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_gaussian.py --seeds {args.seeds} "
-               f"--iterations {args.iterations}")
-    machine = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+                   "median_wall_s": statistics.median(x["wall_s"] for x in rows),
+                   "median_cpu_s": statistics.median(x["cpu_s"] for x in rows)} for r, rows in results.items()}
+    unchanged = None
+    if previous and previous.get("iterations") == args.iterations:
+        before = {(r, x["seed"]): x["fitted_var"] for r, rows in previous["runs"].items() for x in rows}
+        pairs = [(x["fitted_var"], before[(r, x["seed"])]) for r, rows in results.items() for x in rows
+                 if (r, x["seed"]) in before]
+        unchanged = {"compared": len(pairs), "identical": sum(a == b for a, b in pairs),
+                     "max_abs_difference": max((abs(a - b) for a, b in pairs), default=0.0)}
+    command = "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_gaussian.py " + " ".join(sys.argv[1:])
+    machine = {"nproc": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+               "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"command": command, "machine": machine, "iterations": args.iterations, "num_samples": 100,
-         "summary": summary, "runs": results}, indent=1))
-    lines = ["# Gaussian collapse per curation regime", "", f"Command: `{command}`", "",
-             f"Machine: {machine}. 1-D N(0, 1), 100 real training rows, 100 samples per iteration, "
-             f"MLE fit (ddof 0), {args.iterations} iterations, seeds 0..{args.seeds - 1}. True variance: 1.", "",
-             "| regime | median fitted variance | min | max | median wall time per run (s) |",
-             "|---|---|---|---|---|"]
+        {"benchmark": "toy_gaussian", "date": started.isoformat(timespec="seconds"), "command": command.strip(),
+         "machine": machine, "iterations": args.iterations, "num_samples": 100, "summary": summary,
+         "fitted_var_vs_previous_result": unchanged, "cli": cli, "runs": results,
+         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}, indent=1))
+    lines = ["# Gaussian collapse per curation regime", "", f"Command: `{command.strip()}`", "",
+             f"Date {started:%Y-%m-%d %H:%M} UTC; {machine['nproc']} cores, load average "
+             f"{machine['loadavg_before'][0]} before and {machine['loadavg_after'][0]} after; Python "
+             f"{machine['python']}. 1-D N(0, 1), 100 real training rows, 100 samples per iteration, MLE fit "
+             f"(ddof 0), {args.iterations} iterations, seeds 0..{args.seeds - 1}. True variance: 1.", "",
+             "| regime | median fitted variance | min | max | median wall per run (s) | median CPU per run (s) |",
+             "|---|---|---|---|---|---|"]
     for r, s in summary.items():
         lines.append(f"| {r} | {s['median_fitted_var']:.4g} | {s['min_fitted_var']:.4g} | {s['max_fitted_var']:.4g} "
-                     f"| {s['median_wall_s']:.1f} |")
+                     f"| {s['median_wall_s']:.2f} | {s['median_cpu_s']:.2f} |")
+    if unchanged:
+        lines += ["", f"Fitted variances against the previous result file: {unchanged['identical']} of "
+                      f"{unchanged['compared']} identical (largest difference {unchanged['max_abs_difference']:.3g})."]
+    b = cli["batched"]
+    lines += ["", f"`python -m collapsebench run configs/toy/gaussian_accumulate.yaml` ({args.iterations} iterations, "
+                  "a fresh process, imports included):", "",
+              "| driver | wall (s) | CPU (s) | iteration 10 (ms, mean of 5) | iteration "
+              f"{args.iterations} (ms, mean of 5) |", "|---|---|---|---|---|",
+              f"| batched (default) | {b['median_wall_s']:.2f} (median of {len(b['runs'])}) | {b['median_cpu_s']:.2f} "
+              f"| {1000 * b['per_iteration'][0]['mean_of_5_seconds']:.1f} "
+              f"| {1000 * b['per_iteration'][1]['mean_of_5_seconds']:.1f} |"]
+    if "general" in cli:
+        g = cli["general"]
+        lines.append(f"| general (COLLAPSEBENCH_BATCH=0) | {g['wall_s']:.2f} | {g['cpu_s']:.2f} "
+                     f"| {1000 * g['per_iteration'][0]['mean_of_5_seconds']:.1f} "
+                     f"| {1000 * g['per_iteration'][1]['mean_of_5_seconds']:.1f} |")
+        lines += ["", f"Metrics of the two drivers identical: {g['metrics_identical_to_batched']}."]
+    lines += ["", "Slowest top-level imports of the command (s, cumulative): "
+              + ", ".join(f"{n} {s:.2f}" for n, s in cli["slowest_imports_s"]) + "."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -120,3 +120,34 @@ def test_an_empty_dataset_is_saved_so_that_it_loads_again(tmp_path):
     save(empty, tmp_path / "empty")
     again = datasets.load_from_disk(str(tmp_path / "empty"))
     assert len(again) == 0 and again.features == empty.features
+
+
+@pytest.mark.parametrize("selection", ["all", "range", "sorted", "shuffled", "columns"])
+def test_save_writes_what_save_to_disk_writes(tmp_path, monkeypatch, selection):
+    """data.save streams batches with pyarrow (selected rows gathered chunk by chunk, shards cut by
+    size): the folder holds the same rows, features and metadata as datasets' own save_to_disk."""
+    import numpy as np
+    import pyarrow as pa
+
+    from collapsebench import data
+
+    monkeypatch.setattr(data, "BATCH_BYTES", 3000)  # many batches and shards from a small dataset
+    monkeypatch.setattr(data, "SHARD_BYTES", 20000)
+    parts = []
+    for k in range(3):  # a pool of three saved datasets, as a regime sees S(1..3)
+        datasets.Dataset.from_dict({"text": [f"doc {k}-{i} " * (i % 5) for i in range(2000)],
+                                    "generation": [k] * 2000}).save_to_disk(str(tmp_path / f"s{k}"))
+        parts.append(datasets.load_from_disk(str(tmp_path / f"s{k}")))
+    pool = data.concat(parts)
+    ds = {"all": pool, "range": pool.select(range(1500, 4500)), "columns": pool.select_columns(["generation"]),
+          "sorted": pool.select(np.sort(np.random.default_rng(0).choice(len(pool), 2500, replace=False))),
+          "shuffled": pool.shuffle(seed=3)}[selection]
+    data.save(ds, tmp_path / "mine")
+    ds.save_to_disk(str(tmp_path / "theirs"))
+    mine, theirs = (datasets.load_from_disk(str(tmp_path / n)) for n in ("mine", "theirs"))
+    assert mine.to_list() == theirs.to_list() and mine.features == theirs.features
+    assert len(json.loads((tmp_path / "mine" / "state.json").read_text())["_data_files"]) > 1
+    assert (tmp_path / "mine" / "dataset_info.json").read_text() == (tmp_path / "theirs" / "dataset_info.json").read_text()
+    with pa.memory_map(str(next((tmp_path / "mine").glob("data-00000-*.arrow")))) as f:
+        assert pa.ipc.open_stream(f).schema.metadata == ds.features.arrow_schema.metadata
+    assert data.count_by(ds, "generation") == data.count_by(theirs, "generation")

@@ -15,6 +15,7 @@ from collapsebench.errors import UserError
 from collapsebench.io import phase_seed
 from collapsebench.layout import iter_name
 from collapsebench.registry import data_sources, evaluations, generators, preprocessors, trainers
+from collapsebench.toy.common import as_matrix
 
 datasets = pytest.importorskip("datasets")
 datasets.disable_progress_bars()
@@ -48,7 +49,7 @@ def prepare_real(run_dir: Path, config, n_holdout: int = 20) -> None:
     """Iteration 0 as the curate phase leaves it: lineage columns, real/ and holdout/ on disk."""
     ctx = context(run_dir, config, 0, "curate")
     spec = config.data.source
-    ds = data_sources.get(spec.name)(ctx, **spec.kwargs)
+    ds = data_sources.get(spec.name)(ctx, **spec.kwargs).to_hf()
     n = len(ds)
     ds = ds.add_column("id", [f"r-{i:07d}" for i in range(n)]).add_column("origin", ["real"] * n)
     ds = ds.add_column("generation", np.zeros(n, dtype=np.int64)).add_column("parent", [""] * n)
@@ -76,7 +77,7 @@ def train_generate(run_dir: Path, config, k: int, dataset, evaluate: bool = Fals
 
 
 def matrix(ds) -> np.ndarray:
-    return np.asarray(ds["x"], dtype=np.float64)
+    return as_matrix(ds)
 
 
 # ----------------------------------------------------------------------------- data sources

@@ -29,6 +29,7 @@ Tracker             ``log_iteration(iteration, metrics, samples)``, ``finish()``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -263,7 +264,7 @@ class PhaseContext:
     def replace(self, **changes: Any) -> PhaseContext:
         return dataclasses.replace(self, **changes)
 
-    @property
+    @functools.cached_property
     def layout(self) -> RunLayout:
         return RunLayout(self.run_dir)
 

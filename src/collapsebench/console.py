@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 
@@ -33,3 +34,9 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
 
 def _ignore(n: int = 1) -> None:
     """``advance`` when no bar is drawn."""
+
+
+def metrics_line(row: dict[str, Any], limit: int = 6) -> str:
+    """The first ``limit`` float metrics of a ``metrics.jsonl`` row, for the progress of a run."""
+    shown = [(k, v) for k, v in row.items() if isinstance(v, float)][:limit]
+    return "  ".join(f"{k}={v:.4g}" for k, v in shown)

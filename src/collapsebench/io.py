@@ -4,6 +4,10 @@ Everything a run commits goes through these writers, so that a reader (or a resu
 file's old content or its new content, never a mix, whenever the writer dies: write a temporary
 file next to the target, fsync it, rename it over the target, fsync the folder.
 
+Durability can be batched (:func:`deferred_sync`): a driver that commits many small steps at once
+(the batched driver of vector worlds) skips the per-file fsyncs, about 6 ms each on a VM disk, and
+makes everything durable with one :func:`sync` before its renames and one after.
+
 Seeds: one derivation, :func:`derive_seed`, a hash of the parts joined by ``:``. Per-(iteration,
 phase) seeds (:func:`phase_seed`) and per-shard seeds use it with different widths, so the seeds
 (and every output) of existing runs stay what they were.
@@ -11,6 +15,8 @@ phase) seeds (:func:`phase_seed`) and per-shard seeds use it with different widt
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import fcntl
 import hashlib
 import json
@@ -20,7 +26,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +34,34 @@ STATS_FILE = "stats.json"
 SCRATCH = ".cache"  # a work folder's scratch space, removed before it is committed
 
 
+_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("deferred_sync", default=False)
+
+
+@contextlib.contextmanager
+def deferred_sync() -> Iterator[None]:
+    """Inside: the writers of this module skip their fsyncs; the caller makes the files durable
+    with :func:`sync` before it relies on them (before the renames that commit them)."""
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def sync() -> None:
+    """Everything written so far reaches the disk: one flush instead of one fsync per file."""
+    os.sync()
+
+
+def _fsync(fd: int) -> None:
+    if not _DEFERRED.get():
+        os.fsync(fd)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside ``path`` durable."""
+    if _DEFERRED.get():
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -49,7 +81,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
             fh.flush()
-            os.fsync(fh.fileno())
+            _fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -63,7 +95,7 @@ def atomic_write_with(path: Path, write: Callable[[Path], Any]) -> None:
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+            _fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -80,9 +112,19 @@ def commit_folder(tmp: Path, final: Path, stats: dict[str, Any]) -> None:
 
     The same protocol commits a phase (``<phase>.tmp`` → ``<phase>``) and a part of a phase that
     resumes by parts (a training stage): the committed folder is the proof that the work finished."""
+    seal_folder(tmp, stats)
+    publish_folder(tmp, final)
+
+
+def seal_folder(tmp: Path, stats: dict[str, Any]) -> None:
+    """The first half of :func:`commit_folder`: ``stats.json`` written, scratch space removed."""
     json.dumps(stats, default=float)  # fail before committing if the stats are not serialisable
     write_json(tmp / STATS_FILE, stats)
     shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
+
+
+def publish_folder(tmp: Path, final: Path) -> None:
+    """The second half of :func:`commit_folder`: the rename that commits a sealed work folder."""
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from collapsebench import batch
 from collapsebench.analysis.report import write_report
 from collapsebench.api import Dataset, Task, Tracker, phase_resources
 from collapsebench.config import Config
-from collapsebench.console import console
+from collapsebench.console import console, metrics_line
 from collapsebench.errors import UserError
 from collapsebench.failure import journal_entry, time_to_failure
-from collapsebench.io import phase_seed
 from collapsebench.layout import Step, step_key, steps
 from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
 from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
 from collapsebench.registry import executors, trackers
-from collapsebench.run import RunDir, now
-
-
-def _summary(stats: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in stats.items() if k in ("metrics", "seconds", "resumed_from", "shards_resumed", "init",
-                                                     "init_from")}
+from collapsebench.run import RunDir, fail_entry, finish_entry, now, start_entry, step_summary
 
 
 class SharedSteps(Protocol):
@@ -76,6 +70,9 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
         state.setdefault("name", config.name)
         state.setdefault("created", now())
         fps = plan.fingerprints
+        if shared is None and batch.applies(config):  # a vector world: its steps at NumPy speed, in batches
+            stop = (lambda k: _failed(run, state, config, k, quiet)) if config.stop_when else None
+            batch.run_batched(run, state, config, fps, quiet, stop=stop)
         trackers = Trackers(config, run)
         for step in steps(config.iterations):
             key = step_key(step)
@@ -84,7 +81,7 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
                 if entry.get("status") != "done":  # killed between the commit and the journal write
                     stats = run.committed_stats(*step)
                     state["steps"][key] = {**entry, "status": "done", "fingerprint": fps[key],
-                                           "seed": stats.get("seed"), "stats": _summary(stats)}
+                                           "seed": stats.get("seed"), "stats": step_summary(stats)}
                     run.write_state(state)
             else:
                 if shared is not None:
@@ -131,7 +128,7 @@ def _execute_or_share(run: RunDir, state: dict[str, Any], config: Config, step: 
     stats = run.committed_stats(*step)
     state["steps"][key] = {"status": "done", "started": now(), "finished": now(), "duration_s": 0.0,
                            "seed": stats.get("seed"), "fingerprint": fingerprint, "executor": "shared",
-                           "stats": _summary(stats), **source}
+                           "stats": step_summary(stats), **source}
     run.write_state(state)
     if step[1] == "evaluate":
         run.rebuild_metrics(step[0])
@@ -193,10 +190,7 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     iteration, phase = step
     key = step_key(step)
     spec = config.executor_for(phase)
-    previous = state["steps"].get(key, {})
-    entry = {"status": "running", "started": now(), "seed": phase_seed(config.seed, iteration, phase),
-             "fingerprint": fingerprint, "executor": spec.name, "attempts": previous.get("attempts", 0) + 1}
-    state["steps"][key] = entry
+    entry = start_entry(state, config, step, fingerprint, spec.name)
     run.write_state(state)
     if not quiet:
         console.print(f"[bold]{key}[/] ({spec.name}) ...")
@@ -206,15 +200,12 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     try:
         run_step(config, run, step)
     except BaseException as exc:
-        entry.update(status="failed", finished=now(), error=f"{type(exc).__name__}: {exc}",
-                     traceback=None if isinstance(exc, UserError) else traceback.format_exc(limit=5))
+        fail_entry(entry, exc)
         run.write_state(state)
         raise
-    stats = run.committed_stats(iteration, phase)
-    entry.update(status="done", finished=now(), duration_s=round(now() - entry["started"], 3), stats=_summary(stats))
+    finish_entry(entry, run.committed_stats(iteration, phase))
     run.write_state(state)
     if phase == "evaluate":
         rows = run.rebuild_metrics(iteration)
         if not quiet and rows:
-            shown = {k: v for k, v in rows[-1].items() if isinstance(v, float)}
-            console.print("  " + "  ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:6]))
+            console.print("  " + metrics_line(rows[-1]))

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import yaml
 
 from collapsebench.config import Config
 from collapsebench.errors import UserError
-from collapsebench.io import STALE_S, FileLock, atomic_write
+from collapsebench.io import STALE_S, FileLock, atomic_write, phase_seed
 from collapsebench.layout import LOCK_FILE, RunLayout
 
 
@@ -102,3 +103,31 @@ class RunDir(RunLayout):
 
 def now() -> float:
     return round(time.time(), 3)
+
+
+def step_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """What the journal keeps of a step's ``stats.json``."""
+    return {k: v for k, v in stats.items() if k in ("metrics", "seconds", "resumed_from", "shards_resumed", "init",
+                                                     "init_from")}
+
+
+# ------------------------------------------------------------------------------------ journal entries
+
+def start_entry(state: dict[str, Any], config: Config, step: tuple[int, str], fingerprint: str,
+                executor: str) -> dict[str, Any]:
+    """The journal entry of a step that starts now (in ``state``, not yet written)."""
+    key = f"{step[0]}.{step[1]}"
+    entry = {"status": "running", "started": now(), "seed": phase_seed(config.seed, *step), "fingerprint": fingerprint,
+             "executor": executor, "attempts": state["steps"].get(key, {}).get("attempts", 0) + 1}
+    state["steps"][key] = entry
+    return entry
+
+
+def finish_entry(entry: dict[str, Any], stats: dict[str, Any]) -> None:
+    entry.update(status="done", finished=now(), duration_s=round(now() - entry["started"], 3), stats=step_summary(stats))
+
+
+def fail_entry(entry: dict[str, Any], exc: BaseException) -> None:
+    """A failed step: the error, and the traceback of a bug (a user error's message says it all)."""
+    entry.update(status="failed", finished=now(), error=f"{type(exc).__name__}: {exc}",
+                 traceback=None if isinstance(exc, UserError) else traceback.format_exc(limit=5))

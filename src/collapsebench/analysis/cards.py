@@ -17,6 +17,8 @@ a folder a sweep cell shares with another by hard links never has a shared file 
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,20 @@ import yaml
 
 from collapsebench.analysis.runs import load_saved
 from collapsebench.config import Config
-from collapsebench.io import atomic_write
+from collapsebench.io import atomic_write, deferred_sync, sync
 from collapsebench.layout import RunLayout
 
 CARD = "README.md"
 
 
 def _yaml(section: Any) -> str:
-    return yaml.safe_dump(section, sort_keys=False, default_flow_style=False).strip()
+    return _yaml_of(json.dumps(section))
+
+
+@functools.lru_cache(maxsize=64)
+def _yaml_of(section_json: str) -> str:
+    """YAML of a config section, once per section: every iteration's card shows the same ones."""
+    return yaml.safe_dump(json.loads(section_json), sort_keys=False, default_flow_style=False).strip()
 
 
 def _front(kind: str, tags: list[str]) -> str:
@@ -52,7 +60,7 @@ def text_stats(folder: Path, field: str) -> dict[str, float]:
     out: dict[str, float] = {"rows": float(len(ds))}
     if field not in ds.column_names:
         return out
-    column = ds.data.column(field)
+    column = ds.table.column(field)
     words = pc.list_value_length(pc.utf8_split_whitespace(column))
     out["words_per_row_mean"] = float(pc.mean(words).as_py() or 0.0)
     out["chars_per_row_mean"] = float(pc.mean(pc.utf8_length(column)).as_py() or 0.0)
@@ -100,7 +108,8 @@ def samples_card(run: RunLayout, config: Config, k: int) -> str:
     reasons: Counter[str] = Counter()
     ds = load_saved(folder / "rejected")
     if ds is not None and "rejected_by" in ds.column_names:
-        for by, why in zip(ds["rejected_by"], ds["reason"] if "reason" in ds.column_names else [""] * len(ds)):
+        why_column = ds.table.column("reason").to_pylist() if "reason" in ds.column_names else [""] * len(ds)
+        for by, why in zip(ds.table.column("rejected_by").to_pylist(), why_column):
             reasons[f"{by}: {why}"[:120]] += 1
     validators = stats.get("validators", {})
     outcome = ["| validator | seen | kept |", "| --- | --- | --- |"]
@@ -143,7 +152,15 @@ def _write(path: Path, text: str) -> None:
 
 
 def write_cards(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> list[Path]:
-    """Write the cards of every committed iteration; their paths."""
+    """Write the cards of every committed iteration; their paths. The cards are made durable
+    together, by one sync: a long run has hundreds of them."""
+    with deferred_sync():
+        written = _write_cards(run, config, rows)
+    sync()
+    return [p for p in written if p.exists()]
+
+
+def _write_cards(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> list[Path]:
     by_iteration = {int(r["iteration"]): r for r in rows}
     written = []
     for k in range(1, config.iterations + 1):
@@ -157,4 +174,4 @@ def write_cards(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> l
             row = {key: v for key, v in by_iteration.get(k, {}).items() if key != "iteration"}
             _write(path := run.phase_dir(k, "train") / "model" / CARD, model_card(run, config, k, row))
             written.append(path)
-    return [p for p in written if p.exists()]
+    return written

@@ -315,12 +315,19 @@ def phase_time_figure(durations: Mapping[int, Mapping[str, float]], phases: Sequ
     plt = _plt()
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT * 0.8))
     iterations = sorted(durations)
-    bottom = np.zeros(len(iterations))
-    for i, phase in enumerate(phases):
-        values = np.array([durations[k].get(phase, 0.0) for k in iterations])
-        ax.bar(iterations, values, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=phase)
-        bottom += values
-    ax.set_xticks(iterations)
+    values = [np.array([durations[k].get(phase, 0.0) for k in iterations]) for phase in phases]
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(phases))]
+    if len(iterations) <= 30:
+        bottom = np.zeros(len(iterations))
+        for phase, value, color in zip(phases, values, colors):
+            ax.bar(iterations, value, bottom=bottom, color=color, label=phase)
+            bottom += value
+        ax.set_xticks(iterations)
+    else:  # stacked areas: a bar and a label per iteration would be unreadable, and hundreds cost a second to lay out
+        from matplotlib.ticker import MaxNLocator
+
+        ax.stackplot(iterations, *values, colors=colors, labels=list(phases), step="mid")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration (0: real data preparation)")
     ax.set_ylabel("seconds")
     ax.set_title("time per phase")

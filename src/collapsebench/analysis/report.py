@@ -154,7 +154,7 @@ def sample_rows(run: RunLayout, config: Config, limit: int = SAMPLES_PER_ITERATI
             ds = load_saved(run.phase_dir(k, "generate") / folder)
             if ds is None:
                 continue
-            for row in ds.select(range(min(limit, len(ds)))):
+            for row in ds.select(range(min(limit, len(ds)))).table.to_pylist():
                 text = row.get(field, row.get("x"))
                 rows.append({"iteration": k, "status": status, "id": row.get("id", ""),
                              "generation": row.get("generation", k), "parent": row.get("parent", ""),

@@ -14,6 +14,7 @@ import numpy as np
 from collapsebench.analysis import figures as F
 from collapsebench.analysis.cells import HEADLINE
 from collapsebench.config import Config
+from collapsebench.data import ArrowRows, read_saved
 from collapsebench.failure import time_to_failure
 from collapsebench.layout import RunLayout, SweepLayout
 
@@ -62,17 +63,17 @@ def evaluation_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
     return sorted(names, key=lambda k: (k not in HEADLINE, HEADLINE.index(k) if k in HEADLINE else 0, k))
 
 
-def load_saved(folder: Path) -> Any:
-    """A saved ``datasets`` folder, or None when it holds no rows: ``save_to_disk`` writes an empty
-    dataset (e.g. no rejected samples) without data files, which ``load_from_disk`` cannot read."""
+def load_saved(folder: Path) -> ArrowRows | None:
+    """A saved dataset folder, read with pyarrow alone (memory-mapped; a report reads a few columns
+    of hundreds of folders, and `datasets` costs a second to import and milliseconds per folder), or
+    None when it holds no rows: ``save_to_disk`` writes an empty dataset (e.g. no rejected samples)
+    without data files."""
     import json
-
-    import datasets
 
     state = folder / "state.json"
     if not state.exists() or not json.loads(state.read_text()).get("_data_files"):
         return None
-    return datasets.load_from_disk(str(folder))
+    return read_saved(folder)
 
 
 def _read_log_ppl(path: Path) -> np.ndarray:

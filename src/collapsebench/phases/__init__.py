@@ -16,7 +16,7 @@ from typing import Any
 from collapsebench.api import Executor, PhaseContext, context_for
 from collapsebench.config import fingerprints
 from collapsebench.errors import UserError
-from collapsebench.io import FileLock, commit_folder
+from collapsebench.io import FileLock, publish_folder, seal_folder
 from collapsebench.models.loading import quiet_libraries
 from collapsebench.registry import code_digests
 
@@ -43,17 +43,25 @@ def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor 
 
 def _execute(ctx: PhaseContext, iteration: int, phase: str, executor: Executor | None) -> dict[str, Any]:
     fingerprint = fingerprints(ctx.config, max(iteration, 1), code_digests(ctx.config))[f"{iteration}.{phase}"]
+    stats = work(ctx.replace(executor=executor), fingerprint)
+    publish_folder(ctx.out_dir, ctx.layout.phase_dir(iteration, phase))
+    return stats
+
+
+def work(ctx: PhaseContext, fingerprint: str) -> dict[str, Any]:
+    """Run the phase of ``ctx`` in its work folder (``ctx.out_dir``) and seal it: its ``stats.json``
+    written, ready for the rename that commits it. Work left there by an interrupted attempt under
+    the same ``fingerprint`` is kept; under another, it is removed first."""
     tmp = ctx.out_dir
     marker = tmp / FINGERPRINT_FILE
     if tmp.exists() and (not marker.exists() or marker.read_text() != fingerprint):
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     marker.write_text(fingerprint)
-    ctx = ctx.replace(executor=executor)
     try:
-        stats = dict(importlib.import_module(f"collapsebench.phases.{phase}").run(ctx) or {})
+        stats = dict(importlib.import_module(f"collapsebench.phases.{ctx.phase}").run(ctx) or {})
     finally:
         ctx.close()
-    stats.update(iteration=iteration, phase=phase, seed=ctx.seed, fingerprint=fingerprint)
-    commit_folder(tmp, ctx.layout.phase_dir(iteration, phase), stats)
+    stats.update(iteration=ctx.iteration, phase=ctx.phase, seed=ctx.seed, fingerprint=fingerprint)
+    seal_folder(tmp, stats)
     return stats

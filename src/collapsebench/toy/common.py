@@ -6,7 +6,6 @@ Every toy model folder holds ``toy.json`` with at least ``{"kind": ...}``; :func
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from collapsebench.api import Dataset, PhaseContext
-from collapsebench.data import save
+from collapsebench.api import PhaseContext
+from collapsebench.data import AnyDataset, ArrowRows, arrow_table, save
 from collapsebench.errors import UserError
 
 VECTOR_FIELD = "x"
@@ -33,13 +32,12 @@ KINDS = {
 # ------------------------------------------------------------------------------------ vectors
 
 
-def as_matrix(dataset: Dataset, *, what: str = "dataset") -> np.ndarray:
+def as_matrix(dataset: AnyDataset, *, what: str = "dataset") -> np.ndarray:
     """The ``x`` column as a float64 matrix (rows x dim), read through Arrow without Python loops."""
     if VECTOR_FIELD not in dataset.column_names:
         raise UserError(f"{what}: toy settings need a column '{VECTOR_FIELD}' (list of floats); "
                         f"columns are {dataset.column_names}")
-    column = dataset.with_format("arrow")[:].column(VECTOR_FIELD).combine_chunks()
-    return list_array_to_matrix(column, what=what)
+    return list_array_to_matrix(arrow_table(dataset, [VECTOR_FIELD]).column(VECTOR_FIELD), what=what)
 
 
 def list_array_to_matrix(column: Any, *, what: str = "dataset") -> np.ndarray:
@@ -72,17 +70,15 @@ def vector_table(x: np.ndarray) -> Any:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.ravel()))
 
 
-def vector_dataset(x: np.ndarray) -> Dataset:
-    """A dataset with only the column ``x`` (what the toy data sources return)."""
-    import datasets
+def vector_dataset(x: np.ndarray) -> ArrowRows:
+    """Rows with only the column ``x`` (what the toy data sources return)."""
     import pyarrow as pa
 
-    return datasets.Dataset(pa.table({VECTOR_FIELD: vector_table(x)}), fingerprint=_fingerprint(x, "real"))
+    return ArrowRows(pa.table({VECTOR_FIELD: vector_table(x)}))
 
 
-def samples_dataset(x: np.ndarray, iteration: int) -> Dataset:
+def samples_dataset(x: np.ndarray, iteration: int) -> ArrowRows:
     """Synthetic rows of ``iteration`` with lineage columns: id ``g{k:03d}-{i:07d}``, origin, generation, parent."""
-    import datasets
     import pyarrow as pa
 
     n = len(x)
@@ -94,12 +90,7 @@ def samples_dataset(x: np.ndarray, iteration: int) -> Dataset:
         "parent": pa.array([""] * n, type=pa.string()),
         VECTOR_FIELD: vector_table(x.reshape(n, -1) if n else np.zeros((0, 1))),
     })
-    return datasets.Dataset(table, fingerprint=_fingerprint(x, f"g{iteration}"))
-
-
-def _fingerprint(x: np.ndarray, tag: str) -> str:
-    """A content hash (cheaper than the one `datasets` computes from the Arrow table)."""
-    return hashlib.sha256(tag.encode() + np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()[:16]
+    return ArrowRows(table)
 
 
 # ------------------------------------------------------------------------------------ phases

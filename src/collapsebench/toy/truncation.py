@@ -8,7 +8,6 @@ trained at iteration ``g``.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import numpy as np
@@ -53,48 +52,36 @@ def truncate_likely(ctx: PhaseContext, dataset: Dataset, *, keep_below_percentil
         raise UserError(f"curate.preprocess truncate_likely: the dataset has no column(s) {missing}")
     if len(dataset) == 0:
         return dataset
-
-    if min_sigmas is not None:
+    # one pass scores the synthetic rows (distance from the mean, or log-likelihood), batch by batch
+    def score(g: int, x: np.ndarray) -> np.ndarray:
+        model_dir = ctx.model_dir(g)
+        if min_sigmas is None:
+            return log_likelihood(model_dir, x)
+        if read_meta(model_dir)["kind"] != "gaussian":
+            raise UserError(f"curate.preprocess truncate_likely: min_sigmas needs Gaussian models; "
+                            f"{model_dir} holds another kind (use keep_below_percentile)")
         from collapsebench.toy.gaussian import mahalanobis
 
-        def distance(g: int, x: np.ndarray) -> np.ndarray:
-            model_dir = ctx.model_dir(g)
-            if read_meta(model_dir)["kind"] != "gaussian":
-                raise UserError(f"curate.preprocess truncate_likely: min_sigmas needs Gaussian models; "
-                                f"{model_dir} holds another kind (use keep_below_percentile)")
-            return mahalanobis(model_dir, x)
+        return mahalanobis(model_dir, x)
 
-        def keep_far(*columns: Any) -> list[bool]:
-            values, synthetic = _per_generation(dict(zip(COLUMNS, columns)), distance)
-            return (~synthetic | (values >= min_sigmas)).tolist()
-
-        return dataset.with_format("arrow").filter(keep_far, batched=True, batch_size=batch_size,
-                                                   input_columns=COLUMNS, **_cache(ctx)).with_format(None)
-
-    assert keep_below_percentile is not None
-    # Percentile mode: one pass scores the rows, a second keeps those at or below their generation's threshold.
-    loglik = np.full(len(dataset), np.nan)
+    values = np.full(len(dataset), np.nan)
+    synthetic = np.zeros(len(dataset), dtype=bool)
     gens = np.zeros(len(dataset), dtype=np.int64)
     start = 0
     for batch in dataset.select_columns(COLUMNS).with_format("arrow").iter(batch_size=batch_size):
-        values, _ = _per_generation(batch, lambda g, x: log_likelihood(ctx.model_dir(g), x))
-        loglik[start:start + len(values)] = values
-        gens[start:start + len(values)] = np.asarray(batch["generation"])
-        start += len(values)
-    synthetic = ~np.isnan(loglik)
-    threshold = np.full(len(dataset), np.inf)
-    for g in np.unique(gens[synthetic]):
-        rows = synthetic & (gens == g)
-        threshold[rows] = np.percentile(loglik[rows], keep_below_percentile)
-    keep = ~synthetic | (loglik <= threshold)
-
-    def keep_rows(_: Any, indices: list[int]) -> list[bool]:
-        return keep[np.asarray(indices, dtype=np.int64)].tolist()
-
-    return dataset.with_format("arrow").filter(keep_rows, batched=True, batch_size=batch_size, with_indices=True,
-                                               input_columns=["generation"], **_cache(ctx)).with_format(None)
-
-
-def _cache(ctx: PhaseContext) -> dict[str, Any]:
-    """Write filter indices into the phase folder, not next to the source dataset."""
-    return {"cache_file_name": str(ctx.cache_dir / f"truncate-{uuid.uuid4().hex}.arrow")}
+        rows = slice(start, start + batch.num_rows)
+        values[rows], synthetic[rows] = _per_generation(batch, score)
+        gens[rows] = np.asarray(batch["generation"])
+        start += batch.num_rows
+    # then the rows to keep, selected by position (for either kind of dataset)
+    if min_sigmas is not None:
+        keep = ~synthetic | (values >= min_sigmas)
+    else:  # at or below the percentile of the row's generation
+        assert keep_below_percentile is not None
+        scored = ~np.isnan(values)
+        threshold = np.full(len(dataset), np.inf)
+        for g in np.unique(gens[scored]):
+            same = scored & (gens == g)
+            threshold[same] = np.percentile(values[same], keep_below_percentile)
+        keep = ~scored | (values <= threshold)
+    return dataset.select(np.flatnonzero(keep))
