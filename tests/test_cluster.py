@@ -285,3 +285,34 @@ def test_a_user_error_in_a_slurm_job_is_a_user_error_in_the_driver(tmp_path, slu
         run_experiment(config_from_dict(cfg), quiet=True)
     record = [r for r in jobs(tmp_path / "run") if r["state"] == "COMPLETED"]
     assert record and Path(record[0]["log"]).parent.exists()  # the job ran, and its log is named
+
+
+def test_a_detached_sweep_runs_its_driver_as_a_slurm_job(tmp_path, slurm):
+    """`sweep --detach` with a SLURM executor: the command returns at once, the driver is a SLURM job
+    of its own (it outlives the shell), and it runs the cells as SLURM jobs to the end."""
+    out = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "collapsebench", "sweep", "configs/sweeps/gaussian_grid.yaml", f"output_dir={out}",
+           "iterations=3", "sweep.grid={seed: [0, 1]}", "sweep.executor={name: slurm, partition: debug}", "--detach"]
+    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"slurm job (\d+)", proc.stdout + proc.stderr)
+    assert match, proc.stdout + proc.stderr
+    driver = match.group(1)
+    cells = [out / c["dir"] for c in json.loads((out / "sweep.json").read_text())["cells"]]
+    assert len(cells) == 2
+    deadline = time.time() + 600
+    while time.time() < deadline and not all((c / "metrics.jsonl").exists() and
+                                             len((c / "metrics.jsonl").read_text().splitlines()) == 3 for c in cells):
+        time.sleep(2)
+    state = ""
+    while time.time() < deadline:  # the driver ends once it has written the sweep's report
+        state = subprocess.run(["sacct", "-j", driver, "-X", "-n", "-o", "State"], capture_output=True,
+                               text=True).stdout.strip()
+        if state in ("COMPLETED", "FAILED", "CANCELLED"):
+            break
+        time.sleep(2)
+    assert state == "COMPLETED", (state, list((out / "logs" / "driver").glob("*/*")))
+    for cell in cells:
+        assert len((cell / "metrics.jsonl").read_text().splitlines()) == 3
+        assert any(r["executor"] == "slurm" and r["state"] == "COMPLETED" for r in jobs(cell))  # the cell was a job
+    assert (out / "logs" / "driver" / driver).is_dir()

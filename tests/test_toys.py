@@ -453,18 +453,19 @@ def test_vae_truncated_elbo_masks_confident_pixels_and_gamma_one_is_the_elbo(tmp
     gives a likelihood above gamma get no loss and no gradient; gamma 1 masks nothing and trains
     exactly as the plain ELBO. Its train stats report the share of pixels it masked."""
     import torch
+    from safetensors.torch import load_file
 
-    from collapsebench.toy.vae import build, vae_loss
+    from collapsebench.toy.vae import WEIGHTS_FILE, build, vae_loss
 
     config = make_config(data={"source": {"name": "digits", "n": 220}, "holdout": 20},
                          train={"trainer": {"name": "vae", "epochs": 2, "hidden": 16, "latent_dim": 2}})
     prepare_real(tmp_path, config)
     ctx = context(tmp_path, config, 1, "train")
     plain = trainers.get("vae")(ctx, ctx.real(), epochs=2, hidden=16, latent_dim=2)
-    plain_weights = torch.load(ctx.out_dir / "model" / "vae.pt")
+    plain_weights = load_file(ctx.out_dir / "model" / WEIGHTS_FILE)
     same = trainers.get("vae")(ctx, ctx.real(), epochs=2, hidden=16, latent_dim=2, objective="truncated_elbo",
                             gamma=1.0)
-    assert all(torch.equal(plain_weights[k], v) for k, v in torch.load(ctx.out_dir / "model" / "vae.pt").items())
+    assert all(torch.equal(plain_weights[k], v) for k, v in load_file(ctx.out_dir / "model" / WEIGHTS_FILE).items())
     assert same["masked_fraction"] == 0.0 and plain["masked_fraction"] == 0.0
     truncated = trainers.get("vae")(ctx, ctx.real(), epochs=2, hidden=16, latent_dim=2, objective="truncated_elbo",
                                     gamma=0.6)

@@ -20,7 +20,9 @@ Generator           ``fn(ctx, **kw) -> dict``: writes ``ctx.out_dir / "samples"`
 Evaluation          ``fn(ctx, **kw) -> dict[str, float]``
 ItemBuilder         ``fn(ctx, **kw) -> list[dict]``: knowledge items (``context``, ``true``, ``false``,
                     ``slice``) for the ``knowledge`` evaluation
-Executor            ``submit(task, resources) -> handle``, ``wait(handles)``, ``close()``
+Executor            ``submit(task, resources) -> handle``, ``wait(handles)``, ``close()``; one that
+                    can host a detached sweep driver is also ``Detaching``: ``detach(argv, log_dir,
+                    name) -> job id``
 Launcher            ``fn(ctx, **kw) -> Launch``: the command that starts the train phase's ranks
 Tracker             ``log_iteration(iteration, metrics, samples)``, ``finish()``
 ==================  =========================================================================
@@ -170,6 +172,14 @@ class Executor(Protocol):
     def wait(self, handles: Sequence[Handle]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Detaching(Protocol):
+    """An executor that can also host a driver (``sweep --detach``): ``detach(argv, log_dir, name)``
+    starts the command where the executor schedules (a SLURM job) so that it outlives the shell
+    that started it, and returns what identifies it (a job id)."""
+
+    def detach(self, argv: list[str], log_dir: Path, name: str) -> str: ...
 
 
 class ExecutorFactory(Protocol):
@@ -459,8 +469,8 @@ class TrackerFactory(Protocol):
 
 __all__ = [
     "Count", "NonNegativeFloat", "NonNegativeInt", "PositiveFloat", "PositiveInt", "Probability",
-    "DataSource", "Dataset", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle", "ItemBuilder", "Launch",
-    "Launcher", "Loss", "MODELS",
+    "DataSource", "Dataset", "Detaching", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle",
+    "ItemBuilder", "Launch", "Launcher", "Loss", "MODELS",
     "Model", "ObjectCache", "PhaseContext", "Preprocessor", "PromptSource", "Regime", "Resources",
     "SyntheticHistory", "Task", "Tensor", "Tokenizer", "Tracker", "TrackerFactory", "Trainer", "Validator",
     "Verdict", "context_for", "phase_resources", "run_task",

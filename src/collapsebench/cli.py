@@ -67,9 +67,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         console.print(f"{len(cells)} cells in {sweep.path} (not run)")
         return 0
     if args.detach:
-        pid = detach(sweep)
-        console.print(f"sweep of {len(cells)} cells running in the background (pid {pid}, log {sweep.path / 'sweep.log'}); "
-                      f"follow it with: collapsebench status {sweep.path}", highlight=False)
+        where = detach(sweep)
+        console.print(f"sweep of {len(cells)} cells running in {where}; follow it with: collapsebench status {sweep.path}",
+                      highlight=False, markup=False)
         return 0
     return _sweep_exit(run_sweep(sweep.path))
 

@@ -85,7 +85,8 @@ class SlurmExecutor:
     ``tasks_per_job`` (tasks of a phase run one after another in one job of the array, loading
     their model once: fewer, longer jobs), ``setup`` (shell lines run before each job, e.g.
     ``module load cuda``), ``python`` (the jobs' interpreter), ``extra`` (more submitit SLURM
-    parameters, e.g. ``qos``, ``exclusive``), ``poll_s`` (how often the driver looks)."""
+    parameters, e.g. ``qos``, ``exclusive``), ``poll_s`` (how often the driver looks),
+    ``driver_timeout_min`` (the time limit of a detached sweep driver's job, :meth:`detach`)."""
 
     name = "slurm"
     coordinates_in_driver = True
@@ -97,13 +98,14 @@ class SlurmExecutor:
                  max_requeues: Annotated[int, Field(ge=0)] = 3, array_parallelism: Annotated[int, Field(ge=1)] = 256,
                  tasks_per_job: Annotated[int, Field(ge=1)] = 1, setup: list[str] | None = None,
                  python: str | None = None, extra: dict[str, Any] | None = None,
-                 poll_s: Annotated[float, Field(gt=0)] = 1.0):
+                 poll_s: Annotated[float, Field(gt=0)] = 1.0,
+                 driver_timeout_min: Annotated[int, Field(ge=1)] = 7 * 24 * 60):
         self.defaults: dict[str, Any] = {"partition": partition, "account": account, "constraint": constraint,
                                          "nodes": nodes, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                                          "mem_gb": mem_gb, "timeout_min": timeout_min, **(extra or {})}
         self.signal_delay_s, self.max_requeues, self.array_parallelism = signal_delay_s, max_requeues, array_parallelism
         self.setup, self.python, self.poll_s = list(setup or []), python or sys.executable, poll_s
-        self.tasks_per_job = tasks_per_job
+        self.tasks_per_job, self.driver_timeout_min = tasks_per_job, driver_timeout_min
 
     # ------------------------------------------------------------------------------ parameters
     def parameters(self, resources: Resources) -> dict[str, Any]:
@@ -217,6 +219,19 @@ class SlurmExecutor:
 
     def close(self) -> None:
         """Nothing to release: every job has ended in ``wait``."""
+
+    # ------------------------------------------------------------------------------ a detached driver
+    def detach(self, argv: list[str], log_dir: Path, name: str) -> str:
+        """Run ``argv`` (a sweep's driver) as one SLURM job with the executor's settings, one CPU and
+        ``driver_timeout_min``; its job id. The driver then submits the cells' jobs from inside it
+        and holds nothing else, so the shell that started the sweep can go: ``sweep --detach``."""
+        executor = submitit.SlurmExecutor(folder=Path(log_dir) / "%j", max_num_timeout=0, python=self.python)
+        request = {**self.defaults, "nodes": 1, "gpus_per_node": 0, "cpus_per_task": 1,
+                   "timeout_min": self.driver_timeout_min}
+        executor.update_parameters(**self._submitit_parameters({k: v for k, v in request.items() if v is not None},
+                                                               name))
+        job = executor.submit(submitit.helpers.CommandFunction(argv, env={**os.environ, "COLLAPSEBENCH_PROGRESS": "0"}))
+        return str(job.job_id)
 
 
 def cancel_stale(run_dir: str, keys: set[str]) -> None:

@@ -287,10 +287,18 @@ def _record(sweep: SweepLayout, started: float, statuses: dict[str, CellStatus])
     atomic_write(sweep.manifest_file, json.dumps(manifest, indent=1, sort_keys=True, default=float))
 
 
-def detach(sweep: SweepLayout) -> int:
-    """Run the sweep's driver in the background (its own session, output in ``sweep.log``); the pid."""
+def detach(sweep: SweepLayout) -> str:
+    """Start the sweep's driver (``collapsebench resume SWEEP``) so that it outlives this command;
+    say where it runs. An executor that can host it (``Detaching``: SLURM) runs it as a job of its
+    own, its output under ``logs/driver/``; otherwise it runs here in the background, in its own
+    session, its output in ``sweep.log``."""
+    argv = [sys.executable, "-m", "collapsebench", "resume", str(sweep.path)]
+    spec = SweepConfig.model_validate(sweep.manifest()["spec"])
+    executor = executors.call(spec.executor.name, key="sweep.executor", kwargs=spec.executor.kwargs)
+    if hasattr(executor, "detach"):
+        job = executor.detach(argv, sweep.path / "logs" / "driver", f"cb-sweep-{sweep.path.name}")
+        return f"{spec.executor.name} job {job} (log in {sweep.path / 'logs' / 'driver' / job})"
     with open(sweep.path / LOG_FILE, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "collapsebench", "resume", str(sweep.path)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "COLLAPSEBENCH_PROGRESS": "0"})
-    return proc.pid
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "COLLAPSEBENCH_PROGRESS": "0"})
+    return f"the background (pid {proc.pid}, log {sweep.path / LOG_FILE})"
