@@ -220,6 +220,60 @@ def _redo_options(p: argparse.ArgumentParser) -> None:
                    help="let hub models and datasets that are not in the local cache be downloaded")
 
 
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    """The sweep command: the base config, its axes, and how the cells run."""
+    p.add_argument("config", help="experiment YAML file (its sweep: block holds a grid too)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the base config")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=[v1, ...]",
+                   help="an axis: a config key (list indices and whole blocks too) and its values as a YAML list")
+    p.add_argument("--zip", action="append", default=[], metavar="KEY=[v1, ...]",
+                   help="keys stepped together (equal-length lists), as one axis")
+    p.add_argument("--exclude", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="leave out the cells whose config matches all these values")
+    p.add_argument("--baselines", choices=["clean"], help="add the real-only (1 - alpha) run of each replace(alpha) cell")
+    p.add_argument("--name", help="sweep directory runs/NAME (default: the config's sweep.name or <name>-sweep)")
+    p.add_argument("--workers", type=int, help="cells run at once (the sweep executor's workers)")
+    p.add_argument("--no-share", dest="share", action="store_false", default=None,
+                   help="compute every cell's steps itself (no sharing of identical steps between cells)")
+    p.add_argument("--detach", action="store_true",
+                   help="start the driver so that it outlives this command (a SLURM job of its own with a slurm "
+                   "sweep executor); follow with status")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and write the manifest, run nothing")
+    p.set_defaults(fn=_cmd_sweep)
+
+
+def _knowledge_items_args(p: argparse.ArgumentParser) -> None:
+    """The cloze item builder: input documents, output items and how they are drawn."""
+    p.add_argument("input", help=".txt (one document per line), .jsonl/.json, .csv, .parquet or a dataset folder")
+    p.add_argument("output", help="the JSONL item file to write")
+    p.add_argument("--n", type=int, default=500, help="number of items")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-words", type=int, default=1, help="words in each continuation")
+    p.add_argument("--min-words", type=int, default=5, help="shortest usable sentence")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--model", help="causal LM folder that picks the most confusable of --candidates distractors")
+    p.add_argument("--candidates", type=int, default=8)
+    p.set_defaults(fn=_cmd_knowledge_items)
+
+
+def _plan_args(p: argparse.ArgumentParser) -> None:
+    """The plan command: the hardware to plan for and what the config does not say."""
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--gpu", default="h100", choices=["h100", "a100", "h200"], help="the GPU to plan for")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs the phases run on")
+    p.add_argument("--mfu", action="append", default=[], metavar="PHASE=FRACTION",
+                   help="model FLOPs utilisation of a phase (defaults: train 0.4, generate 0.1, evaluate 0.3)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure this machine: run iteration 1 at two reduced sizes and fit each phase's time")
+    p.add_argument("--params", type=float, help="model parameters, where the config does not say")
+    p.add_argument("--documents", type=int, help="real documents, where the data source does not say")
+    p.add_argument("--tokens-per-document", type=float, help="mean tokens a document, where it cannot be estimated")
+    p.add_argument("--chars-per-token", type=float, default=4.0, help="for text files (default 4)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(fn=_cmd_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collapsebench", description="Model-collapse experiments from one YAML file.")
     parser.add_argument("--version", action="version", version=f"collapsebench {__version__}")
@@ -236,23 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     _redo_options(p)
     p.set_defaults(fn=_cmd_resume)
 
-    p = sub.add_parser("sweep", help="run a grid of runs over config keys (cells under runs/NAME/)")
-    p.add_argument("config", help="experiment YAML file (its sweep: block holds a grid too)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the base config")
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=[v1, ...]",
-                   help="an axis: a config key (list indices and whole blocks too) and its values as a YAML list")
-    p.add_argument("--zip", action="append", default=[], metavar="KEY=[v1, ...]",
-                   help="keys stepped together (equal-length lists), as one axis")
-    p.add_argument("--exclude", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
-                   help="leave out the cells whose config matches all these values")
-    p.add_argument("--baselines", choices=["clean"], help="add the real-only (1 - alpha) run of each replace(alpha) cell")
-    p.add_argument("--name", help="sweep directory runs/NAME (default: the config's sweep.name or <name>-sweep)")
-    p.add_argument("--workers", type=int, help="cells run at once (the sweep executor's workers)")
-    p.add_argument("--no-share", dest="share", action="store_false", default=None,
-                   help="compute every cell's steps itself (no sharing of identical steps between cells)")
-    p.add_argument("--detach", action="store_true", help="run in the background; follow with status")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and write the manifest, run nothing")
-    p.set_defaults(fn=_cmd_sweep)
+    _sweep_args(sub.add_parser("sweep", help="run a grid of runs over config keys (cells under runs/NAME/)"))
 
     p = sub.add_parser("status", help="iterations x phases: status, durations, counts, latest metrics (or a sweep's cells)")
     p.add_argument("run_dir")
@@ -291,38 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.set_defaults(fn=_cmd_task)
 
-    p = sub.add_parser("knowledge-items", help="build last-word cloze items for the knowledge evaluation from documents "
-                       "(items from a run's training data: the knowledge evaluation's items option)")
-    p.add_argument("input", help=".txt (one document per line), .jsonl/.json, .csv, .parquet or a dataset folder")
-    p.add_argument("output", help="the JSONL item file to write")
-    p.add_argument("--n", type=int, default=500, help="number of items")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-words", type=int, default=1, help="words in each continuation")
-    p.add_argument("--min-words", type=int, default=5, help="shortest usable sentence")
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--model", help="causal LM folder that picks the most confusable of --candidates distractors")
-    p.add_argument("--candidates", type=int, default=8)
-    p.set_defaults(fn=_cmd_knowledge_items)
+    _knowledge_items_args(sub.add_parser("knowledge-items", help="build last-word cloze items for the knowledge "
+                                         "evaluation from documents (items from a run's training data: the knowledge "
+                                         "evaluation's items option)"))
 
     p = sub.add_parser("report", help="(re)write the run's (or sweep's) report.html")
     p.add_argument("run_dir")
     p.set_defaults(fn=_cmd_report)
 
-    p = sub.add_parser("plan", help="tokens, FLOPs, GPU-hours and disk of a config, per phase, before it runs")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*")
-    p.add_argument("--gpu", default="h100", choices=["h100", "a100", "h200"], help="the GPU to plan for")
-    p.add_argument("--gpus", type=int, default=1, help="GPUs the phases run on")
-    p.add_argument("--mfu", action="append", default=[], metavar="PHASE=FRACTION",
-                   help="model FLOPs utilisation of a phase (defaults: train 0.4, generate 0.1, evaluate 0.3)")
-    p.add_argument("--calibrate", action="store_true",
-                   help="measure this machine: run iteration 1 at two reduced sizes and fit each phase's time")
-    p.add_argument("--params", type=float, help="model parameters, where the config does not say")
-    p.add_argument("--documents", type=int, help="real documents, where the data source does not say")
-    p.add_argument("--tokens-per-document", type=float, help="mean tokens a document, where it cannot be estimated")
-    p.add_argument("--chars-per-token", type=float, default=4.0, help="for text files (default 4)")
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.set_defaults(fn=_cmd_plan)
+    _plan_args(sub.add_parser("plan", help="tokens, FLOPs, GPU-hours and disk of a config, per phase, before it runs"))
 
     p = sub.add_parser("schema", help="print the config's JSON Schema")
     p.set_defaults(fn=_cmd_schema)
