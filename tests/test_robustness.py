@@ -379,3 +379,17 @@ def test_editing_a_plugin_marks_exactly_the_steps_that_ran_it_stale(tmp_path, ca
     message = err.replace("\n", " ")
     assert code == 2 and "redo 1.evaluate" in message and "redo 2.evaluate" in message
     assert "redo 2.train" not in message and "keep 7 committed step(s)" in message
+
+
+def test_an_architecture_field_of_the_wrong_type_is_named(tmp_path):
+    """transformers' configs check their fields' types with their own error class (not a ValueError):
+    it is still a config error naming model.architecture, not a traceback of the backend check."""
+    from collapsebench.config import config_from_dict
+    from collapsebench.errors import UserError
+    from collapsebench.validate import check_backends
+    from conftest import tiny_config
+
+    cfg = tiny_config(tmp_path)
+    cfg["model"]["architecture"]["n_head"] = "two"
+    with pytest.raises(UserError, match="model.architecture: .*n_head"):
+        check_backends(config_from_dict(cfg))

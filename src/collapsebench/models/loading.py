@@ -161,6 +161,7 @@ def load_for_training(source: str | Path, gguf_file: str | None) -> Any:
 def architecture_config(config: Config, tokenizer: Tokenizer | None = None) -> Any:
     """The transformers config of a model built from ``model.architecture`` (vocabulary and special
     tokens from the tokenizer when there is one)."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     arch = dict(config.model.architecture)
@@ -172,7 +173,7 @@ def architecture_config(config: Config, tokenizer: Tokenizer | None = None) -> A
                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     try:
         return AutoConfig.for_model(model_type, **arch)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as exc:  # the last: a field of the wrong type
         raise UserError(f"model.architecture: {exc}") from None
 
 
