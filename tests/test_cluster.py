@@ -280,8 +280,9 @@ def test_ray_resume_after_a_killed_worker_recomputes_only_the_missing_shards(tmp
 def test_a_user_error_in_a_slurm_job_is_a_user_error_in_the_driver(tmp_path, slurm):
     cfg = tiny_config(tmp_path, iterations=1, output_dir=str(tmp_path / "run"),
                       executor={"name": "slurm", "partition": "debug"})
-    cfg["data"]["source"]["path"] = str(tmp_path / "missing.txt")
-    with pytest.raises(UserError, match="missing.txt"):
+    (tmp_path / "blank.txt").write_text("\n   \n\n")  # passes validate (the file is there); the job finds no text
+    cfg["data"]["source"]["path"] = str(tmp_path / "blank.txt")
+    with pytest.raises(UserError, match="data.source .*blank"):
         run_experiment(config_from_dict(cfg), quiet=True)
     record = [r for r in jobs(tmp_path / "run") if r["state"] == "COMPLETED"]
     assert record and Path(record[0]["log"]).parent.exists()  # the job ran, and its log is named
