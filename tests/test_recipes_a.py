@@ -138,6 +138,8 @@ def test_opt_wikitext_twin_generations_repeat_and_lose_the_real_data(tmp_path):
         assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
         assert last(rows, "holdout_cross_entropy") > 1.1 * first(rows, "holdout_cross_entropy")
         assert last(rows, "distinct_2") < 0.8 * first(rows, "distinct_2")  # repetition
+        # a later generation's text is much less likely under generation 0's model (higher perplexity)
+        assert max(row["ref_logppl_mean"] for row in rows[1:]) > 2 * first(rows, "ref_logppl_mean")
         assert all(row["qualitative_prompts"] == 7 for row in rows)
     check_recorded("opt_wikitext", headline(runs, ("holdout_cross_entropy", "ref_logppl_mean", "ref_logppl_median",
                                                    "distinct_2", "self_bleu")))
