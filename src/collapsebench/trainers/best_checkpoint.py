@@ -10,9 +10,10 @@ history of the train stats, and the choice in ``best_checkpoint`` / ``best_eval_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from collapsebench.api import PhaseContext, Tokenizer
+from collapsebench.api import PhaseContext
 from collapsebench.errors import UserError
 
 # Training arguments that make the Trainer keep the best epoch by held-out loss; the config's own
@@ -26,21 +27,17 @@ BEST_ARGS: dict[str, Any] = {
 }
 
 
-def holdout_blocks(ctx: PhaseContext, tokenizer: Tokenizer, block_size: int) -> Any:
-    """The held-out documents as training blocks (BOS + tokens + EOS, packed as the trainer packs)."""
+def holdout_blocks(ctx: PhaseContext, pack: Callable[[list[str]], tuple[list[list[int]], list[list[int]]]],
+                   block_size: int) -> Any:
+    """The held-out documents as training blocks: ``pack`` frames and packs a batch of texts as the
+    trainer packs its own documents (``causal_lm``'s BOS + tokens + EOS blocks)."""
     from datasets import Dataset
 
-    from collapsebench.models.loading import bos_id
-    from collapsebench.trainers.causal_lm import encode_documents, pack_blocks
-
     holdout = ctx.holdout()
-    field = ctx.text_field
-    bos = bos_id(tokenizer)
     blocks: list[list[int]] = []
     labels: list[list[int]] = []
     for start in range(0, len(holdout), 1000):
-        texts = holdout[start:start + 1000][field]
-        b, lab = pack_blocks(encode_documents(tokenizer, texts), bos, block_size)
+        b, lab = pack(holdout[start:start + 1000][ctx.text_field])
         blocks += b
         labels += lab
     if not blocks:

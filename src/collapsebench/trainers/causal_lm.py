@@ -95,7 +95,11 @@ def train_causal_lm(ctx: PhaseContext, dataset: Dataset, block_size: int = 128, 
                               BEST_ARGS if best_by_holdout else None, base_dir=ctx.config.config_dir)
     with targs.main_process_first(local=False, desc="tokenize and pack"):  # under a launcher: rank 0 writes the caches
         blocks, cache_info = pack(ctx, dataset, tokenizer, block_size)
-    eval_blocks = holdout_blocks(ctx, tokenizer, block_size) if best_by_holdout else None
+    eval_blocks = None
+    if best_by_holdout:
+        bos = bos_id(tokenizer)
+        eval_blocks = holdout_blocks(ctx, lambda texts: pack_blocks(encode_documents(tokenizer, texts), bos, block_size),
+                                     block_size)
     loss_fn, callback = loss_reporting(loss) if loss is not None else (None, None)
     trainer = Trainer(model=model, args=targs, train_dataset=blocks, eval_dataset=eval_blocks,
                       data_collator=default_data_collator, compute_loss_func=loss_fn,
