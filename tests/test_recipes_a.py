@@ -146,7 +146,7 @@ def test_opt_wikitext_twin_generations_repeat_and_lose_the_real_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_pythia_calibration_twin_synthetic_data_calibrates_worse(tmp_path):
+def test_pythia_calibration_twin_synthetic_data_costs_accuracy_and_raises_overconfidence(tmp_path):
     path = RECIPES / "pythia-mixing-calibration" / "cpu.yaml"
     clean = sweep_metrics(path, tmp_path, "alpha0", "curate.regime.alpha=0.0", "evaluate.evaluations.0.baseline=null")
     mixed = sweep_metrics(path, tmp_path, "alpha50", f"evaluate.evaluations.0.baseline={tmp_path / 'alpha0'}")
@@ -155,8 +155,10 @@ def test_pythia_calibration_twin_synthetic_data_calibrates_worse(tmp_path):
         m = next(rows for (_, s), rows in mixed.items() if s == seed)
         assert first(c, "calibration_accuracy") > 0.25 + 0.15  # learnt the task: above chance (4 choices)
         assert first(m, "calibration_accuracy") == pytest.approx(first(c, "calibration_accuracy"))  # iteration 1: real only
-        assert last(m, "calibration_accuracy") < last(c, "calibration_accuracy")
-        assert last(m, "calibration_ece") > last(c, "calibration_ece")
+        assert last(m, "calibration_accuracy") < last(c, "calibration_accuracy") - 0.05
+        assert last(m, "calibration_overconfidence") > last(c, "calibration_overconfidence")
+        # the warning rule compares with the 0% run of the same seed at the same iteration; the
+        # twin's ECE itself does not rise (its 0% models are underconfident: README.md)
         assert last(m, "calibration_ece_baseline") == pytest.approx(last(c, "calibration_ece"))
     keys = ("calibration_accuracy", "calibration_ece", "calibration_overconfidence", "calibration_ece_alert_level",
             "self_bleu", "distinct_2")
