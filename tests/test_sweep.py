@@ -239,3 +239,18 @@ def test_a_killed_sweep_resumes_to_the_same_results(tmp_path):
     again = SweepLayout(tmp_path / "uninterrupted")
     for c in sweep.cells():
         assert json.loads(json.dumps(sweep.run(c).read_metrics())) == again.run(c).read_metrics()
+
+
+def test_a_cell_folder_holding_only_its_executors_files_is_a_run_folder(tmp_path):
+    """A sweep's subprocess executor writes the cell's task specs (.tasks/) and logs/ into the cell
+    folder before the cell's run starts; the run must not refuse that folder as someone else's."""
+    from collapsebench.redo import check_run_dir
+
+    config = config_from_dict(base(output_dir=str(tmp_path / "cell")))
+    (tmp_path / "cell" / ".tasks").mkdir(parents=True)
+    (tmp_path / "cell" / "logs").mkdir()
+    check_run_dir(config)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a collapsebench run"):
+        check_run_dir(config_from_dict(base(output_dir=str(tmp_path / "other"))))

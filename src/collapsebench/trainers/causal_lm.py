@@ -79,23 +79,37 @@ def pack(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer, block_size: 
 
 
 def train_causal_lm(ctx: PhaseContext, dataset: Dataset, block_size: int = 128, args: dict[str, Any] | None = None,
-                    keep_checkpoints: bool = False, loss: Any = None, init_from: str | None = None) -> dict[str, Any]:
+                    keep_checkpoints: bool = False, loss: Any = None, init_from: str | None = None,
+                    best_by_holdout: bool = False) -> dict[str, Any]:
     """Train M(k) on D(k): packed blocks, causal-LM loss (or ``loss``, a losses-registry spec),
-    resuming from the latest checkpoint; ``init_from`` overrides ``model.init`` (multi-stage)."""
+    resuming from the latest checkpoint; ``init_from`` overrides ``model.init`` (multi-stage);
+    ``best_by_holdout`` keeps the epoch with the lowest held-out loss
+    (:mod:`collapsebench.trainers.best_checkpoint`)."""
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from collapsebench.losses.builtin import loss_reporting
+    from collapsebench.trainers.best_checkpoint import BEST_ARGS, best_stats, holdout_blocks
 
     model, tokenizer, source = start_model(ctx, init_from)
     targs = trainer_arguments(TrainingArguments, args, ctx.out_dir / "checkpoints", ctx.seed,
-                              base_dir=ctx.config.config_dir)
+                              BEST_ARGS if best_by_holdout else None, base_dir=ctx.config.config_dir)
     with targs.main_process_first(local=False, desc="tokenize and pack"):  # under a launcher: rank 0 writes the caches
         blocks, cache_info = pack(ctx, dataset, tokenizer, block_size)
+    eval_blocks = None
+    if best_by_holdout:
+        bos = bos_id(tokenizer)
+        eval_blocks = holdout_blocks(ctx, lambda texts: pack_blocks(encode_documents(tokenizer, texts), bos, block_size),
+                                     block_size)
     loss_fn, callback = loss_reporting(loss) if loss is not None else (None, None)
-    trainer = Trainer(model=model, args=targs, train_dataset=blocks, data_collator=default_data_collator,
-                      compute_loss_func=loss_fn, callbacks=[callback] if callback else None)
+    trainer = Trainer(model=model, args=targs, train_dataset=blocks, eval_dataset=eval_blocks,
+                      data_collator=default_data_collator, compute_loss_func=loss_fn,
+                      callbacks=[callback] if callback else None)
     tokens = len(blocks) * block_size * targs.num_train_epochs
     stats = fit(ctx, trainer, tokenizer, source, tokens, keep_checkpoints, loss_callback=callback)
+    if best_by_holdout:
+        best = best_stats(trainer)
+        stats["metrics"].update(best.pop("metrics"))
+        stats.update(best)
     stats.update(blocks=len(blocks), block_size=block_size, token_cache=cache_info,
                  loss=loss if loss is not None else "model default (cross-entropy)")
     return stats
@@ -108,8 +122,10 @@ def check_config(config: Config, kwargs: dict[str, Any]) -> None:
     from collapsebench.models.loading import architecture_config
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer_arguments(TrainingArguments, kwargs.get("args"), Path(tmp), config.seed, base_dir=config.config_dir,
-                          check=True)
+        from collapsebench.trainers.best_checkpoint import BEST_ARGS
+
+        trainer_arguments(TrainingArguments, kwargs.get("args"), Path(tmp), config.seed,
+                          BEST_ARGS if kwargs.get("best_by_holdout") else None, base_dir=config.config_dir, check=True)
     if kwargs.get("loss") is not None:
         from collapsebench.losses.builtin import resolve
 
