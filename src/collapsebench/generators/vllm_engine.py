@@ -95,12 +95,19 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
     return stats
 
 
-def check_config(config: Config, kwargs: dict[str, Any]) -> None:
-    """Check the GPU groups; build SamplingParams when vllm is importable (else warn and skip)."""
+def engine_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The generator's ``engine`` argument (``vllm.LLM`` arguments), checked to be a mapping: the
+    vLLM backends pass it through as it is."""
     engine = kwargs.get("engine")
     if engine is not None and not isinstance(engine, dict):
         raise UserError(f"generate.generator.engine must be a mapping of vllm.LLM arguments, got {engine!r}")
-    gpu_groups(kwargs.get("data_parallel", 1), int((engine or {}).get("tensor_parallel_size", 1)))
+    return dict(engine or {})
+
+
+def check_config(config: Config, kwargs: dict[str, Any]) -> None:
+    """Check the GPU groups; build SamplingParams when vllm is importable (else warn and skip)."""
+    engine = engine_arguments(kwargs)
+    gpu_groups(kwargs.get("data_parallel", 1), int(engine.get("tensor_parallel_size", 1)))
     try:
         from vllm import SamplingParams
     except ImportError:

@@ -29,6 +29,7 @@ from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.generators.hf import continuations, uses_chat_template
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
+from collapsebench.generators.vllm_engine import engine_arguments
 from collapsebench.io import derive_seed
 from collapsebench.models.loading import generation_model_dir, load_tokenizer, prompt_ids
 
@@ -116,9 +117,7 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
 
 def check_config(config: Config, kwargs: dict[str, Any]) -> None:
     """The engine arguments are a mapping; ``n`` is samples per prompt, as in the other backends."""
-    engine = kwargs.get("engine")
-    if engine is not None and not isinstance(engine, dict):
-        raise UserError(f"generate.generator.engine must be a mapping of vllm.LLM arguments, got {engine!r}")
+    engine_arguments(kwargs)
     sampling = kwargs.get("sampling") or {}
     if "seed" in sampling:
         raise UserError("generate.generator.sampling.seed: each sample's seed derives from the phase seed; remove it")
