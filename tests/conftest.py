@@ -15,7 +15,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# real text (WikiText-2 valid.txt / test.txt): $COLLAPSEBENCH_DATA, else ../shared/data beside the repository
+SHARED_DATA = Path(os.environ.get("COLLAPSEBENCH_DATA") or REPO.parent / "shared" / "data").resolve()
+os.environ.setdefault("COLLAPSEBENCH_DATA", str(SHARED_DATA))  # for the benchmarks and subprocesses tests start
 
 
 def write_corpus(path: Path, n: int = 240, seed: int = 0) -> Path:
