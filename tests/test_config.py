@@ -75,12 +75,16 @@ def test_overrides_reach_list_items_and_whole_blocks(tmp_path):
 
 
 def test_alpha_is_not_in_the_first_iteration(tmp_path):
-    """There is nothing to mix before iteration 1 has generated: D(1), M(1), S(1) do not depend on alpha."""
+    """There is nothing to mix before iteration 1 has generated: D(1) and M(1) do not depend on alpha,
+    and S(1) does not when generate.num_samples fixes it; left unset, S(1)'s size follows what the
+    regime will draw (alpha x the real data's tokens), so each alpha generates its own."""
     from collapsebench.config import fingerprints
 
     path = write_config(tmp_path, tiny_config(tmp_path))
-    a, b = (fingerprints(load_config(path, [f"curate.regime.alpha={x}"])) for x in (0.25, 0.75))
+    a, b = (fingerprints(load_config(path, [f"curate.regime.alpha={x}", "generate.num_samples=50"])) for x in (0.25, 0.75))
     assert [k for k in a if a[k] == b[k]] == ["0.curate", "1.curate", "1.train", "1.generate", "1.evaluate"]
+    a, b = (fingerprints(load_config(path, [f"curate.regime.alpha={x}", "generate.num_samples=null"])) for x in (0.25, 0.75))
+    assert [k for k in a if a[k] == b[k]] == ["0.curate", "1.curate", "1.train"]
     c = fingerprints(load_config(path, ["curate.regime={name: replace, alpha: 0.25, size: 10}"]))
     assert c["1.curate"] != a["1.curate"]  # any other argument counts
 

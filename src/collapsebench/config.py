@@ -561,11 +561,20 @@ def _pick(dumped: dict[str, Any], dotted: str) -> Any:
 def _first_curate(dumped: dict[str, Any], code: str | None) -> str:
     """Iteration 1's curate section without the regime's ``alpha``: alpha is the synthetic share, and
     there are no synthetic data before iteration 1 generates them, so D(1), M(1) and S(1) are the
-    same for every alpha (a sweep over alpha shares them). A plug-in regime must therefore not use
-    an argument called ``alpha`` at iteration 1."""
+    same for every alpha (a sweep over alpha shares them), and S(1) too when ``generate.num_samples``
+    is set (:func:`_first_target`). A plug-in regime must therefore not use an argument called
+    ``alpha`` at iteration 1."""
     curate = dict(dumped["curate"])
     curate["regime"] = {k: v for k, v in curate["regime"].items() if k != "alpha"}
     return digest({"curate": curate, **({"code": code} if code else {})})
+
+
+def _first_target(dumped: dict[str, Any]) -> Any:
+    """What iteration 1's generation takes from the regime's ``alpha`` that D(1) does not: with
+    ``generate.num_samples`` unset, its default target is the tokens (or rows) the regime will
+    draw from S(1), alpha x the real data's for replace. So S(1) is shared across alphas only when
+    ``generate.num_samples`` fixes it."""
+    return dumped["curate"]["regime"].get("alpha")
 
 
 def fingerprints(config: Config, iterations: int | None = None, code: dict[str, str] | None = None) -> dict[str, str]:
@@ -586,7 +595,10 @@ def fingerprints(config: Config, iterations: int | None = None, code: dict[str, 
         curate = own["curate"] if k > 1 else _first_curate(dumped, (code or {}).get("curate"))
         out[f"{k}.curate"] = digest([curate, out["0.curate"], upstream])
         out[f"{k}.train"] = digest([own["train"], out[f"{k}.curate"]])
-        out[f"{k}.generate"] = digest([own["generate"], out[f"{k}.train"]])
+        generate = own["generate"]
+        if k == 1 and dumped["generate"].get("num_samples") is None:
+            generate = digest([generate, _first_target(dumped)])
+        out[f"{k}.generate"] = digest([generate, out[f"{k}.train"]])
         out[f"{k}.evaluate"] = digest([own["evaluate"], out[f"{k}.generate"]])
     return out
 
