@@ -154,7 +154,8 @@ def check_run_dir(config: Config) -> None:
     if path == cwd or path in cwd.parents or path == Path(path.anchor):
         raise UserError(f"output_dir: the run directory {path} is the working directory or holds it; "
                         "choose a folder of its own (the default is runs/<name>)")
-    ours = ("config.yaml", "state.json", ".lock", ".locks")  # a run, possibly killed before its config was written
+    # a run, possibly killed before its config was written; a sweep cell's executor logs and error come first
+    ours = ("config.yaml", "state.json", ".lock", ".locks", "logs", "error.json")
     if path.is_dir() and any(path.iterdir()) and not any((path / name).exists() for name in ours):
         raise UserError(f"output_dir: {path} already holds files that are not a collapsebench run; "
                         "choose an empty or new folder")
