@@ -123,6 +123,7 @@ def build_standins() -> None:
 
 def run_sweep(config: Path, tmp_path: Path, monkeypatch: Any) -> Path:
     """Run a twin's sweep under tmp_path; its sweep folder."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", str(config), "--name", "twin"]) == 0
     return tmp_path / "runs" / "twin"
@@ -193,3 +194,68 @@ def test_truncated_loss_twin(tmp_path, monkeypatch):
     build_standins()
     sweep = run_sweep(RECIPES / "truncated-loss" / "cpu.yaml", tmp_path, monkeypatch)
     check_recorded("truncated-loss", truncated_loss_headline(sweep))
+
+
+def cpt_headline(sweep: Path) -> dict[str, float]:
+    """CPT from the base at every iteration. The published direction: 75% synthetic degrades
+    held-out perplexity more than 20%, and more with every iteration; the classifier filter
+    raises the classifier's own audit score of the samples well above the unfiltered run's."""
+    results = read_sweep(sweep)
+    headline = {}
+    for seed in (0, 1):
+        low = arm(results, seed, "replace", "alpha=0.2")
+        high = arm(results, seed, "replace", "alpha=0.75", "validators=[]")
+        clean = arm(results, seed, "clean_fraction", "alpha=0.75")
+        filtered = arm(results, seed, "replace", "alpha=0.75", "classifier")
+        ppl = {name: rows[3]["holdout_perplexity"] for name, rows in
+               (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered))}
+        base = low[1]["holdout_perplexity"]
+        assert ppl["0.75"] > ppl["0.2"] and ppl["0.75"] > 1.02 * base, (seed, ppl, base)
+        assert high[3]["holdout_perplexity"] > high[2]["holdout_perplexity"], seed
+        assert filtered[3]["classifier_mean"] > high[3]["classifier_mean"] + 0.3, seed
+        assert 0 < filtered[2]["generate/acceptance"] < 1 and high[2]["generate/acceptance"] == 1
+        assert 0.25 < low[1]["lm_eval/wikitext_cloze/acc"] < 1  # 4 choices: above chance
+        for name, rows in (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered)):
+            headline[f"{name}/seed{seed}/holdout_perplexity_it3"] = rows[3]["holdout_perplexity"]
+            headline[f"{name}/seed{seed}/cloze_acc_it3"] = rows[3]["lm_eval/wikitext_cloze/acc"]
+            headline[f"{name}/seed{seed}/classifier_mean_it3"] = rows[3]["classifier_mean"]
+    return headline
+
+
+@pytest.mark.slow
+@twin
+def test_cpt_mixing_ratio_twin(tmp_path, monkeypatch):
+    build_standins()
+    sweep = run_sweep(RECIPES / "cpt-mixing-ratio" / "cpu.yaml", tmp_path, monkeypatch)
+    check_recorded("cpt-mixing-ratio", cpt_headline(sweep))
+
+
+def olmo_headline(sweep: Path, tiers: Path) -> dict[str, float]:
+    """Self-training on 100% own text, 3 rounds after iteration 1. The published direction:
+    held-out perplexity rises round after round (above iteration 1's by round 3) for K = 0 and
+    K = 16. The tier variant: both tiers run one round on a third of three times the candidates."""
+    results, tier_results = read_sweep(sweep), read_sweep(tiers)
+    headline = {}
+    for seed in (0, 1):
+        for name, words in (("K0", ("unconditional",)), ("K16", ("real_prefix",))):
+            rows = arm(results, seed, *words)
+            ppl = [rows[k]["holdout_perplexity"] for k in sorted(rows)]
+            assert len(ppl) == 4 and ppl[3] > ppl[1] > ppl[0] * 0.99 and ppl[3] > 1.02 * ppl[0], (name, seed, ppl)
+            for k in (1, 4):
+                headline[f"{name}/seed{seed}/holdout_perplexity_it{k}"] = rows[k]["holdout_perplexity"]
+            headline[f"{name}/seed{seed}/embedding_diversity_it4"] = rows[4]["embedding_diversity"]
+        for tier in ("low", "high"):
+            rows = arm(tier_results, seed, f'validators=[{{"name":"perplexity_tier","tier":"{tier}"}}]')
+            assert rows[2]["generate/acceptance"] == pytest.approx(1 / 3, abs=0.02)
+            headline[f"tier_{tier}/seed{seed}/holdout_perplexity_it2"] = rows[2]["holdout_perplexity"]
+            headline[f"tier_{tier}/seed{seed}/embedding_diversity_it2"] = rows[2]["embedding_diversity"]
+    return headline
+
+
+@pytest.mark.slow
+@twin
+def test_olmo_self_training_twin(tmp_path, monkeypatch):
+    build_standins()
+    sweep = run_sweep(RECIPES / "olmo-self-training" / "cpu.yaml", tmp_path, monkeypatch)
+    tiers = run_sweep(RECIPES / "olmo-self-training" / "cpu_tiers.yaml", tmp_path / "tiers", monkeypatch)
+    check_recorded("olmo-self-training", olmo_headline(sweep, tiers))
