@@ -157,6 +157,12 @@ def arm(results: dict[tuple[str, int], Any], seed: int, *words: str) -> dict[int
     return found[0]
 
 
+def take(headline: dict[str, float], prefix: str, rows: dict[int, dict[str, Any]], **picks: tuple[int, str]) -> None:
+    """headline[prefix/name] = rows[iteration][metric] for each name = (iteration, metric)."""
+    for name, (iteration, metric) in picks.items():
+        headline[f"{prefix}/{name}"] = rows[iteration][metric]
+
+
 def time_to_failure(folder: Path) -> int | None:
     crossings = json.loads((folder / "state.json").read_text())["failure"]["time_to_failure"]
     return int(crossings[0]["iteration"]) if crossings and crossings[0]["iteration"] is not None else None
@@ -180,9 +186,8 @@ def truncated_loss_headline(sweep: Path) -> dict[str, float]:
             assert last["knowledge_accuracy_first_slice"] < first["knowledge_accuracy_first_slice"], (name, seed)
             masked = [r.get("train/tce_masked_fraction") for r in rows.values()]
             assert all(0 < m < 0.5 for m in masked) if name == "tce" else all(m is None for m in masked)
-            headline[f"{name}/seed{seed}/first_slice_stage1"] = first["knowledge_accuracy_first_slice"]
-            headline[f"{name}/seed{seed}/first_slice_last"] = last["knowledge_accuracy_first_slice"]
-            headline[f"{name}/seed{seed}/holdout_perplexity_last"] = last["holdout_perplexity"]
+            take(headline, f"{name}/seed{seed}", rows, first_slice_stage1=(1, "knowledge_accuracy_first_slice"),
+                 first_slice_last=(4, "knowledge_accuracy_first_slice"), holdout_perplexity_last=(4, "holdout_perplexity"))
     cells = json.loads((sweep / "sweep.json").read_text())["cells"]
     assert all(time_to_failure(sweep / c["dir"]) is not None for c in cells)
     return headline
@@ -216,9 +221,8 @@ def cpt_headline(sweep: Path) -> dict[str, float]:
         assert 0 < filtered[2]["generate/acceptance"] < 1 and high[2]["generate/acceptance"] == 1
         assert 0.25 < low[1]["lm_eval/wikitext_cloze/acc"] < 1  # 4 choices: above chance
         for name, rows in (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered)):
-            headline[f"{name}/seed{seed}/holdout_perplexity_it3"] = rows[3]["holdout_perplexity"]
-            headline[f"{name}/seed{seed}/cloze_acc_it3"] = rows[3]["lm_eval/wikitext_cloze/acc"]
-            headline[f"{name}/seed{seed}/classifier_mean_it3"] = rows[3]["classifier_mean"]
+            take(headline, f"{name}/seed{seed}", rows, holdout_perplexity_it3=(3, "holdout_perplexity"),
+                 cloze_acc_it3=(3, "lm_eval/wikitext_cloze/acc"), classifier_mean_it3=(3, "classifier_mean"))
     return headline
 
 
@@ -241,14 +245,13 @@ def olmo_headline(sweep: Path, tiers: Path) -> dict[str, float]:
             rows = arm(results, seed, *words)
             ppl = [rows[k]["holdout_perplexity"] for k in sorted(rows)]
             assert len(ppl) == 4 and ppl[3] > ppl[1] > ppl[0] * 0.99 and ppl[3] > 1.02 * ppl[0], (name, seed, ppl)
-            for k in (1, 4):
-                headline[f"{name}/seed{seed}/holdout_perplexity_it{k}"] = rows[k]["holdout_perplexity"]
-            headline[f"{name}/seed{seed}/embedding_diversity_it4"] = rows[4]["embedding_diversity"]
+            take(headline, f"{name}/seed{seed}", rows, holdout_perplexity_it1=(1, "holdout_perplexity"),
+                 holdout_perplexity_it4=(4, "holdout_perplexity"), embedding_diversity_it4=(4, "embedding_diversity"))
         for tier in ("low", "high"):
             rows = arm(tier_results, seed, f'validators=[{{"name":"perplexity_tier","tier":"{tier}"}}]')
             assert rows[2]["generate/acceptance"] == pytest.approx(1 / 3, abs=0.02)
-            headline[f"tier_{tier}/seed{seed}/holdout_perplexity_it2"] = rows[2]["holdout_perplexity"]
-            headline[f"tier_{tier}/seed{seed}/embedding_diversity_it2"] = rows[2]["embedding_diversity"]
+            take(headline, f"tier_{tier}/seed{seed}", rows, holdout_perplexity_it2=(2, "holdout_perplexity"),
+                 embedding_diversity_it2=(2, "embedding_diversity"))
     return headline
 
 
