@@ -26,15 +26,16 @@ GOLDEN = Path(__file__).parent / "golden" / "recipes_b.json"
 RELATIVE = 0.02  # cells run two at a time in their own processes; the slack absorbs thread-order rounding
 WIKITEXT = SHARED_DATA / "wikitext-2" / "valid.txt"
 
+# The backends' argument objects (a child process each, seconds) are built for one paper config only.
 PAPERS = [
     ("cpt-mixing-ratio/paper.yaml", [], ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B"]),
     ("cpt-mixing-ratio/paper_filter.yaml", ["--no-backend"],
      ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B", "HuggingFaceTB/finemath-classifier"]),
-    ("olmo-self-training/paper.yaml", [], ["allenai/olmo-mix-1124", "allenai/OLMo-2-1124-7B"]),
+    ("olmo-self-training/paper.yaml", ["--no-backend"], ["allenai/olmo-mix-1124", "allenai/OLMo-2-1124-7B"]),
     ("olmo-self-training/paper.yaml", ["--no-backend", "model.base=allenai/OLMo-2-1124-13B"],
      ["allenai/OLMo-2-1124-13B"]),
     ("olmo-self-training/paper_tiers.yaml", ["--no-backend"], ["allenai/olmo-mix-1124", "allenai/OLMo-2-1124-7B"]),
-    ("truncated-loss/paper.yaml", [], ["Salesforce/wikitext", "meta-llama/Llama-3.2-1B"]),
+    ("truncated-loss/paper.yaml", ["--no-backend"], ["Salesforce/wikitext", "meta-llama/Llama-3.2-1B"]),
     ("truncated-loss/paper.yaml", ["--no-backend", "model.base=google/gemma-3-1b-pt"], ["google/gemma-3-1b-pt"]),
 ]
 
