@@ -155,8 +155,8 @@ def check_run_dir(config: Config) -> None:
         raise UserError(f"output_dir: the run directory {path} is the working directory or holds it; "
                         "choose a folder of its own (the default is runs/<name>)")
     # a run, possibly killed before its config was written, or a sweep cell an executor is about to start
-    # (its task spec in .tasks/, its SLURM or Ray jobs in jobs.jsonl)
-    ours = ("config.yaml", "state.json", ".lock", ".locks", ".tasks", "jobs.jsonl")
+    # (its task spec in .tasks/, its SLURM or Ray jobs in jobs.jsonl, the error of an earlier attempt)
+    ours = ("config.yaml", "state.json", ".lock", ".locks", ".tasks", "jobs.jsonl", "error.json")
     if path.is_dir() and any(path.iterdir()) and not any((path / name).exists() for name in ours):
         raise UserError(f"output_dir: {path} already holds files that are not a collapsebench run; "
                         "choose an empty or new folder")

@@ -483,6 +483,8 @@ evaluations.lazy("unigram_kl", f"{_B}.evaluations.shift:unigram_kl_evaluation", 
 evaluations.lazy("lm_eval", f"{_B}.evaluations.lm_eval:lm_eval", torch=True, data=TEXT, model="lm")
 evaluations.lazy("judge_quality", f"{_B}.evaluations.judges:judge_quality", data=TEXT)
 evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise", data=TEXT)
+evaluations.lazy("classifier_score", f"{_B}.evaluations.classifier_audit:classifier_score", torch=True, data=TEXT,
+                 preflight=f"{_B}.evaluations.classifier_audit:preflight")
 evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True, data=TEXT, model="lm")
 evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR)
 

@@ -98,10 +98,11 @@ def earlier_metrics(run_dir: Path, before_iteration: int) -> list[dict[str, Any]
 
 
 def preflight_item_file(config: Config, kwargs: dict[str, Any]) -> list[str]:
-    """An evaluation's item file exists; its optional ``model`` is local or cached."""
+    """An evaluation's item file exists (when it reads one: ``knowledge`` may build its items
+    instead); its optional ``model`` is local or cached."""
     from collapsebench.sources.files import local_or_hub
 
-    file = config.resolve_path(kwargs["path"])
-    if not file.is_file():
+    file = config.resolve_path(kwargs["path"]) if kwargs.get("path") is not None else None
+    if file is not None and not file.is_file():
         raise UserError(f"item file not found: {file}")
     return local_or_hub(config, kwargs["model"], "model") if kwargs.get("model") else []

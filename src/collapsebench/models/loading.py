@@ -97,11 +97,21 @@ def load_tokenizer(path: str | Path, gguf_file: str | None = None) -> Any:
     return tok
 
 
+def base_source(config: Config) -> str | Path | None:
+    """``model.base`` as the loaders take it: a local folder relative to the config file's folder
+    (so a run started from any working directory, or a sweep cell, finds it), else the hub name."""
+    base = config.model.base
+    if base is None:
+        return None
+    local = config.resolve_path(base)
+    return local if local.exists() else base
+
+
 def run_tokenizer(ctx: PhaseContext, source: str | Path | None = None) -> Any:
     """The run's tokenizer: ``model.tokenizer.path``, else the model ``source``'s (default: the base
     model), else the byte-level BPE trained on the real data at iteration 0."""
     m = ctx.config.model
-    source = source if source is not None else m.base
+    source = source if source is not None else base_source(ctx.config)
     if m.tokenizer.path:
         return load_tokenizer(ctx.config.resolve_path(m.tokenizer.path))
     if source is not None:
@@ -136,10 +146,9 @@ def cached_causal_lm(ctx: PhaseContext, model_dir: str | Path) -> tuple[Any, Any
 def generation_model_dir(ctx: PhaseContext) -> str | Path:
     """The model this iteration generates with: its trained model M(k), or at iteration 1 with
     ``generate.first_from: base`` the untrained ``model.base`` (a folder or a hub name)."""
-    base = ctx.config.model.base
+    base = base_source(ctx.config)
     if ctx.iteration == 1 and ctx.config.generate.first_from == "base" and base:
-        local = ctx.config.resolve_path(base)
-        return local if local.exists() else base
+        return base
     return ctx.model_dir()
 
 

@@ -31,6 +31,10 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+# TrainingArguments flags that need a GPU to build (``check`` leaves them out on a machine without one).
+GPU_PRECISION = ("bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval")
+
+
 def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, seed: int,
                       defaults: dict[str, Any] | None = None, *, base_dir: str | Path | None = None,
                       check: bool = False) -> Any:
@@ -54,6 +58,8 @@ def trainer_arguments(cls: Any, args: dict[str, Any] | None, output_dir: Path, s
     merged = per_rank_batch(backend_files(merged, Path(base_dir) if base_dir is not None else None))
     if check:
         merged = check_deepspeed(merged)
+        if not torch.cuda.is_available():  # a GPU config validated on a machine without one: its precision
+            merged.update({k: False for k in GPU_PRECISION if merged.get(k)})  # flags are checked where it trains
     if world()[1] > 1 and not torch.cuda.is_available():
         merged.setdefault("ddp_backend", "gloo")  # and the CPU: else accelerate sees no distributed setup (no DDP)
         merged.setdefault("use_cpu", True)
@@ -85,7 +91,9 @@ def init_source(ctx: PhaseContext, init_from: str | Path | None = None) -> str |
     if m.init == "previous" and ctx.iteration > 1:
         return ctx.model_dir(ctx.iteration - 1)
     if m.init in ("base", "previous") and m.base:
-        return m.base
+        from collapsebench.models.loading import base_source
+
+        return base_source(ctx.config)
     return None
 
 

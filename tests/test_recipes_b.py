@@ -1,0 +1,256 @@
+"""Recipes cpt-mixing-ratio, olmo-self-training and truncated-loss: the paper configs validate
+without network (hub names reported as ``needs download``), and each CPU twin (``slow``) runs end
+to end as a sweep, shows the published direction on the seeds fixed in its config (0 and 1), and
+reproduces its recorded headline numbers (``tests/golden/recipes_b.json``; re-record with
+``COLLAPSEBENCH_RECORD_GOLDEN=1``, like ``test_golden.py``). The twins need WikiText-2 in
+``../shared/data`` and are skipped without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from collapsebench.cli import main
+from conftest import REPO, SHARED_DATA
+
+RECIPES = REPO / "recipes"
+GOLDEN = Path(__file__).parent / "golden" / "recipes_b.json"
+RELATIVE = 0.02  # cells run two at a time in their own processes; the slack absorbs thread-order rounding
+WIKITEXT = SHARED_DATA / "wikitext-2" / "valid.txt"
+
+# The backends' argument objects (a child process each, seconds) are built for one paper config only.
+PAPERS = [
+    ("cpt-mixing-ratio/paper.yaml", [], ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B"]),
+    ("cpt-mixing-ratio/paper_filter.yaml", ["--no-backend"],
+     ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B", "HuggingFaceTB/finemath-classifier"]),
+    ("olmo-self-training/paper.yaml", ["--no-backend"], ["allenai/olmo-mix-1124", "allenai/OLMo-2-1124-7B"]),
+    ("olmo-self-training/paper.yaml", ["--no-backend", "model.base=allenai/OLMo-2-1124-13B"],
+     ["allenai/OLMo-2-1124-13B"]),
+    ("olmo-self-training/paper_tiers.yaml", ["--no-backend"], ["allenai/olmo-mix-1124", "allenai/OLMo-2-1124-7B"]),
+    ("truncated-loss/paper.yaml", ["--no-backend"], ["Salesforce/wikitext", "meta-llama/Llama-3.2-1B"]),
+    ("truncated-loss/paper.yaml", ["--no-backend", "model.base=google/gemma-3-1b-pt"], ["google/gemma-3-1b-pt"]),
+]
+
+
+@pytest.mark.parametrize(("path", "extra", "names"), PAPERS, ids=[f"{p}{' '.join(e)}" for p, e, _ in PAPERS])
+def test_paper_config_validates_offline(path, extra, names, capfd, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    options = [e for e in extra if e.startswith("--")]
+    overrides = [e for e in extra if not e.startswith("--")]
+    capfd.readouterr()
+    code = main(["validate", str(RECIPES / path), *overrides, *options])
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert code == 0, text
+    for name in names:
+        assert f"needs download: {name}" in text, text
+
+
+def test_paper_sweeps_name_the_published_grids():
+    """The grids are the papers': every alpha, every K and both models, every loss."""
+    cpt = yaml.safe_load((RECIPES / "cpt-mixing-ratio/paper.yaml").read_text())["sweep"]
+    assert cpt["grid"]["curate.regime.alpha"] == [0.1, 0.2, 0.5, 0.75, 1.0] and cpt["baselines"] == "clean"
+    olmo = yaml.safe_load((RECIPES / "olmo-self-training/paper.yaml").read_text())["sweep"]
+    assert [p.get("tokens", 0) for p in olmo["grid"]["generate.prompts"]] == [0, 3, 64]
+    tce = yaml.safe_load((RECIPES / "truncated-loss/paper.yaml").read_text())["sweep"]
+    assert [(x["name"], x.get("gamma")) for x in tce["grid"]["train.trainer.loss"]] == [
+        ("cross_entropy", None), ("truncated_cross_entropy", 0.9), ("truncated_cross_entropy", 0.99), ("focal", 2.0)]
+
+
+def test_classifier_score_audits_samples_and_real_text_with_the_validators_scores(tmp_path):
+    """The audit scores what the classifier validator would: the raw output of a one-output
+    regression head, the share at or above the threshold, for samples and real held-out text."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, GPT2Config
+
+    from collapsebench.evaluations.classifier_audit import classifier_score
+    from collapsebench.models.loading import load_tokenizer
+    from collapsebench.validators.builtin import classifier
+    from evalhelpers import eval_ctx, save_real, save_samples, tiny_causal_lm
+
+    texts = [f"the {c} cat sat on mat number {i}" for i, c in enumerate(["red", "big", "old", "shy"] * 5)]
+    tiny_causal_lm(tmp_path / "lm", texts)
+    tok = load_tokenizer(tmp_path / "lm")
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=16, num_labels=1, problem_type="regression",
+                     pad_token_id=tok.pad_token_id)
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(str(tmp_path / "clf"))
+    tok.save_pretrained(str(tmp_path / "clf"))
+    ctx = eval_ctx(tmp_path, iteration=1)
+    save_samples(ctx, 1, texts[:12])
+    save_real(ctx, texts[12:], split="holdout")
+    raw = [v.score for v in classifier(ctx, {"text": texts[:12]}, model="clf", threshold=0.0)]
+    cut = float(np.median(raw))
+    m = classifier_score(ctx, model="clf", threshold=cut, n_samples=100)
+    assert m["classifier_n"] == 12 and m["real_classifier_n"] == 8
+    assert m["classifier_mean"] == pytest.approx(float(np.mean(raw)), abs=1e-5)
+    assert m["classifier_pass_rate"] == pytest.approx(float(np.mean(np.array(raw) >= cut)))
+    lines = (ctx.out_dir / "classifier_scores.jsonl").read_text().splitlines()
+    assert len(lines) == 20 and json.loads(lines[-1])["source"] == "real"
+    with pytest.raises(Exception, match="threshold"):
+        classifier_score(ctx, model="clf")  # a regression head has no default threshold
+
+
+# ------------------------------------------------------------------------------------ the twins
+
+
+def build_standins() -> None:
+    subprocess.run([sys.executable, str(RECIPES / "cpt-mixing-ratio" / "build_standins.py")], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+
+
+def run_sweep(config: Path, tmp_path: Path, monkeypatch: Any) -> Path:
+    """Run a twin's sweep under tmp_path; its sweep folder."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", str(config), "--name", "twin"]) == 0
+    return tmp_path / "runs" / "twin"
+
+
+def read_sweep(sweep: Path) -> dict[tuple[str, int], dict[int, dict[str, Any]]]:
+    """{(arm, seed): {iteration: metrics}}, the arm named by the cell's values without the seed."""
+    out = {}
+    for cell in json.loads((sweep / "sweep.json").read_text())["cells"]:
+        rows = [json.loads(line) for line in (sweep / cell["dir"] / "metrics.jsonl").read_text().splitlines()]
+        out[(cell["label"], int(cell["seed"]))] = {int(r["iteration"]): r for r in rows}
+    return out
+
+
+def check_recorded(name: str, headline: dict[str, float]) -> None:
+    recorded = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    if os.environ.get("COLLAPSEBENCH_RECORD_GOLDEN") == "1":
+        recorded[name] = headline
+        GOLDEN.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+        return
+    assert sorted(headline) == sorted(recorded[name])
+    for key, value in recorded[name].items():
+        assert headline[key] == pytest.approx(value, rel=RELATIVE), key
+
+
+def arm(results: dict[tuple[str, int], Any], seed: int, *words: str) -> dict[int, dict[str, float]]:
+    """The cell of ``seed`` whose label starts with the first of ``words`` and holds the others."""
+    found = [v for (label, s), v in results.items()
+             if s == seed and label.split()[0] == words[0] and all(w in label for w in words[1:])]
+    assert len(found) == 1, (words, [label for label, _ in results])
+    return found[0]
+
+
+def take(headline: dict[str, float], prefix: str, rows: dict[int, dict[str, Any]], **picks: tuple[int, str]) -> None:
+    """headline[prefix/name] = rows[iteration][metric] for each name = (iteration, metric)."""
+    for name, (iteration, metric) in picks.items():
+        headline[f"{prefix}/{name}"] = rows[iteration][metric]
+
+
+def time_to_failure(folder: Path) -> int | None:
+    crossings = json.loads((folder / "state.json").read_text())["failure"]["time_to_failure"]
+    return int(crossings[0]["iteration"]) if crossings and crossings[0]["iteration"] is not None else None
+
+
+twin = pytest.mark.skipif(not WIKITEXT.exists(), reason="needs ../shared/data/wikitext-2")
+
+
+def truncated_loss_headline(sweep: Path) -> dict[str, float]:
+    """CE vs TCE(0.9) through 4 fresh_real stages. What reproduces: the first slice is forgotten as
+    its regenerations replace it (retention at the last stage below stage 1's, every cell), TCE
+    masks tokens and CE does not, and the failure rule records a stage. What does not: TCE keeping
+    the first slice longer (README: the tiny model's retention starts near chance)."""
+    results = read_sweep(sweep)
+    headline = {}
+    for seed in (0, 1):
+        for name, words in (("ce", ("cross_entropy",)), ("tce", ("truncated_cross_entropy",))):
+            rows = arm(results, seed, *words)
+            first, last = rows[1], rows[max(rows)]
+            assert max(rows) == 4 and last["knowledge_items"] >= 100
+            assert last["knowledge_accuracy_first_slice"] < first["knowledge_accuracy_first_slice"], (name, seed)
+            masked = [r.get("train/tce_masked_fraction") for r in rows.values()]
+            assert all(0 < m < 0.5 for m in masked) if name == "tce" else all(m is None for m in masked)
+            take(headline, f"{name}/seed{seed}", rows, first_slice_stage1=(1, "knowledge_accuracy_first_slice"),
+                 first_slice_last=(4, "knowledge_accuracy_first_slice"), holdout_perplexity_last=(4, "holdout_perplexity"))
+    cells = json.loads((sweep / "sweep.json").read_text())["cells"]
+    assert all(time_to_failure(sweep / c["dir"]) is not None for c in cells)
+    return headline
+
+
+@pytest.mark.slow
+@twin
+def test_truncated_loss_twin(tmp_path, monkeypatch):
+    build_standins()
+    sweep = run_sweep(RECIPES / "truncated-loss" / "cpu.yaml", tmp_path, monkeypatch)
+    check_recorded("truncated-loss", truncated_loss_headline(sweep))
+
+
+def cpt_headline(sweep: Path) -> dict[str, float]:
+    """CPT from the base at every iteration. The published direction: 75% synthetic degrades
+    held-out perplexity more than 20%, and more with every iteration; the classifier filter
+    raises the classifier's own audit score of the samples well above the unfiltered run's."""
+    results = read_sweep(sweep)
+    headline = {}
+    for seed in (0, 1):
+        low = arm(results, seed, "replace", "alpha=0.2")
+        high = arm(results, seed, "replace", "alpha=0.75", "validators=[]")
+        clean = arm(results, seed, "clean_fraction", "alpha=0.75")
+        filtered = arm(results, seed, "replace", "alpha=0.75", "classifier")
+        ppl = {name: rows[3]["holdout_perplexity"] for name, rows in
+               (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered))}
+        base = low[1]["holdout_perplexity"]
+        assert ppl["0.75"] > ppl["0.2"] and ppl["0.75"] > 1.02 * base, (seed, ppl, base)
+        assert high[3]["holdout_perplexity"] > high[2]["holdout_perplexity"], seed
+        assert filtered[3]["classifier_mean"] > high[3]["classifier_mean"] + 0.3, seed
+        assert 0 < filtered[2]["generate/acceptance"] < 1 and high[2]["generate/acceptance"] == 1
+        assert 0.25 < low[1]["lm_eval/wikitext_cloze/acc"] < 1  # 4 choices: above chance
+        for name, rows in (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered)):
+            take(headline, f"{name}/seed{seed}", rows, holdout_perplexity_it3=(3, "holdout_perplexity"),
+                 cloze_acc_it3=(3, "lm_eval/wikitext_cloze/acc"), classifier_mean_it3=(3, "classifier_mean"))
+    return headline
+
+
+@pytest.mark.slow
+@twin
+def test_cpt_mixing_ratio_twin(tmp_path, monkeypatch):
+    build_standins()
+    sweep = run_sweep(RECIPES / "cpt-mixing-ratio" / "cpu.yaml", tmp_path, monkeypatch)
+    check_recorded("cpt-mixing-ratio", cpt_headline(sweep))
+
+
+def olmo_headline(sweep: Path, tiers: Path) -> dict[str, float]:
+    """Self-training on 100% own text, 3 rounds after iteration 1. The published direction:
+    held-out perplexity rises round after round (above iteration 1's by round 3) for K = 0 and
+    K = 16; here the samples also get shorter (the same tokens in more samples). The tier variant:
+    one round on a third of three times the candidates; neither tier beats iteration 1, and the
+    low-perplexity third is the shorter samples."""
+    results, tier_results = read_sweep(sweep), read_sweep(tiers)
+    headline: dict[str, float] = {}
+    for seed in (0, 1):
+        for name, words in (("K0", ("unconditional",)), ("K16", ("real_prefix",))):
+            rows = arm(results, seed, *words)
+            ppl = [rows[k]["holdout_perplexity"] for k in sorted(rows)]
+            assert len(ppl) == 4 and ppl[3] > ppl[2] > ppl[1] and ppl[3] > 1.05 * ppl[0], (name, seed, ppl)
+            assert rows[4]["generate/samples"] > rows[1]["generate/samples"], (name, seed)
+            take(headline, f"{name}/seed{seed}", rows, holdout_perplexity_it1=(1, "holdout_perplexity"),
+                 holdout_perplexity_it4=(4, "holdout_perplexity"), samples_it4=(4, "generate/samples"))
+        tier_rows = {tier: arm(tier_results, seed, f'validators=[{{"name":"perplexity_tier","tier":"{tier}"}}]')
+                     for tier in ("low", "high")}
+        for tier, rows in tier_rows.items():
+            assert rows[2]["holdout_perplexity"] > rows[1]["holdout_perplexity"], (tier, seed)
+            take(headline, f"tier_{tier}/seed{seed}", rows, holdout_perplexity_it2=(2, "holdout_perplexity"),
+                 samples_it2=(2, "generate/samples"))
+        assert tier_rows["low"][2]["generate/samples"] > tier_rows["high"][2]["generate/samples"], seed
+    return headline
+
+
+@pytest.mark.slow
+@twin
+def test_olmo_self_training_twin(tmp_path, monkeypatch):
+    build_standins()
+    sweep = run_sweep(RECIPES / "olmo-self-training" / "cpu.yaml", tmp_path, monkeypatch)
+    tiers = run_sweep(RECIPES / "olmo-self-training" / "cpu_tiers.yaml", tmp_path / "tiers", monkeypatch)
+    check_recorded("olmo-self-training", olmo_headline(sweep, tiers))
