@@ -13,8 +13,15 @@ bookkeeping, such as saving datasets, models, checkpoints and shards, which this
 * prepare: read WikiText-2 valid.txt, one document per line, drop blank lines, shuffle, hold out 10%,
   train a byte-level BPE tokenizer (vocabulary 1024) on the rest;
 * each iteration k: D(1) = the real training split, D(k) = len(real) samples of S(k-1) drawn without
-  replacement (replace, alpha = 1); train a fresh 2-layer GPT-2 on D(k) packed into 128-token blocks;
-  sample NUM_SAMPLES documents from BOS alone (ancestral sampling); holdout perplexity.
+  replacement (replace, alpha = 1), kept as the token ids the model generated; train a fresh 2-layer
+  GPT-2 on D(k): every document framed BOS + tokens + EOS and packed into 128-token blocks that all
+  start with BOS (the context generation starts from); sample NUM_SAMPLES documents from BOS alone
+  (ancestral sampling); holdout perplexity.
+
+Changed once, on 2026-12-01, when the framework began to frame every training block with BOS and to
+train on the ids its models generate instead of re-tokenizing their decoded text: the script does the
+same since (the data conventions are part of the work, not of the bookkeeping), and the "before" of
+benchmarks/results/overhead.json was measured with the earlier script against the earlier framework.
 
 Seeds follow the framework's derivation (a hash of seed, iteration and phase), so both sides draw the
 same split, initial weights, batch order and samples: perplexities that agree digit for digit show
@@ -105,32 +112,47 @@ def prepare(path: Path, max_documents: int | None) -> tuple[list[str], list[str]
     return real, holdout, tokenizer
 
 
-def pack(texts: list[str], tokenizer: PreTrainedTokenizerFast) -> list[list[int]]:
-    """Each document's tokens + EOS, concatenated per 1000 documents and cut into full blocks."""
-    eos = tokenizer.eos_token_id
+def pack(documents: list[list[int]], bos: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Per 1000 documents: each framed BOS + tokens + EOS and concatenated (BOS = EOS here, so the
+    token between two documents is written once), cut into blocks of BLOCK_SIZE that all start with
+    BOS: a block starting inside a document is BOS + BLOCK_SIZE - 1 tokens, and the prediction
+    right after that BOS is not trained; the remainder of each group is dropped. (input ids, labels)."""
     blocks: list[list[int]] = []
-    for lo in range(0, len(texts), 1000):
-        ids = tokenizer(texts[lo : lo + 1000], add_special_tokens=False)["input_ids"]
-        stream = [t for doc in ids for t in [*doc, eos]]
-        usable = len(stream) // BLOCK_SIZE * BLOCK_SIZE
-        blocks.extend(stream[i : i + BLOCK_SIZE] for i in range(0, usable, BLOCK_SIZE))
-    return blocks
+    labels: list[list[int]] = []
+    for lo in range(0, len(documents), 1000):
+        stream: list[int] = []
+        for doc in documents[lo : lo + 1000]:
+            stream.extend([*doc, bos] if stream else [bos, *doc, bos])
+        pos = 0
+        while pos < len(stream):
+            at_bos = stream[pos] == bos
+            block = stream[pos : pos + BLOCK_SIZE] if at_bos else [bos, *stream[pos : pos + BLOCK_SIZE - 1]]
+            if len(block) < BLOCK_SIZE:
+                break
+            label = list(block)
+            if not at_bos and not (pos > 0 and stream[pos - 1] == bos):
+                label[1] = -100
+            blocks.append(block)
+            labels.append(label)
+            pos += BLOCK_SIZE if at_bos else BLOCK_SIZE - 1
+    return blocks, labels
 
 
-def train(texts: list[str], tokenizer: PreTrainedTokenizerFast, seed: int, out: Path) -> tuple[GPT2LMHeadModel, dict]:
-    """A fresh GPT-2 trained on the packed blocks of ``texts``."""
+def train(documents: list[list[int]], tokenizer: PreTrainedTokenizerFast, seed: int,
+          out: Path) -> tuple[GPT2LMHeadModel, dict]:
+    """A fresh GPT-2 trained on the packed blocks of ``documents`` (token ids)."""
     torch.manual_seed(seed)
     special = tokenizer.eos_token_id
     config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=special, eos_token_id=special,
                         pad_token_id=special, **ARCHITECTURE)
     model = GPT2LMHeadModel(config)
-    blocks = pack(texts, tokenizer)
+    blocks, labels = pack(documents, tokenizer.bos_token_id)
     args = TrainingArguments(output_dir=str(out / "trainer"), per_device_train_batch_size=TRAIN_BATCH,
                              num_train_epochs=EPOCHS, learning_rate=LEARNING_RATE, lr_scheduler_type="linear",
                              warmup_steps=0, logging_steps=10, save_strategy="no", report_to=[],
                              dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=True,
                              seed=seed, data_seed=seed)
-    trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": b, "labels": b} for b in blocks],
+    trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": b, "labels": lab} for b, lab in zip(blocks, labels)],
                       data_collator=default_data_collator)
     result = trainer.train()
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
@@ -139,12 +161,15 @@ def train(texts: list[str], tokenizer: PreTrainedTokenizerFast, seed: int, out: 
 
 
 @torch.no_grad()
-def generate(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, n: int, seed: int) -> tuple[list[str], int]:
-    """``n`` samples from BOS alone, ancestral sampling, cut at the first EOS."""
+def generate(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, n: int,
+             seed: int) -> tuple[list[list[int]], int]:
+    """``n`` samples from BOS alone, ancestral sampling, cut at the first EOS: their token ids
+    (decoded too, as a researcher would to read them)."""
     eos = tokenizer.eos_token_id
     config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS,
                               pad_token_id=eos, eos_token_id=eos)
     texts: list[str] = []
+    samples: list[list[int]] = []
     new_tokens = 0
     for lo in range(0, n, GEN_BATCH):
         if lo % SEED_EVERY == 0:
@@ -156,8 +181,9 @@ def generate(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, n: int,
             if eos in row:
                 row = row[: row.index(eos)]
             texts.append(tokenizer.decode(row, skip_special_tokens=True))
+            samples.append(row)
             new_tokens += len(row)
-    return texts, new_tokens
+    return samples, new_tokens
 
 
 @torch.no_grad()
@@ -205,11 +231,11 @@ def main() -> None:
     real, holdout, tokenizer = prepare(data_root() / DATA_FILE, args.max_documents)
     seconds["prepare"] = time.perf_counter() - t
     per_iteration = []
-    samples: list[str] = []
+    samples: list[list[int]] = []
     for k in range(1, args.iterations + 1):
         t = time.perf_counter()
         if k == 1:
-            dataset = real
+            dataset = tokenizer(real, add_special_tokens=False)["input_ids"]
         else:  # replace, alpha = 1: len(real) samples of S(k-1), drawn without replacement, order kept
             n_syn = round(ALPHA * len(real))
             rng = np.random.default_rng(seed_for(k, "curate"))
