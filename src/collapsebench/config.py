@@ -131,11 +131,17 @@ class DataConfig(Strict):
                              "data.source, or give data.evaluation")
         return self
 
+    @property
+    def held_out(self) -> float:
+        """The holdout in force: ``data.holdout`` (a fraction below 1, else a number of rows), 0.1 when
+        unset, 0 with ``data.evaluation`` (nothing of data.source is held out then)."""
+        if self.evaluation is not None:
+            return 0.0
+        return 0.1 if self.holdout is None else self.holdout
+
     def holdout_rows(self, n: int) -> int:
         """Rows of data.source held out for evaluation, of ``n``."""
-        if self.evaluation is not None:
-            return 0
-        holdout = 0.1 if self.holdout is None else self.holdout
+        holdout = self.held_out
         return int(round(holdout * n)) if holdout < 1 else int(holdout)
 
 

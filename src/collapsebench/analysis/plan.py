@@ -344,8 +344,8 @@ def calibration_overrides(config: Config, fraction: float, documents: int) -> li
     n = max(int(documents * fraction), 20)
     out = ([f"data.source.n_documents={n}"] if config.data.source.name == "ground_truth_language"
            else [f"data.max_documents={n}"])
-    if config.data.holdout is not None and config.data.holdout >= 1:
-        out.append(f"data.holdout={max(int(config.data.holdout * fraction), 2)}")
+    if config.data.held_out >= 1:
+        out.append(f"data.holdout={max(int(config.data.held_out * fraction), 2)}")
     if config.generate.num_samples:
         out.append(f"generate.num_samples={max(int(config.generate.num_samples * fraction), 1)}")
     return out

@@ -97,7 +97,7 @@ def _holdout(config: Config) -> str:
     """What is evaluated on: a held-out share of the source, or a separate evaluation source."""
     if config.data.evaluation is not None:
         return f"evaluation source {_spec(config.data.evaluation)}"
-    return f"{0.1 if config.data.holdout is None else config.data.holdout:g}"
+    return f"{config.data.held_out:g}"
 
 
 def config_summary(config: Config) -> list[tuple[str, str]]:

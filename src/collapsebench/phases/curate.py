@@ -61,7 +61,7 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
     else:
         n_holdout = cfg.holdout_rows(len(ds))
         if not 0 < n_holdout < len(ds):
-            raise UserError(f"data.holdout: {cfg.holdout} leaves {n_holdout} of {len(ds)} rows held out; "
+            raise UserError(f"data.holdout: {cfg.held_out:g} leaves {n_holdout} of {len(ds)} rows held out; "
                             "it must keep at least one row on each side")
         holdout, real = ds.select(range(n_holdout)), ds.select(range(n_holdout, len(ds)))
     stats: dict[str, Any] = {"metrics": {"real_size": len(real), "holdout_size": len(holdout)}}
