@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -36,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from results_file import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,18 +154,13 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
     result = {"benchmark": "generation", "date": started.isoformat(timespec="seconds"),
               "command": "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/generation.py " + " ".join(sys.argv[1:]),
-              "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "threads": args.threads,
-                          "loadavg_before": [round(x, 2) for x in load_before],
-                          "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+              "machine": machine(args.threads, load_before),
               "settings": {"model": "configs/quickstart.yaml (GPT-2, 2 layers, 64 dims), trained 1 iteration",
                            "samples": args.samples, "batch_size": args.batch_size,
                            "max_new_tokens": args.max_new_tokens, "sampling": "temperature 1, top-k 0, top-p 1"},
               "rounds": rounds, "median_ratio": statistics.median(r["ratio"] for r in rounds),
               "target": ">= 0.95"}
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("median_ratio", "settings")}, indent=1))
+    write_result(result, out, ("median_ratio", "settings"))
 
 
 if __name__ == "__main__":

@@ -29,13 +29,14 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from results_file import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "benchmarks" / "overhead" / "config.yaml"
@@ -142,15 +143,10 @@ def main() -> None:
                 for b in args.batch_sizes}
     result = {"benchmark": "perplexity_lm_eval", "date": started.isoformat(timespec="seconds"),
               "command": "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/perplexity_lm_eval.py " + " ".join(sys.argv[1:]),
-              "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "threads": args.threads,
-                          "loadavg_before": [round(x, 2) for x in load_before],
-                          "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+              "machine": machine(args.threads, load_before),
               "documents": len(texts), "agreement": agreement, "median_throughput_ratio_by_batch_size": by_batch,
               "rounds": rounds, "target": "relative difference <= 1e-3, throughput ratio >= 1"}
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("agreement", "median_throughput_ratio_by_batch_size")}, indent=1))
+    write_result(result, out, ("agreement", "median_throughput_ratio_by_batch_size"))
 
 
 if __name__ == "__main__":
