@@ -19,7 +19,7 @@ from typing import Any
 
 from collapsebench.config import PHASES, Config, fingerprints
 from collapsebench.errors import UserError
-from collapsebench.layout import RunLayout, Step, iter_name, parse_step, step_key, step_order
+from collapsebench.layout import CELL_ERROR_FILE, JOBS_FILE, RunLayout, Step, iter_name, parse_step, step_key, step_order
 from collapsebench.registry import code_digests
 
 SUPERSEDED = "superseded"
@@ -156,7 +156,7 @@ def check_run_dir(config: Config) -> None:
                         "choose a folder of its own (the default is runs/<name>)")
     # a run, possibly killed before its config was written, or a sweep cell an executor is about to start
     # (its task spec in .tasks/, its SLURM or Ray jobs in jobs.jsonl, the error of an earlier attempt)
-    ours = ("config.yaml", "state.json", ".lock", ".locks", ".tasks", "jobs.jsonl", "error.json")
+    ours = ("config.yaml", "state.json", ".lock", ".locks", ".tasks", JOBS_FILE, CELL_ERROR_FILE)
     if path.is_dir() and any(path.iterdir()) and not any((path / name).exists() for name in ours):
         raise UserError(f"output_dir: {path} already holds files that are not a collapsebench run; "
                         "choose an empty or new folder")
