@@ -7,7 +7,8 @@ real documents (about a billion characters) and three generations of 10 million 
 For each size N, a run directory holds N real documents and three synthetic generations of N
 documents as saved datasets (Arrow, with the lineage columns), as iterations 1-3 leave them; then,
 in a fresh process per (regime, N), the curate phase of iteration 4 builds D(4) and saves it:
-replace (alpha 1: N rows of S(3)), accumulate (all 4N rows) and accumulate_subsample (N of the 4N).
+replace (alpha 1: S(3), as many tokens as the real data), accumulate (all 4N rows) and accumulate_subsample (the
+real data's tokens drawn from the 4N rows: about N rows). The regimes count tokens, their default for text.
 Measured in that process: the phase's seconds, its peak RSS (VmHWM: every resident page,
 pages of memory-mapped Arrow files included) and its peak anonymous RSS (/proc, sampled every 5 ms:
 the process's own memory, the part that must not grow with the corpus).
@@ -59,8 +60,10 @@ def distinct_texts(n: int) -> Any:
 
 def write_dataset(path: Path, n: int, texts: Any, order: np.ndarray | None, *, origin: str, generation: int,
                   prefix: str) -> None:
-    """``n`` rows (text, id, origin, generation, parent) as a saved dataset, written chunk by chunk:
-    row i has text ``texts[order[i % len(texts)]]`` (or ``texts[i % len]``) and id ``prefix + i``."""
+    """``n`` rows (text, id, origin, generation, parent, n_tokens) as a saved dataset, written chunk
+    by chunk: row i has text ``texts[order[i % len(texts)]]`` (or ``texts[i % len]``) and id
+    ``prefix + i``. ``n_tokens`` stands in for the token count every real row and sample of a text
+    run carries (characters / 4 + 2), so the regimes work in tokens, their default for text."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -76,10 +79,12 @@ def write_dataset(path: Path, n: int, texts: Any, order: np.ndarray | None, *, o
                 rows = np.arange(start, min(start + CHUNK, n, shard_start + SHARD_ROWS))
                 pick = rows % distinct if order is None else order[rows % distinct]
                 ids = pc.binary_join_element_wise(prefix, pc.utf8_lpad(pc.cast(pa.array(rows), pa.string()), 8, "0"), "")
-                table = pa.table({"text": texts.take(pa.array(pick)), "id": ids,
+                text = texts.take(pa.array(pick))
+                table = pa.table({"text": text, "id": ids,
                                   "origin": pa.array(np.full(len(rows), origin)),
                                   "generation": pa.array(np.full(len(rows), generation, dtype=np.int64)),
-                                  "parent": pa.array(np.full(len(rows), ""))})
+                                  "parent": pa.array(np.full(len(rows), "")),
+                                  "n_tokens": pc.add(pc.divide(pc.cast(pc.utf8_length(text), pa.int64()), 4), 2)})
                 writer = writer or pa.ipc.new_stream(sink, table.schema)
                 writer.write_table(table)
             assert writer is not None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,10 @@ import yaml
 os.environ.setdefault("COLLAPSEBENCH_PROGRESS", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# a token cache of the test session's own: results must not depend on what earlier runs on the machine cached
+if "COLLAPSEBENCH_CACHE" not in os.environ:
+    os.environ["COLLAPSEBENCH_CACHE"] = tempfile.mkdtemp(prefix="collapsebench-test-tokens-")
+    atexit.register(shutil.rmtree, os.environ["COLLAPSEBENCH_CACHE"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 # real text (WikiText-2 valid.txt / test.txt): $COLLAPSEBENCH_DATA, else ../shared/data beside the repository

@@ -13,9 +13,10 @@ import pytest
 
 from collapsebench import batch
 from collapsebench.config import config_from_dict, load_config
-from collapsebench.data import ArrowRows, add_lineage, concat, count_by, read_saved, sample_rows, save
+from collapsebench.data import ArrowRows, add_lineage, concat, count_by, read_saved, save
 from collapsebench.errors import UserError
 from collapsebench.loop import run_experiment
+from collapsebench.regimes.draw import draw
 from collapsebench.toy.gaussian import logpdf
 from conftest import REPO
 
@@ -191,8 +192,8 @@ def test_arrow_rows_do_what_datasets_do(tmp_path):
                      prefix="real-", parent="")
     assert rows_.column_names == hf.column_names
     assert rows_.shuffle(seed=7).table.to_pylist() == hf.shuffle(seed=7).to_list()
-    rng = lambda: np.random.default_rng(3)  # noqa: E731
-    assert sample_rows(rows_, 20, rng(), what="x").table.to_pylist() == sample_rows(hf, 20, rng(), what="x").to_list()
+    picked = draw(hf, 20, (3,), weights=None, scratch=tmp_path, what="x")
+    assert draw(rows_, 20, (3,), weights=None, scratch=None, what="x").table.to_pylist() == picked.to_list()
     both = concat([rows_, rows_.select(range(5, 9))])
     assert both.table.to_pylist() == concat([hf, hf.select(range(5, 9))]).to_list()
     assert count_by(both, "generation") == count_by(concat([hf, hf.select(range(5, 9))]), "generation") == {"0": 54}

@@ -22,6 +22,8 @@ Changed once, on 2026-12-01, when the framework began to frame every training bl
 train on the ids its models generate instead of re-tokenizing their decoded text: the script does the
 same since (the data conventions are part of the work, not of the bookkeeping), and the "before" of
 benchmarks/results/overhead.json was measured with the earlier script against the earlier framework.
+Changed again on 2026-12-02, when the framework's regimes began to draw rows by random keys (so that a
+draw from a pool of any size takes memory that does not grow with it): the script draws the same rows.
 
 Seeds follow the framework's derivation (a hash of seed, iteration and phase), so both sides draw the
 same split, initial weights, batch order and samples: perplexities that agree digit for digit show
@@ -238,9 +240,10 @@ def main() -> None:
             dataset = tokenizer(real, add_special_tokens=False)["input_ids"]
         else:  # replace, alpha = 1: len(real) samples of S(k-1), drawn without replacement, order kept
             n_syn = round(ALPHA * len(real))
-            rng = np.random.default_rng(seed_for(k, "curate"))
-            picked = range(len(samples)) if n_syn == len(samples) else np.sort(
-                rng.choice(len(samples), size=n_syn, replace=False))
+            # the framework's draw: a uniform key per row from (seed, 2 = the synthetic stream, window 0),
+            # the n_syn rows of smallest keys
+            keys = np.random.default_rng([seed_for(k, "curate"), 2, 0]).random(len(samples))
+            picked = range(len(samples)) if n_syn == len(samples) else np.sort(np.argsort(keys)[:n_syn])
             dataset = [samples[i] for i in picked]
         seconds[f"{k}.curate"] = time.perf_counter() - t
 

@@ -372,14 +372,3 @@ def concat(parts: list[AnyDataset]) -> AnyDataset:
     import datasets
 
     return datasets.concatenate_datasets(parts)
-
-
-def sample_rows(ds: AnyDataset, n: int, rng: np.random.Generator, *, what: str) -> AnyDataset:
-    """``n`` rows drawn uniformly without replacement (order kept)."""
-    if n > len(ds):
-        raise UserError(f"curate.regime: needs {n} rows of {what} but only {len(ds)} exist")
-    if n == len(ds):
-        return ds
-    picked = rng.choice(len(ds), size=n, replace=False)
-    picked.sort()  # in place: at 10 million rows a sorted copy is 80 MB more
-    return ds.select(picked)

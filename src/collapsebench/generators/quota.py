@@ -200,13 +200,13 @@ def target_size(ctx: PhaseContext, per_prompt: int, tokenizer: Tokenizer) -> Tar
 def _regime_target(ctx: PhaseContext) -> Target:
     """The most tokens the curation regime (or a training stage's) will draw from S(k), for
     language data; else the number of real training rows."""
-    from collapsebench.models.tokens import has_token_counts, token_counts
+    from collapsebench.models.tokens import has_token_counts, token_total
     from collapsebench.regimes.stages import synthetic_needs
 
     real = ctx.real()
     if not has_token_counts(real):
         return Target(samples=ctx.num_samples())
-    real_tokens = int(token_counts(ctx, real).sum())
+    real_tokens = token_total(ctx, real).tokens
     tokens = [amount for unit, amount in synthetic_needs(ctx, real, real_tokens) if unit == "tokens"]
     if not tokens:
         return Target(samples=ctx.num_samples())

@@ -13,7 +13,7 @@ count is asked for; nothing is held in memory but one integer per row.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +25,11 @@ from collapsebench.models.loading import run_tokenizer
 COLUMN = "n_tokens"
 FRAME = 2  # BOS and EOS around every document
 BATCH = 1000
+
+
+class TokenTotal(NamedTuple):
+    tokens: int
+    longest: int  # the most tokens of one row
 
 
 def count_texts(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
@@ -45,20 +50,35 @@ def has_token_counts(ds: Dataset) -> bool:
     return COLUMN in ds.column_names
 
 
-def token_counts(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> np.ndarray:
-    """The framed token count of every row: the ``n_tokens`` column, else the run's tokenizer over
-    the text field in batches."""
+def with_counts(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> Dataset:
+    """``ds`` with its ``n_tokens`` column: as it is, or counted with the run's tokenizer over the
+    text field in batches (written as a column, so the counts stay on disk)."""
     if COLUMN in ds.column_names:
-        return numeric_column(ds, COLUMN).astype(np.int64)
-    field = ctx.text_field
-    if field not in ds.column_names:
-        raise UserError(f"counting tokens of the {what}: it has no text column '{field}' (data.text_field); "
+        return ds
+    if ctx.text_field not in ds.column_names:
+        raise UserError(f"counting tokens of the {what}: it has no text column '{ctx.text_field}' (data.text_field); "
                         "use unit: rows for data without text")
-    tokenizer: Any = run_tokenizer(ctx)
-    out = np.zeros(len(ds), dtype=np.int64)
-    start = 0
-    for batch in ds.select_columns([field]).iter(batch_size=BATCH):
-        counts = count_texts(tokenizer, batch[field])
-        out[start:start + len(counts)] = counts
-        start += len(counts)
-    return out
+    return add_token_counts(ctx, ds, run_tokenizer(ctx))
+
+
+def token_counts(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> np.ndarray:
+    """The framed token count of every row (one integer per row in memory; for a total, see
+    :func:`token_total`)."""
+    return numeric_column(with_counts(ctx, ds, what=what), COLUMN).astype(np.int64)
+
+
+def token_total(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset", synthetic_only: bool = False) -> TokenTotal:
+    """The framed tokens of ``ds`` (of its synthetic rows, generation != 0, with ``synthetic_only``)
+    and its longest row, read in batches: memory does not grow with the rows."""
+    from collapsebench.data import arrow_batches
+
+    counted = with_counts(ctx, ds, what=what)
+    total = longest = 0
+    for batch in arrow_batches(counted, [COLUMN, "generation"] if synthetic_only else [COLUMN]):
+        values = batch.column(COLUMN).to_numpy(zero_copy_only=False)
+        if synthetic_only:
+            values = values[batch.column("generation").to_numpy(zero_copy_only=False) != 0]
+        if len(values):
+            total += int(values.sum())
+            longest = max(longest, int(values.max()))
+    return TokenTotal(total, longest)

@@ -8,7 +8,7 @@ from collapsebench import data
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import Spec
 from collapsebench.errors import UserError
-from collapsebench.models.tokens import has_token_counts, token_counts
+from collapsebench.models.tokens import has_token_counts, token_total
 from collapsebench.registry import data_sources, preprocessors, regimes
 
 
@@ -87,7 +87,7 @@ def _count_tokens(ctx: PhaseContext, real: Dataset, stats: dict[str, Any]) -> Da
     else:
         tokenizer = run_tokenizer(ctx)
     real = add_token_counts(ctx, real, tokenizer)
-    stats["metrics"]["real_tokens"] = int(token_counts(ctx, real).sum())
+    stats["metrics"]["real_tokens"] = token_total(ctx, real).tokens
     return real
 
 
@@ -104,7 +104,7 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     synthetic_rows = sum(c for g, c in by_generation.items() if g != "0")
     metrics: dict[str, Any] = {"size": len(ds), "synthetic_fraction": synthetic_rows / len(ds)}
     if has_token_counts(ds) or ctx.text_field in ds.column_names:
-        tokens = token_counts(ctx, ds, what="curated dataset")
-        synthetic = data.numeric_column(ds, "generation") != 0
-        metrics.update(tokens=int(tokens.sum()), synthetic_fraction_tokens=float(tokens[synthetic].sum() / max(tokens.sum(), 1)))
+        tokens = token_total(ctx, ds, what="curated dataset").tokens
+        synthetic = token_total(ctx, ds, what="curated dataset", synthetic_only=True).tokens
+        metrics.update(tokens=tokens, synthetic_fraction_tokens=synthetic / max(tokens, 1))
     return {"metrics": metrics, "rows_by_generation": by_generation}

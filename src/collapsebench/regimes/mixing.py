@@ -20,9 +20,10 @@ import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import Config, Spec
-from collapsebench.data import concat, sample_rows
+from collapsebench.data import ArrowRows, concat
 from collapsebench.errors import UserError
-from collapsebench.models.tokens import has_token_counts, token_counts
+from collapsebench.models.tokens import COLUMN, has_token_counts, token_total, with_counts
+from collapsebench.regimes.draw import draw
 from collapsebench.regimes.parts import part_index
 
 SIZE_POLICIES = ("constant", "real_plus_synthetic")
@@ -38,22 +39,22 @@ def resolve_unit(real: Dataset, unit: str | None, key: str = "curate.regime.unit
     return unit
 
 
-def take(ds: Dataset, amount: int, rng: np.random.Generator, *, counts: np.ndarray | None, what: str) -> Dataset:
-    """``amount`` rows drawn uniformly (``counts`` None), or the shortest uniformly drawn set of rows
-    whose tokens (``counts``) reach ``amount``; the rows keep their order. All rows when the amount
-    is all there is."""
-    if counts is None:
-        return sample_rows(ds, amount, rng, what=what)
-    total = int(counts.sum())
-    if amount > total:
-        raise UserError(f"curate.regime: needs {amount} tokens of {what} but only {total} exist")
-    if amount == total:
-        return ds
-    if amount <= 0:
-        return ds.select([])
-    order = rng.permutation(len(ds))
-    reach = int(np.searchsorted(np.cumsum(counts[order]), amount)) + 1
-    return ds.select(np.sort(order[:reach]))
+# the streams of the draws (with the phase's seed): replace and clean_fraction draw the same real rows
+REAL, SYNTHETIC, POOL, ADDED = 1, 2, 3, 4
+
+
+def take(ctx: PhaseContext, ds: Dataset, amount: int, seed: tuple[int, ...], unit: str, what: str) -> Dataset:
+    """``amount`` rows drawn uniformly, or (``unit: tokens``) the shortest uniformly drawn set of
+    rows whose tokens reach ``amount`` (:func:`collapsebench.regimes.draw.draw`); the rows keep
+    their order. All rows when the amount is all there is."""
+    tokens = unit == "tokens"
+    return draw(with_counts(ctx, ds, what=what) if tokens else ds, amount, seed, weights=COLUMN if tokens else None,
+                scratch=None if isinstance(ds, ArrowRows) else ctx.cache_dir, what=what)
+
+
+def available(ctx: PhaseContext, ds: Dataset, unit: str, what: str) -> int:
+    """How much of ``ds`` there is in ``unit``."""
+    return len(ds) if unit == "rows" else token_total(ctx, ds, what=what).tokens
 
 
 def replace_sizes(n: int, alpha: float, size_policy: str) -> tuple[int, int]:
@@ -70,35 +71,30 @@ def replace_sizes(n: int, alpha: float, size_policy: str) -> tuple[int, int]:
     return n, int(round(alpha * n))
 
 
-def base_size(ctx: PhaseContext, real: Dataset, unit: str, size: int | None,
-              size_tokens: int | None) -> tuple[int, np.ndarray | None]:
+def base_size(ctx: PhaseContext, real: Dataset, unit: str, size: int | None, size_tokens: int | None) -> int:
     """The dataset's base size in ``unit`` (``size`` rows, ``size_tokens`` tokens, default: the real
-    data's) and, in tokens, the real rows' token counts. With ``unit: tokens``, ``size`` rows count
-    as that many real documents of mean length."""
+    data's). With ``unit: tokens``, ``size`` rows count as that many real documents of mean length."""
     if unit == "rows":
         if size_tokens is not None:
             raise UserError("curate.regime.size_tokens is a token budget: it needs unit: tokens")
-        return size or len(real), None
-    counts = token_counts(ctx, real, what="real data")
+        return size or len(real)
     if size_tokens is not None:
-        return int(size_tokens), counts
-    if size is not None:
-        return int(round(size * counts.sum() / max(len(real), 1))), counts
-    return int(counts.sum()), counts
+        return int(size_tokens)
+    total = available(ctx, real, unit, "real data")
+    return int(round(size * total / max(len(real), 1))) if size is not None else total
 
 
 def _replace_real(ctx: PhaseContext, real: Dataset, first: bool, alpha: float, size: int | None, size_policy: str,
-                  unit: str | None, size_tokens: int | None) -> tuple[Dataset, int, str, np.random.Generator]:
-    """The real rows of replace (the whole base size at iteration 1), the synthetic amount, the unit
-    and the generator that drew them (replace and clean_fraction draw the same real rows)."""
+                  unit: str | None, size_tokens: int | None) -> tuple[Dataset, int, str]:
+    """The real rows of replace (the whole base size at iteration 1), the synthetic amount and the
+    unit (replace and clean_fraction draw the same real rows)."""
     unit = resolve_unit(real, unit)
-    n, counts = base_size(ctx, real, unit, size, size_tokens)
+    n = base_size(ctx, real, unit, size, size_tokens)
     n_real, n_syn = replace_sizes(n, alpha, size_policy)
     if first:
         n_real = n
-    rng = np.random.default_rng(ctx.seed)
-    available = len(real) if counts is None else int(counts.sum())
-    return take(real, min(n_real, available), rng, counts=counts, what="real data"), n_syn, unit, rng
+    amount = min(n_real, available(ctx, real, unit, "real data"))
+    return take(ctx, real, amount, (ctx.seed, REAL), unit, "real data"), n_syn, unit
 
 
 def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], alpha: float = 1.0, size: int | None = None,
@@ -114,20 +110,19 @@ def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], alpha: f
         synthetic-to-real ratio).
 
     ``unit``: ``tokens`` (default for language data) or ``rows`` (see the module docstring)."""
-    real_part, n_syn, unit, rng = _replace_real(ctx, real, not synthetic, alpha, size, size_policy, unit, size_tokens)
+    real_part, n_syn, unit = _replace_real(ctx, real, not synthetic, alpha, size, size_policy, unit, size_tokens)
     if not synthetic:
         return real_part
-    latest = synthetic[-1]
-    counts = token_counts(ctx, latest, what=f"samples of iteration {ctx.iteration - 1}") if unit == "tokens" else None
-    available = len(latest) if counts is None else int(counts.sum())
-    if counts is not None and available < n_syn <= available + int(counts.max(initial=0)):
-        n_syn = available  # within one document of the budget: the samples are what there is
-    if n_syn > available:
+    latest, what = synthetic[-1], f"samples of iteration {ctx.iteration - 1}"
+    have, longest = (len(latest), 0) if unit == "rows" else token_total(ctx, latest, what=what)
+    if have < n_syn <= have + longest:
+        n_syn = have  # within one document of the budget: the samples are what there is
+    if n_syn > have:
         raise UserError(
             f"curate.regime: replace with alpha={alpha} needs {n_syn} synthetic {unit} but iteration "
-            f"{ctx.iteration - 1} generated {available}; raise generate.num_samples or lower alpha"
+            f"{ctx.iteration - 1} generated {have}; raise generate.num_samples or lower alpha"
         )
-    parts = [real_part, take(latest, n_syn, rng, counts=counts, what="synthetic data")]
+    parts = [real_part, take(ctx, latest, n_syn, (ctx.seed, SYNTHETIC), unit, what)]
     return concat([p for p in parts if len(p)] or parts[:1])
 
 
@@ -142,10 +137,9 @@ def accumulate_subsample(ctx: PhaseContext, real: Dataset, synthetic: list[Datas
     ``size`` rows; default: the real data's)."""
     pool = concat([real, *synthetic])
     unit = resolve_unit(real, unit)
-    n, _ = base_size(ctx, real, unit, size, size_tokens)
-    counts = token_counts(ctx, pool, what="the accumulated pool") if unit == "tokens" else None
-    available = len(pool) if counts is None else int(counts.sum())
-    return take(pool, min(n, available), np.random.default_rng(ctx.seed), counts=counts, what="the accumulated pool")
+    n = base_size(ctx, real, unit, size, size_tokens)
+    what = "the accumulated pool"
+    return take(ctx, pool, min(n, available(ctx, pool, unit, what)), (ctx.seed, POOL), unit, what)
 
 
 def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], rows: int | None = None, fraction: float = 1.0,
@@ -157,17 +151,16 @@ def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], rows: int |
     if rows is not None:
         amount = rows
     else:
-        amount = int(round(fraction * (len(real) if unit == "rows" else token_counts(ctx, real, what="real data").sum())))
+        amount = int(round(fraction * available(ctx, real, unit, "real data")))
     if amount < 0:
         raise UserError(f"curate.regime: grow needs rows >= 0, got {amount}")
     added = []
     for j, s in enumerate(synthetic, start=1):
-        counts = token_counts(ctx, s, what=f"samples of iteration {j}") if unit == "tokens" else None
-        available = len(s) if counts is None else int(counts.sum())
-        if amount > available:
+        have = available(ctx, s, unit, f"samples of iteration {j}")
+        if amount > have:
             raise UserError(f"curate.regime: grow adds {amount} {unit} per round but iteration {j} generated "
-                            f"{available}; raise generate.num_samples or lower rows/fraction")
-        added.append(take(s, amount, np.random.default_rng([ctx.config.seed, j]), counts=counts, what=f"S({j})"))
+                            f"{have}; raise generate.num_samples or lower rows/fraction")
+        added.append(take(ctx, s, amount, (ctx.config.seed, ADDED, j), unit, f"S({j})"))
     parts = ([real] if keep_real else []) + [a for a in added if len(a)]
     if not parts:
         return real.select([])
@@ -189,7 +182,7 @@ def clean_fraction(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
     if parts is not None or part_by is not None:
         index, _ = part_index(real, parts, part_by, default=ctx.config.iterations)
         return real.select(np.flatnonzero(index == ctx.iteration - 1))
-    real_part, _, _, _ = _replace_real(ctx, real, not synthetic, alpha, size, size_policy, unit, size_tokens)
+    real_part, _, _ = _replace_real(ctx, real, not synthetic, alpha, size, size_policy, unit, size_tokens)
     if len(real_part) == 0:
         raise UserError(f"curate.regime: clean_fraction with alpha={alpha} keeps no real rows at iteration "
                         f"{ctx.iteration}; the clean baseline needs alpha < 1")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import StageData
 from collapsebench.errors import UserError
-from collapsebench.models.tokens import has_token_counts, token_counts
+from collapsebench.models.tokens import has_token_counts, token_counts, token_total
 from collapsebench.regimes.mixing import synthetic_need
 from collapsebench.regimes.parts import part_rows
 from collapsebench.registry import regimes
@@ -38,7 +38,7 @@ def synthetic_needs(ctx: PhaseContext, real: Dataset, real_tokens: int | None) -
         part, n = real, 1
         if stage.data.part is not None:
             part, n = stage_part(ctx, real, stage.data.part, f"train.stages[{i}].data.part"), stage.data.part[1]
-        tokens = int(token_counts(ctx, part).sum()) if real_tokens is not None else None
+        tokens = token_total(ctx, part).tokens if real_tokens is not None else None
         need = synthetic_need(stage.data.regime, part, tokens)
         if need is not None:
             needs.append((need[0], need[1] * n))
