@@ -78,12 +78,15 @@ def environment(work: Path) -> dict[str, str]:
     return env
 
 
-def launch(side: str, cmd: list[str], work: Path, out: dict[str, Any]) -> threading.Thread:
-    """Start ``cmd`` now; a thread waits for it and records wall time, CPU time and peak memory."""
+def launch(side: str, cmd: list[str], work: Path, out: dict[str, Any],
+           extra_env: dict[str, str] | None = None) -> threading.Thread:
+    """Start ``cmd`` now; a thread waits for it and records wall time, CPU time (and its system
+    part), page faults and peak memory."""
     work.mkdir(parents=True, exist_ok=True)
     log = open(work / f"{side}.log", "w")  # noqa: SIM115 - closed by the waiting thread
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=environment(work), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**environment(work), **(extra_env or {})}, stdout=log,
+                            stderr=subprocess.STDOUT)
 
     def wait() -> None:
         _, status, usage = os.wait4(proc.pid, 0)  # wait4: the child's own CPU time and peak memory
@@ -92,7 +95,8 @@ def launch(side: str, cmd: list[str], work: Path, out: dict[str, Any]) -> thread
         log.close()
         cpu = usage.ru_utime + usage.ru_stime
         out.update(returncode=proc.returncode, wall_s=round(wall, 3), cpu_s=round(cpu, 3),
-                   cpu_share=round(cpu / wall, 3), max_rss_mib=round(usage.ru_maxrss / 1024, 1), log=str(log.name))
+                   sys_s=round(usage.ru_stime, 3), minor_faults=usage.ru_minflt, cpu_share=round(cpu / wall, 3),
+                   max_rss_mib=round(usage.ru_maxrss / 1024, 1), log=str(log.name))
 
     thread = threading.Thread(target=wait)
     thread.start()

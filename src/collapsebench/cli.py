@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collapsebench import __version__
+from collapsebench.allocator import tune
 from collapsebench.console import console
 from collapsebench.errors import UserError
 
@@ -349,6 +350,7 @@ STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ED
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune()  # before torch allocates: this process and the workers it starts
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

@@ -42,6 +42,9 @@ from collapsebench.executors.records import record_job
 
 def run_spec(spec: str) -> dict[str, Any]:
     """Run one task from its spec file here; say where it ran (a user error comes back as data)."""
+    from collapsebench.allocator import tune
+
+    tune()  # a Ray worker does not start through the command line
     info = {"pid": os.getpid(), "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id()}
     try:
         run_task_file(spec)
