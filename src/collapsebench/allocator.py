@@ -35,7 +35,8 @@ OPT_OUT = "COLLAPSEBENCH_MALLOC"
 
 
 def tune() -> bool:
-    """Apply the settings (see the module docstring); whether they are in force in this process."""
+    """Apply the settings (see the module docstring); whether this call applied them (False when the
+    environment already holds them: set by the user, or by an earlier call)."""
     if not sys.platform.startswith("linux") or os.environ.get(OPT_OUT) == "system":
         return False
     if any(env in os.environ for _, env, _ in SETTINGS):
