@@ -4,6 +4,8 @@ changed a sample, and how many U+FFFD characters decoding made (a cut multi-byte
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import numpy as np
 
@@ -48,3 +50,27 @@ def test_samples_keep_generated_ids_and_training_uses_them(gen_base, tmp_path, m
     redone, info = tokenize_with_cache(train, edited, tok, encode_documents)
     assert info["generated_rows"] == 0 and list(redone["input_ids"])[5:] == encode_documents(tok, list(edited["text"])[5:])
     assert np.isclose(metrics["retokenization_changed"], changed / 60)
+
+
+def test_the_real_split_is_tokenized_once_and_training_reads_the_cache(tmp_path, monkeypatch):
+    """Preparing the data makes the real split's ids once: their lengths are the counts
+    (``n_tokens``) and they are the token-cache entry causal-LM training reads (a hit in every
+    iteration, the first included)."""
+    from collapsebench.config import config_from_dict
+    from collapsebench.loop import run_experiment
+    from conftest import tiny_config
+
+    monkeypatch.setenv("COLLAPSEBENCH_CACHE", str(tmp_path / "cache"))
+    run = run_experiment(config_from_dict(tiny_config(tmp_path)), quiet=True)
+    info = [json.loads((run.phase_dir(k, "train") / "stats.json").read_text())["token_cache"] for k in (1, 2)]
+    real = datasets.load_from_disk(str(run.phase_dir(0, "curate") / "real"))
+    assert [i["cache_hit"] for i in info] == [True, True]
+    assert info[0]["cache"] == info[1]["cache"] and info[0]["cached_rows"] == len(real)
+    entries = list((tmp_path / "cache").iterdir())
+    assert len(entries) == 1, "one entry, no scratch left behind"
+    cached = datasets.load_from_disk(str(entries[0]))
+    assert list(cached["id"]) == list(real["id"])
+    assert [len(x) for x in cached["input_ids"]] == list(real["n_tokens"])
+    tok = load_tokenizer(run.phase_dir(1, "train") / "model")
+    encoded = tok(list(real["text"]), add_special_tokens=False)["input_ids"]
+    assert list(cached["input_ids"]) == [frame_ids(tok, x) for x in encoded]

@@ -74,7 +74,9 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
 
 def _count_tokens(ctx: PhaseContext, real: Dataset, stats: dict[str, Any]) -> Dataset:
     """Train the run's tokenizer on the real split when the model is built from scratch, and give
-    every real row its token count (``n_tokens``: the unit of token shares and budgets)."""
+    every real row its token count (``n_tokens``: the unit of token shares and budgets). When a
+    causal-LM trainer will train on the split, its token ids are made here, once: they give the
+    counts and fill the token cache that trainer reads."""
     from collapsebench.models.loading import load_tokenizer, run_tokenizer
     from collapsebench.models.tokens import add_token_counts
 
@@ -86,7 +88,14 @@ def _count_tokens(ctx: PhaseContext, real: Dataset, stats: dict[str, Any]) -> Da
         tokenizer = load_tokenizer(ctx.out_dir / "tokenizer")
     else:
         tokenizer = run_tokenizer(ctx)
-    real = add_token_counts(ctx, real, tokenizer)
+    trainers = [ctx.config.train.trainer, *(stage.trainer for stage in ctx.config.train.stages if stage.trainer)]
+    if any(t.name == "causal_lm" for t in trainers):
+        from collapsebench.trainers.causal_lm import encode_documents
+        from collapsebench.trainers.token_cache import count_and_cache
+
+        real = count_and_cache(ctx, real, tokenizer, encode_documents)
+    else:
+        real = add_token_counts(ctx, real, tokenizer)
     stats["metrics"]["real_tokens"] = token_total(ctx, real).tokens
     return real
 

@@ -1,8 +1,11 @@
 """A shared, content-addressed cache of the tokenized real data.
 
-The real training split is tokenized once per (dataset content, tokenizer, tokenization code) and
-reused by every iteration and every run that shares all three. The key hashes the real split's
-fingerprint (the `datasets` content fingerprint recorded when it was prepared), the tokenizer's
+The real training split is tokenized once per (prepared split, tokenizer, tokenization code) and
+reused by every iteration, and by every run that reads the same prepared split (a redone step,
+sweep cells that share the data step). When a causal-LM trainer is configured, the split is
+tokenized while it is prepared (:func:`count_and_cache`: the same pass gives the token counts), so
+training finds the entry from its first iteration on. The key hashes the real split's
+fingerprint (the `datasets` fingerprint recorded when it was saved), the tokenizer's
 files (its full serialisation and special tokens) and the source code of the function that
 encodes the documents and of the framing it applies (:func:`collapsebench.models.loading.frame_ids`),
 so an edit of either cannot serve stale tokens. Entries are
@@ -21,10 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -57,39 +62,88 @@ def tokenizer_hash(tokenizer: Tokenizer) -> str:
     return hashlib.sha256((body + extra).encode()).hexdigest()[:16]
 
 
-def cache_key(real: Dataset, tokenizer: Tokenizer, encode: Encoder, field: str) -> str:
+def cache_key(split: str, tokenizer: Tokenizer, encode: Encoder, field: str) -> str:
+    """The entry of the real split whose saved fingerprint is ``split`` (:func:`saved_fingerprint`)."""
     code = inspect.getsource(encode) + inspect.getsource(frame_ids)
-    return hashlib.sha256(f"{real._fingerprint}|{tokenizer_hash(tokenizer)}|{field}|{code}".encode()).hexdigest()[:24]
+    return hashlib.sha256(f"{split}|{tokenizer_hash(tokenizer)}|{field}|{code}".encode()).hexdigest()[:24]
+
+
+def saved_fingerprint(folder: Path) -> str:
+    """The content fingerprint a saved dataset folder records (``state.json``): what the split was
+    when it was saved (`datasets` gives the loaded table a fingerprint of its own, derived from it)."""
+    return str(json.loads((Path(folder) / "state.json").read_text())["_fingerprint"])
 
 
 def _mapper(tokenizer: Tokenizer, encode: Encoder, field: str) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
     return lambda batch: {"input_ids": encode(tokenizer, batch[field])}
 
 
-def real_tokens(real: Dataset, tokenizer: Tokenizer, encode: Encoder, *, field: str) -> tuple[Dataset, Path, bool]:
-    """The cached ``(id, input_ids)`` table of the real split; (dataset, folder, was it a hit)."""
+def real_tokens(real: Dataset, split: str, tokenizer: Tokenizer, encode: Encoder, *,
+                field: str) -> tuple[Dataset, Path, bool]:
+    """The cached ``(id, input_ids)`` table of the real split ``real`` (saved with the fingerprint
+    ``split``); (dataset, folder, was it a hit)."""
     import datasets
 
-    folder = cache_root() / cache_key(real, tokenizer, encode, field)
+    folder = cache_root() / cache_key(split, tokenizer, encode, field)
     if (folder / "dataset_info.json").exists():
         return datasets.load_from_disk(str(folder)), folder, True
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp_cache = Path(str(tmp) + "-map")
-    tmp_cache.mkdir(parents=True)
-    try:
+    with _scratch(folder) as tmp_cache:
         tokens = real.select_columns(["id", field]).map(
             _mapper(tokenizer, encode, field), batched=True, batch_size=1000, remove_columns=[field],
             cache_file_name=str(tmp_cache / "map.arrow"), desc="tokenize real (cached)")
-        tokens.save_to_disk(str(tmp))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another run committed the same entry first
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp_cache, ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        _store(tokens, folder)
     return datasets.load_from_disk(str(folder)), folder, False
+
+
+def count_and_cache(ctx: PhaseContext, real: Dataset, tokenizer: Tokenizer, encode: Encoder) -> Dataset:
+    """The real split with its framed token counts (``n_tokens``), tokenized once: the ids ``encode``
+    makes give the counts and become the cache entry :func:`real_tokens` looks up for the split
+    with those counts (saved as it is returned, by :func:`collapsebench.data.save`, which records
+    its fingerprint), so training does not tokenize the split again. (``encode`` must frame
+    documents as the counts count them: BOS + tokens + EOS.)"""
+    from collapsebench.models.tokens import COLUMN
+
+    field = ctx.text_field
+    if COLUMN in real.column_names:
+        real = real.remove_columns([COLUMN])
+    mapper = _mapper(tokenizer, encode, field)
+
+    def ids_and_counts(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        ids = mapper(batch)["input_ids"]
+        return {"input_ids": ids, COLUMN: [len(x) for x in ids]}
+
+    both = real.map(ids_and_counts, batched=True, batch_size=1000, desc="tokenize and count",
+                    cache_file_name=str(ctx.cache_dir / f"ids-and-counts-{real._fingerprint}.arrow"))
+    counted = both.remove_columns(["input_ids"])
+    folder = cache_root() / cache_key(counted._fingerprint, tokenizer, encode, field)
+    if not (folder / "dataset_info.json").exists():
+        with _scratch(folder):
+            _store(both.select_columns(["id", "input_ids"]), folder)
+    return counted
+
+
+@contextmanager
+def _scratch(folder: Path) -> Iterator[Path]:
+    """A temporary folder beside the cache entry ``folder`` for `datasets` map files, removed after."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp-map"
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _store(tokens: Dataset, folder: Path) -> None:
+    """Save ``tokens`` as the cache entry ``folder``: written beside it and renamed into place, so
+    concurrent runs never see half an entry (the first to commit wins)."""
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tokens.save_to_disk(str(tmp))
+        with suppress(OSError):  # another run committed the same entry first
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def generated_sources(ctx: PhaseContext, dataset: Dataset) -> dict[int, Dataset]:
@@ -179,7 +233,7 @@ def tokenize_with_cache(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenize
     if real is None or field not in real.column_names:
         out, generated = _tokenize_rest(ctx, dataset, tokenizer, encode)
         return out, {"cached_rows": 0, "generated_rows": generated}
-    cached, folder, hit = real_tokens(real, tokenizer, encode, field=field)
+    cached, folder, hit = real_tokens(real, saved_fingerprint(ctx.real_dir), tokenizer, encode, field=field)
     position = positions_in(string_column(dataset), cached.data.column("id"))
     found = position >= 0
     hits, misses = np.flatnonzero(found), np.flatnonzero(~found)
