@@ -3,7 +3,7 @@
 
 * layers: cli -> driver (run, loop, batch, validate, status, analysis, sweep) -> phases -> plug-in packages ->
   contract (api, registry, plugins, data, layout, failure) -> config -> core (errors, io, console,
-  templating). An import may go down or stay in its layer, never up;
+  templating, allocator). An import may go down or stay in its layer, never up;
 * no import cycle between modules, nor between the packages of one layer;
 * ``analysis`` reads run directories through ``layout``, never through the driver;
 * the torch family (torch, transformers, trl, vllm, accelerate, deepspeed, lm_eval, tokenizers)
@@ -25,7 +25,7 @@ LAYERS = {
     "core": 0, "config": 1, "contract": 2, "plugin": 3, "phases": 4, "driver": 5, "cli": 6,
 }
 LAYER_OF = {
-    "errors": "core", "io": "core", "console": "core", "templating": "core",
+    "errors": "core", "io": "core", "console": "core", "templating": "core", "allocator": "core",
     "config": "config",
     "api": "contract", "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",
     "failure": "contract",
