@@ -137,7 +137,9 @@ def test_opt_wikitext_twin_generations_repeat_and_lose_the_real_data(tmp_path):
         rows = next(r for (_, s), r in runs.items() if s == seed)
         assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
         assert last(rows, "holdout_cross_entropy") > 1.1 * first(rows, "holdout_cross_entropy")
-        assert last(rows, "distinct_2") < 0.8 * first(rows, "distinct_2")  # repetition
+        # repetition (distinct-2 is None where fewer than 100 samples reach 32 words)
+        later = [row["distinct_2"] for row in rows[1:] if row["distinct_2"] is not None]
+        assert later and later[0] < 0.8 * first(rows, "distinct_2")  # from generation 1 on
         # a later generation's text is much less likely under generation 0's model (higher perplexity)
         assert max(row["ref_logppl_mean"] for row in rows[1:]) > 2 * first(rows, "ref_logppl_mean")
         assert all(row["qualitative_prompts"] == 7 for row in rows)
@@ -150,16 +152,21 @@ def test_pythia_calibration_twin_synthetic_data_costs_accuracy_and_raises_overco
     path = RECIPES / "pythia-mixing-calibration" / "cpu.yaml"
     clean = sweep_metrics(path, tmp_path, "alpha0", "curate.regime.alpha=0.0", "evaluate.evaluations.0.baseline=null")
     mixed = sweep_metrics(path, tmp_path, "alpha50", f"evaluate.evaluations.0.baseline={tmp_path / 'alpha0'}")
+    drops = []
     for seed in (0, 1):
         c = next(rows for (_, s), rows in clean.items() if s == seed)
         m = next(rows for (_, s), rows in mixed.items() if s == seed)
         assert first(c, "calibration_accuracy") > 0.25 + 0.15  # learnt the task: above chance (4 choices)
         assert first(m, "calibration_accuracy") == pytest.approx(first(c, "calibration_accuracy"))  # iteration 1: real only
-        assert last(m, "calibration_accuracy") < last(c, "calibration_accuracy") - 0.05
+        # synthetic data costs accuracy at every later iteration (80 items: one item is 0.0125)
+        seed_drops = [cr["calibration_accuracy"] - mr["calibration_accuracy"] for cr, mr in zip(c[1:], m[1:])]
+        assert min(seed_drops) > 0
+        drops += seed_drops
         assert last(m, "calibration_overconfidence") > last(c, "calibration_overconfidence")
         # the warning rule compares with the 0% run of the same seed at the same iteration; the
         # twin's ECE itself does not rise (its 0% models are underconfident: README.md)
         assert last(m, "calibration_ece_baseline") == pytest.approx(last(c, "calibration_ece"))
+    assert sum(drops) / len(drops) > 0.05
     keys = ("calibration_accuracy", "calibration_ece", "calibration_overconfidence", "calibration_ece_alert_level",
             "self_bleu", "distinct_2")
     check_recorded("pythia_calibration", {**{f"0% {k}": v for k, v in headline(clean, keys).items()},
