@@ -18,7 +18,8 @@ trained for one iteration of ``configs/quickstart.yaml`` on the ground-truth lan
 
 Both sides draw the same seeds, so they generate the same texts (checked). Tokens per second count
 the generated tokens (up to the EOS) over the side's wall time. The sides alternate for
-``--rounds`` rounds; the ratio framework / raw of each round and their median are reported.
+``--rounds`` rounds (9: the per-round ratio varies by +-20% on a shared 2-core machine); the ratio
+framework / raw of each round, their median and the ratio of the totals are reported.
 Writes ``benchmarks/results/generation.json``.
 """
 
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--quick", action="store_true", help="256 samples, 2 rounds; writes no result unless --out")
     parser.add_argument("--out", type=Path, default=None)
@@ -159,8 +160,10 @@ def main() -> None:
                            "samples": args.samples, "batch_size": args.batch_size,
                            "max_new_tokens": args.max_new_tokens, "sampling": "temperature 1, top-k 0, top-p 1"},
               "rounds": rounds, "median_ratio": statistics.median(r["ratio"] for r in rounds),
+              # all rounds' tokens over all rounds' seconds: less sensitive to one slow round
+              "total_ratio": round(sum(r["raw_seconds"] for r in rounds) / sum(r["framework_seconds"] for r in rounds), 4),
               "target": ">= 0.95"}
-    write_result(result, out, ("median_ratio", "settings"))
+    write_result(result, out, ("median_ratio", "total_ratio", "settings"))
 
 
 if __name__ == "__main__":

@@ -219,12 +219,15 @@ class ObjectCache:
         return self._objects[key]
 
     def clear(self) -> None:
-        if not self._objects:  # nothing loaded: a full collection would cost ~0.1 s per phase for nothing
-            return
+        """Drop the objects. A loaded model holds no reference cycle, so dropping the last
+        reference frees its memory; on a GPU a full collection (anything a plug-in left in a
+        cycle) and the CUDA cache's release follow, so the next phase finds the device empty. On
+        the CPU that collection is skipped: with torch and transformers loaded it takes about a
+        third of a second, 8% of a small generate phase."""
         self._objects.clear()
-        gc.collect()
         torch = sys.modules.get("torch")  # release GPU memory only where torch is already in use
         if torch is not None and torch.cuda.is_available():
+            gc.collect()
             torch.cuda.empty_cache()
 
 
