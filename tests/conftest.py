@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -25,6 +26,18 @@ REPO = Path(__file__).resolve().parents[1]
 # real text (WikiText-2 valid.txt / test.txt): $COLLAPSEBENCH_DATA, else ../shared/data beside the repository
 SHARED_DATA = Path(os.environ.get("COLLAPSEBENCH_DATA") or REPO.parent / "shared" / "data").resolve()
 os.environ.setdefault("COLLAPSEBENCH_DATA", str(SHARED_DATA))  # for the benchmarks and subprocesses tests start
+
+
+def golden_entry(path: Path, name: str, values: Any) -> Any:
+    """The values recorded under ``name`` in the golden file ``path`` (JSON), or None after
+    recording ``values`` there instead (``COLLAPSEBENCH_RECORD_GOLDEN=1``; say why in the commit)."""
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    if os.environ.get("COLLAPSEBENCH_RECORD_GOLDEN") == "1":
+        recorded[name] = values
+        path.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+        return None
+    assert name in recorded, f"no recorded values for {name} in {path.name}: record them (COLLAPSEBENCH_RECORD_GOLDEN=1)"
+    return recorded[name]
 
 
 def write_corpus(path: Path, n: int = 240, seed: int = 0) -> Path:

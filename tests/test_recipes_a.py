@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from collapsebench.config import load_config
 from collapsebench.layout import SweepLayout
 from collapsebench.sweep.runner import create, run_sweep
 from collapsebench.validate import check_backends, validate_config
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, golden_entry
 
 RECIPES = REPO / "recipes"
 GOLDEN = Path(__file__).parent / "golden" / "recipes_a.json"
@@ -70,13 +69,9 @@ def headline(runs: dict[tuple[str, int], list[dict[str, Any]]], keys: tuple[str,
 
 
 def check_recorded(twin: str, values: dict[str, Any]) -> None:
-    recorded = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-    if os.environ.get("COLLAPSEBENCH_RECORD_GOLDEN") == "1":
-        recorded[twin] = values
-        GOLDEN.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+    want = golden_entry(GOLDEN, twin, values)
+    if want is None:
         return
-    assert twin in recorded, f"no recorded values for {twin}: record them (module docstring)"
-    want = recorded[twin]
     assert sorted(values) == sorted(want)
     for run, rows in want.items():
         assert len(values[run]) == len(rows), run

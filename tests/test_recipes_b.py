@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from collapsebench.cli import main
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, golden_entry
 
 RECIPES = REPO / "recipes"
 GOLDEN = Path(__file__).parent / "golden" / "recipes_b.json"
@@ -126,13 +126,11 @@ def read_sweep(sweep: Path) -> dict[tuple[str, int], dict[int, dict[str, Any]]]:
 
 
 def check_recorded(name: str, headline: dict[str, float]) -> None:
-    recorded = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-    if os.environ.get("COLLAPSEBENCH_RECORD_GOLDEN") == "1":
-        recorded[name] = headline
-        GOLDEN.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+    want = golden_entry(GOLDEN, name, headline)
+    if want is None:
         return
-    assert sorted(headline) == sorted(recorded[name])
-    for key, value in recorded[name].items():
+    assert sorted(headline) == sorted(want)
+    for key, value in want.items():
         assert headline[key] == pytest.approx(value, rel=RELATIVE), key
 
 

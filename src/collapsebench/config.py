@@ -225,6 +225,11 @@ class TrainConfig(Strict):
                                   "{name: torchrun, nproc_per_node: N} or {name: accelerate, config_file: ...}; "
                                   "in no fingerprint: the global batch is kept, so the data and steps do not change")
 
+    @property
+    def trainers(self) -> list[Spec]:
+        """Every trainer the run uses: ``trainer`` and each stage's own."""
+        return [self.trainer, *(stage.trainer for stage in self.stages if stage.trainer)]
+
 
 class GenerateConfig(Strict):
     generator: Spec = Field(default_factory=lambda: Spec(name="transformers"), description="generators registry")

@@ -103,8 +103,7 @@ def uses_chat_template(config: Config, chat_template: bool | None) -> bool:
     chat``, in ``train.trainer`` or a stage), so it is prompted the way it was trained."""
     if chat_template is not None:
         return chat_template
-    trainers = [config.train.trainer, *(stage.trainer for stage in config.train.stages if stage.trainer)]
-    return any(t.name == "sft" and t.kwargs.get("format") == "chat" for t in trainers)
+    return any(t.name == "sft" and t.kwargs.get("format") == "chat" for t in config.train.trainers)
 
 
 def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,

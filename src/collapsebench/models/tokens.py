@@ -30,6 +30,7 @@ BATCH = 1000
 class TokenTotal(NamedTuple):
     tokens: int
     longest: int  # the most tokens of one row
+    synthetic: int  # the tokens of synthetic rows (generation != 0; 0 without a generation column)
 
 
 def count_texts(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
@@ -67,18 +68,20 @@ def token_counts(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> np
     return numeric_column(with_counts(ctx, ds, what=what), COLUMN).astype(np.int64)
 
 
-def token_total(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset", synthetic_only: bool = False) -> TokenTotal:
-    """The framed tokens of ``ds`` (of its synthetic rows, generation != 0, with ``synthetic_only``)
-    and its longest row, read in batches: memory does not grow with the rows."""
+def token_total(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> TokenTotal:
+    """The framed tokens of ``ds``, those of its synthetic rows and its longest row, read in
+    batches in one pass: memory does not grow with the rows."""
     from collapsebench.data import arrow_batches
 
     counted = with_counts(ctx, ds, what=what)
-    total = longest = 0
-    for batch in arrow_batches(counted, [COLUMN, "generation"] if synthetic_only else [COLUMN]):
+    by_generation = "generation" in counted.column_names
+    total = longest = synthetic = 0
+    for batch in arrow_batches(counted, [COLUMN, "generation"] if by_generation else [COLUMN]):
         values = batch.column(COLUMN).to_numpy(zero_copy_only=False)
-        if synthetic_only:
-            values = values[batch.column("generation").to_numpy(zero_copy_only=False) != 0]
-        if len(values):
-            total += int(values.sum())
-            longest = max(longest, int(values.max()))
-    return TokenTotal(total, longest)
+        if not len(values):
+            continue
+        total += int(values.sum())
+        longest = max(longest, int(values.max()))
+        if by_generation:
+            synthetic += int(values[batch.column("generation").to_numpy(zero_copy_only=False) != 0].sum())
+    return TokenTotal(total, longest, synthetic)

@@ -88,8 +88,7 @@ def _count_tokens(ctx: PhaseContext, real: Dataset, stats: dict[str, Any]) -> Da
         tokenizer = load_tokenizer(ctx.out_dir / "tokenizer")
     else:
         tokenizer = run_tokenizer(ctx)
-    trainers = [ctx.config.train.trainer, *(stage.trainer for stage in ctx.config.train.stages if stage.trainer)]
-    if any(t.name == "causal_lm" for t in trainers):
+    if any(t.name == "causal_lm" for t in ctx.config.train.trainers):
         from collapsebench.trainers.causal_lm import encode_documents
         from collapsebench.trainers.token_cache import count_and_cache
 
@@ -113,7 +112,6 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     synthetic_rows = sum(c for g, c in by_generation.items() if g != "0")
     metrics: dict[str, Any] = {"size": len(ds), "synthetic_fraction": synthetic_rows / len(ds)}
     if has_token_counts(ds) or ctx.text_field in ds.column_names:
-        tokens = token_total(ctx, ds, what="curated dataset").tokens
-        synthetic = token_total(ctx, ds, what="curated dataset", synthetic_only=True).tokens
-        metrics.update(tokens=tokens, synthetic_fraction_tokens=synthetic / max(tokens, 1))
+        total = token_total(ctx, ds, what="curated dataset")
+        metrics.update(tokens=total.tokens, synthetic_fraction_tokens=total.synthetic / max(total.tokens, 1))
     return {"metrics": metrics, "rows_by_generation": by_generation}

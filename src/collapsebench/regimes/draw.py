@@ -63,12 +63,19 @@ def _windows(ds: AnyDataset, column: str | None) -> Iterator[tuple[int, np.ndarr
             pending, held, start, w = [joined[take:]], held - take, start + take, w + 1
 
 
-def _threshold(ds: AnyDataset, amount: int, seed: Sequence[int], column: str | None) -> tuple[float, int]:
-    """(key, row) of the last row kept: the running amount in key order reaches ``amount`` there."""
+def _histogram(ds: AnyDataset, seed: Sequence[int], column: str | None) -> np.ndarray:
+    """The amount (rows, or the ``column`` weights) of the rows in each of ``BINS`` key intervals."""
     hist = np.zeros(BINS, dtype=np.float64)
     for w, rows, weights in _windows(ds, column):
         bins = (_keys(seed, w, len(rows)) * BINS).astype(np.int64)
         hist += np.bincount(bins, weights=weights, minlength=BINS)
+    return hist
+
+
+def _threshold(ds: AnyDataset, amount: int, seed: Sequence[int], column: str | None,
+               hist: np.ndarray) -> tuple[float, int]:
+    """(key, row) of the last row kept: the running amount in key order reaches ``amount`` there
+    (``hist``: :func:`_histogram`)."""
     running = np.cumsum(hist)
     b = int(np.searchsorted(running, amount))  # the first interval where the running amount reaches it
     before = float(running[b - 1]) if b else 0.0
@@ -92,16 +99,16 @@ def draw(ds: AnyDataset, amount: int, seed: Sequence[int], *, weights: str | Non
     their order, the draw depends on ``seed`` (a sequence of integers) alone. All rows when the
     amount is all there is. The selection of a `datasets` table is written to an Arrow file in
     ``scratch`` (kept in memory when None) and memory-mapped."""
-    n = len(ds)
     unit = "rows" if weights is None else "tokens"
-    total = n if weights is None else sum(int(w.sum()) for _, _, w in _windows(ds, weights))
+    hist = None if weights is None else _histogram(ds, seed, weights)  # its sum is the total (exact below 2**53)
+    total = len(ds) if hist is None else int(hist.sum())
     if amount > total:
         raise UserError(f"curate.regime: needs {amount} {unit} of {what} but only {total} exist")
     if amount == total:
         return ds
     if amount <= 0:
         return ds.select([])
-    key, row = _threshold(ds, amount, seed, weights)
+    key, row = _threshold(ds, amount, seed, weights, _histogram(ds, seed, None) if hist is None else hist)
 
     def chosen() -> Iterator[np.ndarray]:
         for w, rows, _ in _windows(ds, None):  # keys only: the weights are not needed any more

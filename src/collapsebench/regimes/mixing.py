@@ -114,7 +114,8 @@ def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], alpha: f
     if not synthetic:
         return real_part
     latest, what = synthetic[-1], f"samples of iteration {ctx.iteration - 1}"
-    have, longest = (len(latest), 0) if unit == "rows" else token_total(ctx, latest, what=what)
+    counted = None if unit == "rows" else token_total(ctx, latest, what=what)
+    have, longest = (len(latest), 0) if counted is None else (counted.tokens, counted.longest)
     if have < n_syn <= have + longest:
         n_syn = have  # within one document of the budget: the samples are what there is
     if n_syn > have:

@@ -117,8 +117,7 @@ def count_and_cache(ctx: PhaseContext, real: Dataset, tokenizer: Tokenizer, enco
     counted = both.remove_columns(["input_ids"])
     folder = cache_root() / cache_key(counted._fingerprint, tokenizer, encode, field)
     if not (folder / "dataset_info.json").exists():
-        with _scratch(folder):
-            _store(both.select_columns(["id", "input_ids"]), folder)
+        _store(both.select_columns(["id", "input_ids"]), folder)
     return counted
 
 
@@ -137,6 +136,7 @@ def _scratch(folder: Path) -> Iterator[Path]:
 def _store(tokens: Dataset, folder: Path) -> None:
     """Save ``tokens`` as the cache entry ``folder``: written beside it and renamed into place, so
     concurrent runs never see half an entry (the first to commit wins)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         tokens.save_to_disk(str(tmp))
