@@ -67,6 +67,18 @@ def grow_need(kwargs: dict[str, Any], real_rows: int, real_tokens: int | None, k
     return unit, int(round(float(kwargs["fraction"]) * _whole(unit, real_rows, real_tokens)))
 
 
+def replace_baseline(kwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """replace's declared ``baseline`` hook (``sweep --baselines clean``): the same cell with
+    clean_fraction, which trains on the real rows replace draws without its synthetic ones; none
+    at alpha = 0 (the cell is its own) or alpha = 1 (no real rows are left)."""
+    alpha = float(kwargs["alpha"])
+    if alpha <= 0:
+        return None, None
+    if alpha >= 1:
+        return None, "alpha=1 has no clean baseline (no real rows are left; the papers use the base model)"
+    return {"curate.regime.name": "clean_fraction"}, None
+
+
 def replace_plan(kwargs: dict[str, Any], real: int, samples: int, k: int) -> float:
     """The base size; with ``real_plus_synthetic``, (1 + alpha) x it from iteration 2 on."""
     size = kwargs.get("size") or real

@@ -39,7 +39,7 @@ data_sources.lazy("digits", f"{_B}.toy.vae:digits_source", data=VECTOR, plan=f"{
 # say how synthetic data is mixed in, so iteration 1 (no synthetic data yet) leaves them out of its fingerprint
 _S = f"{_B}.regimes.sizes"
 regimes.lazy("replace", f"{_B}.regimes.mixing:replace", preflight=f"{_B}.regimes.mixing:preflight_replace",
-             needs=f"{_S}:replace_need", mix_args=("alpha",), plan=f"{_S}:replace_plan")
+             needs=f"{_S}:replace_need", mix_args=("alpha",), plan=f"{_S}:replace_plan", baseline=f"{_S}:replace_baseline")
 regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate", needs=f"{_S}:real_size_need",
              plan=f"{_S}:accumulate_plan")
 regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample", needs=f"{_S}:real_size_need",

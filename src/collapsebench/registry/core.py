@@ -59,6 +59,7 @@ class Declarations(TypedDict, total=False):
     needs: str  # regimes: "module:function(kwargs, real, k) -> (unit, amount) | None": what it draws from S(k-1)
     mix_args: tuple[str, ...]  # regimes: arguments that leave iteration 1's data alone (out of its fingerprint)
     parts: str  # regimes: "module:function(real, kwargs, iterations, key) -> (part of each row, part names)"
+    baseline: str  # regimes: "module:function(kwargs) -> (values of the clean baseline cell | None, note | None)"
     token_ids: str  # trainers: "module:function" encoding documents to the token ids it reads (curate caches them)
     chat: str  # trainers: "module:function(kwargs) -> bool": whether it trains on chat turns
     plugin_args: dict[str, str]  # arguments that are plug-in choices of their own: argument -> registry
@@ -86,6 +87,7 @@ class Entry(Generic[T]):
     needs: str | None = None
     mix_args: tuple[str, ...] = ()
     parts: str | None = None
+    baseline: str | None = None
     token_ids: str | None = None
     chat: str | None = None
     plugin_args: dict[str, str] = field(default_factory=dict)
