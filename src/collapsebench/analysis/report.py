@@ -11,7 +11,9 @@ wrote. It also writes a card (``README.md``) into every committed dataset and mo
 
 The sweep page (``compare``'s ``report.html``): the headline figures with bands over seeds, time to
 failure, calibration and diversity, every metric, the statistics (with the correction named) and
-the cells with links to their own pages.
+the cells with links to their own pages. The headline figures are those of the metrics the
+evaluations declare as their headline (:func:`collapsebench.registry.headline_metrics`). Over 300
+lines: both pages share their figure and sample builders, kept beside the pages that use them.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ The process (all knobs in :class:`LanguageSpec`; details and formulas in docs/gr
 
 Every string ``s`` gets ``log P(s) = log((1-eps) p_lang(s) + eps p_escape(s))``: the escape branch is a
 character-level fallback, so text outside the language has a finite log-probability.
+
+Over 300 lines: the process, its exact probabilities, its parser and its expected document length
+(the source's ``plan`` hook) are one definition of the language and must change together.
 """
 
 from __future__ import annotations
