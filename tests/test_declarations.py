@@ -28,7 +28,8 @@ B = "collapsebench"
 COPIES: list[tuple[Any, str, Any, dict[str, Any]]] = [
     (regimes, "my_replace", replace, dict(preflight=f"{B}.regimes.mixing:preflight_replace",
                                           needs=f"{B}.regimes.sizes:replace_need", mix_args=("alpha",),
-                                          plan=f"{B}.regimes.sizes:replace_plan")),
+                                          plan=f"{B}.regimes.sizes:replace_plan",
+                                          baseline=f"{B}.regimes.sizes:replace_baseline")),
     (regimes, "bare_replace", replace, {}),  # the same code, nothing declared
     (trainers, "my_causal_lm", train_causal_lm, dict(torch=True, data="text", model="lm",
                                                      check=f"{B}.trainers.causal_lm:check_config",
@@ -105,6 +106,18 @@ def test_sweep_sharing_and_fingerprints_follow_the_declared_mix_args(tmp_path, n
     assert want[:3] == ["0.curate", "1.curate", "1.train"]
     assert shared_first_steps(tmp_path, "my_replace", num_samples) == want
     assert shared_first_steps(tmp_path, "bare_replace", num_samples) == ["0.curate"]  # alpha counts from iteration 1
+
+
+def test_clean_baselines_follow_the_declared_baseline(tmp_path):
+    def baselines(regime: str) -> list[str]:
+        raw = tiny_config(tmp_path)
+        raw["curate"]["regime"] = {"name": regime, "alpha": 0.5}
+        cells, _ = expand(raw, spec_from_options(None, ["curate.regime.alpha=[0, 0.5, 1.0]"], [], [], "clean", None))
+        return [c.label for c in cells if c.baseline_of]
+
+    assert baselines("replace") == ["alpha=0.5 [clean]"]
+    assert baselines("my_replace") == baselines("replace")
+    assert baselines("bare_replace") == []
 
 
 def test_plan_estimates_the_copies_as_the_builtins(tmp_path):

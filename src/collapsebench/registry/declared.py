@@ -83,7 +83,14 @@ def headline_metrics(config: Config) -> list[str]:
 
 def choices(config: Config) -> Iterator[tuple[str, Registry[Any], Spec]]:
     """Every plug-in choice of the config: (config key, registry, spec), the key starting with the
-    config section that chose it."""
+    config section that chose it; after each, the arguments its plug-in declares plug-in choices
+    of their own (``plugin_args``)."""
+    for key, registry, spec in _choices(config):
+        yield key, registry, spec
+        yield from _plugin_args(key, registry, spec)
+
+
+def _choices(config: Config) -> Iterator[tuple[str, Registry[Any], Spec]]:
     yield "data.source", data_sources, config.data.source
     if config.data.evaluation is not None:
         yield "data.evaluation", data_sources, config.data.evaluation
@@ -107,7 +114,6 @@ def choices(config: Config) -> Iterator[tuple[str, Registry[Any], Spec]]:
         yield f"generate.validators[{i}]", validators, s
     for i, s in enumerate(config.evaluate.evaluations):
         yield f"evaluate.evaluations[{i}]", evaluations, s
-        yield from _plugin_args(f"evaluate.evaluations[{i}]", evaluations, s)
     for i, s in enumerate(config.tracking):
         yield f"tracking[{i}]", trackers, s
     if isinstance(config.executor, Spec):
