@@ -155,5 +155,5 @@ def _commit(run: RunDir, state: dict[str, Any], pending: list[Step], staged: set
     sync()
     if not quiet and rows:
         console.print(f"[bold]{step_key(pending[0])} .. {step_key(pending[-1])}[/] (inline, batched)  "
-                      + metrics_line(rows[-1]))
+                      + metrics_line(rows[-1], R.headline_metrics(run.load_config())))
     pending.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,7 +36,10 @@ def _ignore(n: int = 1) -> None:
     """``advance`` when no bar is drawn."""
 
 
-def metrics_line(row: dict[str, Any], limit: int = 6) -> str:
-    """The first ``limit`` float metrics of a ``metrics.jsonl`` row, for the progress of a run."""
-    shown = [(k, v) for k, v in row.items() if isinstance(v, float)][:limit]
+def metrics_line(row: dict[str, Any], headline: Sequence[str] = (), limit: int = 6) -> str:
+    """``limit`` float metrics of a ``metrics.jsonl`` row, for the progress of a run: the ``headline``
+    ones first (those the run's evaluations declare), then the others in the row's order."""
+    first = [k for k in headline if isinstance(row.get(k), float)]
+    shown = [(k, row[k]) for k in first] + [(k, v) for k, v in row.items() if isinstance(v, float) and k not in first]
+    shown = shown[:limit]
     return "  ".join(f"{k}={v:.4g}" for k, v in shown)

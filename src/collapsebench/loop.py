@@ -17,7 +17,7 @@ from collapsebench.layout import Step, step_key, steps
 from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
 from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
-from collapsebench.registry import executors, trackers
+from collapsebench.registry import executors, headline_metrics, trackers
 from collapsebench.run import RunDir, fail_entry, finish_entry, now, start_entry, step_summary
 
 
@@ -208,4 +208,4 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     if phase == "evaluate":
         rows = run.rebuild_metrics(iteration)
         if not quiet and rows:
-            console.print("  " + metrics_line(rows[-1]))
+            console.print("  " + metrics_line(rows[-1], headline_metrics(config)))

@@ -12,6 +12,7 @@ from rich.table import Table
 from collapsebench.config import PHASES
 from collapsebench.console import console
 from collapsebench.layout import RunLayout, SweepLayout, step_key, steps
+from collapsebench.registry import headline_metrics
 
 ALERTS = {0: "[green]ok[/]", 1: "[yellow]warning[/]", 2: "[bold red]critical[/]"}  # ECE early warning
 COUNTS = {"curate": ("size", "real_size"), "generate": ("samples",), "train": ("loss",)}
@@ -43,7 +44,7 @@ def status_table(run_dir: str | Path) -> Table:
     state = run.read_state()
     active = run.is_locked()
     metrics = {row["iteration"]: row for row in run.read_metrics()}
-    shown = [k for k in ("holdout_perplexity", "holdout_cross_entropy") if any(k in r for r in metrics.values())]
+    shown = [k for k in headline_metrics(config) if any(k in r for r in metrics.values())]
     alert = sorted({k for r in metrics.values() for k in r if k.endswith("_alert_level")})
     table = Table("iter", *PHASES, *shown, *alert, title=f"{config.name}  ({run.path})")
     by_iter: dict[int, list[str]] = {}

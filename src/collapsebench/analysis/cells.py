@@ -1,13 +1,13 @@
 """A sweep's cells at a glance (for ``status`` and the sweep's report): state, progress, latest
-headline metric, time to failure and the error line of a failed cell, read from the cells' folders."""
+headline metric (the first its evaluations declare, :func:`collapsebench.registry.headline_metrics`),
+time to failure and the error line of a failed cell, read from the cells' folders."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from collapsebench.layout import SweepLayout
-
-HEADLINE = ("holdout_perplexity", "lang_kl_truth_model_per_doc", "holdout_loglik_mean", "fitted_var")
+from collapsebench.registry import headline_metrics
 
 
 def cell_rows(sweep: SweepLayout) -> list[dict[str, Any]]:
@@ -18,7 +18,8 @@ def cell_rows(sweep: SweepLayout) -> list[dict[str, Any]]:
         run = sweep.run(cell)
         rows = run.read_metrics() if run.exists() else []
         latest = rows[-1] if rows else {}
-        metric = next((m for m in HEADLINE if isinstance(latest.get(m), (int, float))), "")
+        headline = headline_metrics(run.load_config()) if run.exists() else []
+        metric = next((m for m in headline if isinstance(latest.get(m), (int, float))), "")
         failure = run.read_state().get("failure") if run.exists() else None
         ttf = "; ".join(f"{c['rule']}: {c['iteration'] if c['iteration'] is not None else '>' + str(c['evaluated_to'])}"
                         for c in (failure or {}).get("time_to_failure", []))

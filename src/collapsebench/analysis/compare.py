@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.analysis import figures as F
-from collapsebench.analysis.cells import HEADLINE
 from collapsebench.analysis.runs import (
     DIVERSITY,
     Comparison,
@@ -27,6 +26,7 @@ from collapsebench.analysis.runs import (
     cell_infos,
     evaluation_metrics,
     failure_points,
+    headline_of,
     histogram_data,
     real_reference,
 )
@@ -139,7 +139,7 @@ def analyse(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
     """Gather the runs and compute the statistics (no files written)."""
     members, sweeps = gather(paths)
     rows = {m.run.path: m.run.read_metrics() for m in members}
-    available = evaluation_metrics([r for rs in rows.values() for r in rs])
+    available = evaluation_metrics([r for rs in rows.values() for r in rs], headline_of(m.config for m in members))
     chosen = list(metrics) if metrics else available
     unknown = [m for m in chosen if m not in available]
     if unknown:
@@ -185,12 +185,13 @@ def draw(comparison: Comparison, rows: dict[Path, list[dict[str, Any]]], folder:
     c = comparison
     made: list[tuple[str, str, Path]] = []
     seeds_note = next((n for n in c.notes if "single seed" in n), "")
+    headline = headline_of(m.config for m in c.members)
 
     def keep(section: str, caption: str, fig: Any, name: str) -> None:
         made.append((section, caption, F.save(fig, folder / name)[0]))
 
     for metric in c.metrics:
-        if metric in HEADLINE:
+        if metric in headline:
             keep("headline", f"{metric} vs iteration: mean over seeds, band: bootstrap 95% interval",
                  F.line_figure(F.line_series(c.summary, metric, c.cells), metric, seeds_note=seeds_note),
                  f"metric_{_file(metric)}")
@@ -210,7 +211,7 @@ def draw(comparison: Comparison, rows: dict[Path, list[dict[str, Any]]], folder:
         keep("diversity", "diversity of the samples vs iteration (dotted: the real data)",
              F.panels_figure(diversity, title="diversity vs iteration"), "diversity")
     for metric in c.metrics:
-        if metric not in HEADLINE:
+        if metric not in headline:
             keep("metrics", f"{metric} vs iteration",
                  F.line_figure(F.line_series(c.summary, metric, c.cells), metric, seeds_note=seeds_note),
                  f"metric_{_file(metric)}")

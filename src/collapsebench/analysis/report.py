@@ -11,7 +11,9 @@ wrote. It also writes a card (``README.md``) into every committed dataset and mo
 
 The sweep page (``compare``'s ``report.html``): the headline figures with bands over seeds, time to
 failure, calibration and diversity, every metric, the statistics (with the correction named) and
-the cells with links to their own pages.
+the cells with links to their own pages. The headline figures are those of the metrics the
+evaluations declare as their headline (:func:`collapsebench.registry.headline_metrics`). Over 300
+lines: both pages share their figure and sample builders, kept beside the pages that use them.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.analysis import figures as F
-from collapsebench.analysis.cells import HEADLINE
 from collapsebench.analysis.runs import (
     DIVERSITY,
     Comparison,
     Member,
     evaluation_metrics,
+    headline_of,
     histogram_data,
     load_saved,
     real_reference,
@@ -203,11 +205,12 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> l
     from collapsebench.analysis.stats import records_from_rows, summarize
 
     label = config.name
-    metrics = evaluation_metrics(rows)
+    headline = headline_of([config])
+    metrics = evaluation_metrics(rows, headline)
     summary = summarize(records_from_rows(label, config.seed, rows))
     cells = [F.CellInfo(label)]
     out: list[tuple[str, str, str]] = []
-    for metric in [m for m in metrics if m in HEADLINE]:
+    for metric in [m for m in metrics if m in headline]:
         fig = F.line_figure(F.line_series(summary, metric, cells), metric, title=f"{label}: {metric}")
         out.append(("headline", f"{metric} vs iteration", F.png_data_uri(fig)))
     panels, title, xlabel = histogram_data([Member(label, config.seed, run, config)])
@@ -223,7 +226,7 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> l
     if diversity:
         out.append(("diversity", "diversity vs iteration (dotted: the real data)",
                     F.png_data_uri(F.panels_figure(diversity, title="diversity vs iteration"))))
-    rest = [F.Panel(m, F.line_series(summary, m, cells)) for m in metrics if m not in HEADLINE]
+    rest = [F.Panel(m, F.line_series(summary, m, cells)) for m in metrics if m not in headline]
     for start in range(0, len(rest), 12):
         chunk = rest[start:start + 12]
         out.append(("metrics", ", ".join(p.metric for p in chunk),

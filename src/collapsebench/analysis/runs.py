@@ -4,7 +4,7 @@ values. Shared by the run's report and by ``compare``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from collapsebench.analysis import figures as F
-from collapsebench.analysis.cells import HEADLINE
 from collapsebench.config import Config
 from collapsebench.data import ArrowRows, read_saved
 from collapsebench.failure import time_to_failure
 from collapsebench.layout import RunLayout, SweepLayout
+from collapsebench.registry import declared, evaluations, headline_metrics
 
 PHASE_SUMMARIES = ("curate/", "train/", "generate/")  # phase statistics in metrics.jsonl rows, not evaluations
 DIVERSITY = ("distinct_1", "distinct_2", "distinct_3", "distinct_4", "self_bleu", "type_token_ratio",
@@ -54,13 +54,21 @@ def cell_infos(members: Sequence[Member]) -> list[F.CellInfo]:
     return list({m.cell: F.CellInfo(m.cell, m.baseline_of) for m in members}.values())
 
 
-def evaluation_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Numeric evaluation metrics of metrics.jsonl rows: headline ones first, then by name; not the
-    phases' own statistics and not the alert levels (drawn as markers)."""
+def headline_of(configs: Iterable[Config]) -> list[str]:
+    """The headline metrics the evaluations of ``configs`` declare, in order, each once."""
+    out: list[str] = []
+    for config in configs:
+        out.extend(m for m in headline_metrics(config) if m not in out)
+    return out
+
+
+def evaluation_metrics(rows: Sequence[dict[str, Any]], headline: Sequence[str] = ()) -> list[str]:
+    """Numeric evaluation metrics of metrics.jsonl rows: the ``headline`` ones first (in its order),
+    then by name; not the phases' own statistics and not the alert levels (drawn as markers)."""
     names = {k for r in rows for k, v in r.items()
              if k != "iteration" and not k.startswith(PHASE_SUMMARIES) and not k.endswith("_alert_level")
              and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return sorted(names, key=lambda k: (k not in HEADLINE, HEADLINE.index(k) if k in HEADLINE else 0, k))
+    return sorted(names, key=lambda k: (k not in headline, list(headline).index(k) if k in headline else 0, k))
 
 
 def load_saved(folder: Path) -> ArrowRows | None:
@@ -84,9 +92,12 @@ def _read_log_ppl(path: Path) -> np.ndarray:
 
 
 def _reference_iteration(config: Config) -> int | None:
-    for spec in config.evaluate.evaluations:
-        if spec.name == "reference_perplexity":
-            ref = spec.kwargs.get("reference", 1)
+    """The iteration whose model scored every generation's samples: the argument an evaluation
+    declares as its ``reference`` (reference_perplexity's ``reference``), when it is an iteration."""
+    for i, spec in enumerate(config.evaluate.evaluations):
+        entry = declared(evaluations, spec.name)
+        if entry is not None and entry.reference:
+            ref = evaluations.bind(spec.name, spec.kwargs, key=f"evaluate.evaluations[{i}]")[entry.reference]
             return ref if isinstance(ref, int) and not isinstance(ref, bool) else None
     return None
 

@@ -36,6 +36,7 @@ import numpy as np
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.regimes.parts import part_index
+from collapsebench.registry import hook, regimes
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 TRAILING_PUNCT = ".!?;:,\"')]"
@@ -229,17 +230,21 @@ def training_slices(ctx: PhaseContext, slices: str | None, documents: int,
                     seed: int) -> tuple[list[str], list[str], list[str]]:
     """(texts, slice names, row ids) of up to ``documents`` real training documents per slice, drawn
     with ``seed`` and kept in their order, slice after slice (see the module docstring). ``slices``
-    None: ``parts`` when the run's regime is ``fresh_real``, else ``all``."""
+    None: ``parts`` when the run's regime cuts the real data into per-iteration parts (it declares
+    ``parts``, as ``fresh_real`` does), else ``all``; ``parts``: the regime's own parts (equal
+    contiguous parts, one per iteration, for a regime that declares none)."""
     real = ctx.real()
+    regime = ctx.config.curate.regime
+    parts = regimes.entry(regime.name, key="curate.regime").parts
     if slices is None:
-        slices = "parts" if ctx.config.curate.regime.name == "fresh_real" else "all"
+        slices = "parts" if parts else "all"
     if slices == "all":
         index, names = np.zeros(len(real), dtype=np.int64), ["all"]
+    elif slices == "parts" and parts:
+        index, names = hook(parts)(real, regimes.bind(regime.name, regime.kwargs, key="curate.regime"),
+                                   ctx.config.iterations, "knowledge.items")
     elif slices == "parts":
-        regime = ctx.config.curate.regime
-        kw = regime.kwargs if regime.name == "fresh_real" else {}
-        index, names = part_index(real, kw.get("parts"), kw.get("part_by"), default=ctx.config.iterations,
-                                  key="knowledge.items")
+        index, names = part_index(real, None, None, default=ctx.config.iterations, key="knowledge.items")
     else:
         index, names = part_index(real, None, slices, default=1, key="knowledge.items.slices")
     rng = np.random.default_rng(seed)

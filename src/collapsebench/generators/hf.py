@@ -27,6 +27,7 @@ from collapsebench.generators.quota import (
 )
 from collapsebench.models.generation import generate_ids
 from collapsebench.models.loading import cached_causal_lm, context_length, generation_model_dir, prompt_ids
+from collapsebench.registry import hook, trainers
 
 # Ancestral sampling: the setting of the model-collapse literature unless the config says otherwise.
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
@@ -99,11 +100,13 @@ def continuations(tokenizer: Tokenizer, rows: list[list[int]]) -> tuple[list[str
 
 def uses_chat_template(config: Config, chat_template: bool | None) -> bool:
     """Whether generation renders prompts through the tokenizer's chat template: ``chat_template``
-    when set, else when the model was trained on chat turns (an ``sft`` trainer with ``format:
-    chat``, in ``train.trainer`` or a stage), so it is prompted the way it was trained."""
+    when set, else when the model was trained on chat turns (a trainer, in ``train.trainer`` or a
+    stage, whose declared ``chat`` hook says so: ``sft`` with ``format: chat``), so it is prompted
+    the way it was trained."""
     if chat_template is not None:
         return chat_template
-    return any(t.name == "sft" and t.kwargs.get("format") == "chat" for t in config.train.trainers)
+    return any(bool(hook(chat)(trainers.bind(t.name, t.kwargs, key="train.trainer")))
+               for t in config.train.trainers if (chat := trainers.entry(t.name).chat))
 
 
 def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,

@@ -4,19 +4,19 @@ prompts, jobs)``, which has every job's raw Parquet shard written (:func:`write_
 normally as tasks of the phase (``PhaseContext.map_tasks``), so any executor can run them.
 
 Target: ``generate.num_samples``; when null, the prompt source's own count times the samples per
-prompt for finite sources (``real_blocks``, ``prompt_dataset``); else, for language data, the
-tokens the curation regime will draw from S(k) (:func:`collapsebench.regimes.mixing.synthetic_need`:
-e.g. alpha x the real data's tokens for replace), met by the shortest run of accepted samples whose
-tokens reach it; else the number of real training rows. Round r draws ``ceil(missing * factor /
-m)`` prompts (m samples each; missing tokens count as samples of the mean length accepted so far,
-or of the real documents' before any is) from the prompt source, called with a seed of its own
-(round 0 with the phase seed), where ``factor`` is ``generate.oversample`` in round 0 and
-afterwards the larger of it and 1 / (acceptance so far). Candidates drawn in all rounds are capped
-at ``generate.max_attempts`` x target (in samples); when the cap is
-spent, or the observed acceptance rate says it will be, a UserError names the validator that
-rejects the most. Accepted samples are taken in (round, shard, row) order up to the target; the
-surplus of the last round is dropped. Rejected candidates go to ``rejected/`` with
-``rejected_by`` and ``reason``.
+prompt for finite sources (``real_blocks``, ``prompt_dataset``); else, for language data, the tokens
+the curation regime will draw from S(k) (what it declares, its ``needs`` hook, see
+:func:`collapsebench.registry.synthetic_need`: e.g. alpha x the real data's tokens for replace), met
+by the shortest run of accepted samples whose tokens reach it; else the number of real training
+rows. Round r draws ``ceil(missing * factor / m)`` prompts (m samples each; missing tokens count as
+samples of the mean length accepted so far, or of the real documents' before any is) from the prompt
+source, called with a seed of its own (round 0 with the phase seed), where ``factor`` is
+``generate.oversample`` in round 0 and afterwards the larger of it and 1 / (acceptance so far).
+Candidates drawn in all rounds are capped at ``generate.max_attempts`` x target (in samples); when
+the cap is spent, or the observed acceptance rate says it will be, a UserError names the validator
+that rejects the most. Accepted samples are taken in (round, shard, row) order up to the target; the
+surplus of the last round is dropped. Rejected candidates go to ``rejected/`` with ``rejected_by``
+and ``reason``.
 
 Files (in ``shards/``; every write atomic): ``prompts_r<round>.parquet``, ``raw_r<round>_<shard>``
 (generated, not yet validated) and ``shard_r<round>_<shard>`` (validated). Shard s of round r is

@@ -9,7 +9,7 @@ from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import Spec
 from collapsebench.errors import UserError
 from collapsebench.models.tokens import has_token_counts, token_total
-from collapsebench.registry import data_sources, preprocessors, regimes
+from collapsebench.registry import data_sources, hook, preprocessors, regimes, trainers
 
 
 def _preprocess(ctx: PhaseContext, ds: Dataset, specs: list[Spec], key: str) -> Dataset:
@@ -75,8 +75,9 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
 def _count_tokens(ctx: PhaseContext, real: Dataset, stats: dict[str, Any]) -> Dataset:
     """Train the run's tokenizer on the real split when the model is built from scratch, and give
     every real row its token count (``n_tokens``: the unit of token shares and budgets). When a
-    causal-LM trainer will train on the split, its token ids are made here, once: they give the
-    counts and fill the token cache that trainer reads."""
+    trainer that reads token ids will train on the split (it declares ``token_ids``: the function
+    that encodes documents for it, as ``causal_lm`` does), the ids are made here, once: they give
+    the counts and fill the token cache that trainer reads."""
     from collapsebench.models.loading import load_tokenizer, run_tokenizer
     from collapsebench.models.tokens import add_token_counts
 
@@ -88,11 +89,11 @@ def _count_tokens(ctx: PhaseContext, real: Dataset, stats: dict[str, Any]) -> Da
         tokenizer = load_tokenizer(ctx.out_dir / "tokenizer")
     else:
         tokenizer = run_tokenizer(ctx)
-    if any(t.name == "causal_lm" for t in ctx.config.train.trainers):
-        from collapsebench.trainers.causal_lm import encode_documents
+    encoders = [e.token_ids for t in ctx.config.train.trainers if (e := trainers.entry(t.name)).token_ids]
+    if encoders:  # a trainer that reads the real split's token ids declares their encoder: cache them now
         from collapsebench.trainers.token_cache import count_and_cache
 
-        real = count_and_cache(ctx, real, tokenizer, encode_documents)
+        real = count_and_cache(ctx, real, tokenizer, hook(encoders[0]))
     else:
         real = add_token_counts(ctx, real, tokenizer)
     stats["metrics"]["real_tokens"] = token_total(ctx, real).tokens

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
-from collapsebench.config import Config, Spec
+from collapsebench.config import Config
 from collapsebench.data import ArrowRows, concat
 from collapsebench.errors import UserError
 from collapsebench.models.tokens import COLUMN, has_token_counts, token_total, with_counts
 from collapsebench.regimes.draw import draw
 from collapsebench.regimes.parts import part_index
+from collapsebench.regimes.sizes import replace_sizes
 
-SIZE_POLICIES = ("constant", "real_plus_synthetic")
 UNITS = ("tokens", "rows")
 
 
@@ -55,20 +55,6 @@ def take(ctx: PhaseContext, ds: Dataset, amount: int, seed: tuple[int, ...], uni
 def available(ctx: PhaseContext, ds: Dataset, unit: str, what: str) -> int:
     """How much of ``ds`` there is in ``unit``."""
     return len(ds) if unit == "rows" else token_total(ctx, ds, what=what).tokens
-
-
-def replace_sizes(n: int, alpha: float, size_policy: str) -> tuple[int, int]:
-    """(real amount, synthetic amount) of the replace regime for a base size ``n`` (rows or tokens)."""
-    if size_policy not in SIZE_POLICIES:
-        raise UserError(f"curate.regime.size_policy must be one of {', '.join(SIZE_POLICIES)}, got {size_policy!r}")
-    if size_policy == "constant":
-        if not 0.0 <= alpha <= 1.0:
-            raise UserError(f"curate.regime.alpha must be in [0, 1], got {alpha}")
-        n_syn = int(round(alpha * n))
-        return n - n_syn, n_syn
-    if alpha < 0:
-        raise UserError(f"curate.regime.alpha must be >= 0 with size_policy real_plus_synthetic, got {alpha}")
-    return n, int(round(alpha * n))
 
 
 def base_size(ctx: PhaseContext, real: Dataset, unit: str, size: int | None, size_tokens: int | None) -> int:
@@ -188,29 +174,6 @@ def clean_fraction(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
         raise UserError(f"curate.regime: clean_fraction with alpha={alpha} keeps no real rows at iteration "
                         f"{ctx.iteration}; the clean baseline needs alpha < 1")
     return real_part
-
-
-def synthetic_need(spec: Spec, real: Dataset, real_tokens: int | None) -> tuple[str, int] | None:
-    """How much of S(k) the regime ``spec`` draws, as (unit, amount), when a built-in regime says so
-    (replace, grow, accumulate, accumulate_subsample, clean_fraction: as much as the real data);
-    None for the others (fresh_real needs rows per document; a plug-in says nothing). The default
-    target of generation (:mod:`collapsebench.generators.quota`)."""
-    kw: dict[str, Any] = spec.kwargs
-    if spec.name not in ("replace", "grow", "accumulate", "accumulate_subsample", "clean_fraction"):
-        return None
-    unit = "rows" if spec.name == "grow" and kw.get("rows") is not None else kw.get("unit")
-    if unit is None:
-        unit = "tokens" if real_tokens is not None else "rows"
-    whole = len(real) if unit == "rows" else int(real_tokens or 0)
-    if spec.name == "replace":
-        base = kw.get("size_tokens") if unit == "tokens" else None
-        if base is None:
-            size = kw.get("size")
-            base = whole if size is None else (size if unit == "rows" else round(size * whole / max(len(real), 1)))
-        return unit, replace_sizes(int(base), float(kw.get("alpha", 1.0)), kw.get("size_policy", "constant"))[1]
-    if spec.name == "grow":
-        return unit, int(kw["rows"]) if kw.get("rows") is not None else int(round(float(kw.get("fraction", 1.0)) * whole))
-    return unit, whole
 
 
 def preflight_replace(config: Config, kwargs: dict[str, Any]) -> list[str]:

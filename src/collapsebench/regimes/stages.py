@@ -15,9 +15,8 @@ from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import StageData
 from collapsebench.errors import UserError
 from collapsebench.models.tokens import has_token_counts, token_counts, token_total
-from collapsebench.regimes.mixing import synthetic_need
 from collapsebench.regimes.parts import part_rows
-from collapsebench.registry import regimes
+from collapsebench.registry import regimes, synthetic_need
 
 
 def stage_part(ctx: PhaseContext, ds: Dataset, part: tuple[int, int], key: str) -> Dataset:
@@ -27,11 +26,13 @@ def stage_part(ctx: PhaseContext, ds: Dataset, part: tuple[int, int], key: str) 
 
 
 def synthetic_needs(ctx: PhaseContext, real: Dataset, real_tokens: int | None) -> list[tuple[str, int]]:
-    """How much of S(k) the run draws, as (unit, amount): the curation regime's need and, for every
-    stage whose regime works on part i of n, n times that regime's need on the real part (each
-    synthetic dataset is cut into the same n parts). Built-in regimes only (see
-    :func:`collapsebench.regimes.mixing.synthetic_need`)."""
-    needs = [synthetic_need(ctx.config.curate.regime, real, real_tokens)]
+    """How much of S(k) the run draws at iteration k + 1, as (unit, amount): the curation regime's
+    need and, for every stage whose regime works on part i of n, n times that regime's need on the
+    real part (each synthetic dataset is cut into the same n parts). Each need is what the regime
+    declares (its ``needs`` hook, :func:`collapsebench.registry.synthetic_need`); a regime that
+    declares none adds none."""
+    k = ctx.iteration + 1
+    needs = [synthetic_need(ctx.config.curate.regime, len(real), real_tokens, k)]
     for i, stage in enumerate(ctx.config.train.stages):
         if stage.data.regime is None:
             continue
@@ -39,7 +40,7 @@ def synthetic_needs(ctx: PhaseContext, real: Dataset, real_tokens: int | None) -
         if stage.data.part is not None:
             part, n = stage_part(ctx, real, stage.data.part, f"train.stages[{i}].data.part"), stage.data.part[1]
         tokens = token_total(ctx, part).tokens if real_tokens is not None else None
-        need = synthetic_need(stage.data.regime, part, tokens)
+        need = synthetic_need(stage.data.regime, len(part), tokens, k, key=f"train.stages[{i}].data.regime")
         if need is not None:
             needs.append((need[0], need[1] * n))
     return [need for need in needs if need is not None]

@@ -15,6 +15,34 @@ BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", 
             ".parquet": "parquet", ".arrow": "arrow"}
 
 
+SCAN_BYTES = 64 * 2**20  # plan reads a local file this far to count documents, then extrapolates
+
+
+def count_documents(path: Path, sample_by: str) -> tuple[int, float]:
+    """(documents, characters per document) of a text file, from up to :data:`SCAN_BYTES`."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(SCAN_BYTES).decode("utf-8", errors="replace")
+    if sample_by == "document":
+        return 1, float(size)
+    parts = [p for p in (head.split("\n\n") if sample_by == "paragraph" else head.splitlines()) if p.strip()]
+    scale = size / max(len(head.encode()), 1)
+    n = max(1, round(len(parts) * scale))
+    return n, sum(len(p) for p in parts) / max(len(parts), 1)
+
+
+def plan_local(config: Config, kwargs: dict[str, Any], chars_per_token: float) -> tuple[int, float, str] | None:
+    """The source's declared ``plan`` hook: the documents of a text file, counted, at
+    ``chars_per_token`` characters a token; None (unknown) for other formats."""
+    path_arg = kwargs["path"]
+    if isinstance(path_arg, str) and Path(path_arg).suffix in (".txt", ""):
+        path = config.resolve_path(path_arg)
+        if path.is_file():
+            n, chars = count_documents(path, kwargs["sample_by"])
+            return n, chars / chars_per_token, f"counted in {path.name}, {chars_per_token:g} characters a token"
+    return None
+
+
 def local_source(ctx: PhaseContext, path: str | list[str], sample_by: Literal["line", "paragraph", "document"] = "paragraph",
                  split: str = "train") -> Dataset:
     """A local file (txt, jsonl/json, csv, parquet), a list of them, or a ``save_to_disk`` folder.

@@ -12,6 +12,9 @@ The process (all knobs in :class:`LanguageSpec`; details and formulas in docs/gr
 
 Every string ``s`` gets ``log P(s) = log((1-eps) p_lang(s) + eps p_escape(s))``: the escape branch is a
 character-level fallback, so text outside the language has a finite log-probability.
+
+Over 300 lines: the process, its exact probabilities, its parser and its expected document length
+(the source's ``plan`` hook) are one definition of the language and must change together.
 """
 
 from __future__ import annotations
@@ -298,6 +301,24 @@ def _rows(knobs: dict[str, Any], n: int, seed: int, text_field: str) -> Iterator
     for batch in iter_batches(LanguageSpec(**knobs), n, seed):
         for text, topic in zip(batch["text"], batch["topic"]):
             yield {text_field: text, "topic": topic}
+
+
+def truncated_geometric_mean(lo: int, hi: int, stop: float) -> float:
+    """The mean of a geometric length (stopping with probability ``stop``) truncated to [lo, hi]."""
+    ks = range(lo, hi + 1)
+    weights = [(1 - stop) ** (k - lo) * stop for k in ks]
+    return sum(k * w for k, w in zip(ks, weights)) / sum(weights)
+
+
+def plan_language(config: Any, kwargs: dict[str, Any], chars_per_token: float) -> tuple[int, float, str]:
+    """The source's declared ``plan`` hook: its documents and their expected length in words and
+    punctuation (one token each under a word-level count), from the language's knobs."""
+    spec = language_spec({k: v for k, v in kwargs.items() if k != "n_documents"})
+    words = truncated_geometric_mean(spec.words_per_sentence_min, spec.words_per_sentence_max,
+                                     spec.words_per_sentence_stop)
+    sentences = truncated_geometric_mean(spec.sentences_per_doc_min, spec.sentences_per_doc_max,
+                                         spec.sentences_per_doc_stop)
+    return int(kwargs["n_documents"]), sentences * (words + 1), "the language's expected document length"
 
 
 def ground_truth_language_source(ctx: PhaseContext, n_documents: Annotated[int, Field(ge=1, le=10**8)] = 2000,

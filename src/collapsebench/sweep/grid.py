@@ -23,6 +23,8 @@ from typing import Any
 
 from collapsebench.config import Config, SweepConfig, config_from_dict, identity, read_yaml, set_value
 from collapsebench.errors import UserError
+from collapsebench.plugins import load_plugins
+from collapsebench.registry import declared, hook, regimes
 
 Axis = tuple[tuple[str, ...], list[tuple[Any, ...]]]  # keys stepped together, and their rows of values
 
@@ -201,17 +203,17 @@ def _make_cell(base: dict[str, Any], values: dict[str, Any], names: dict[str, st
                 baseline_of), config
 
 
-def _clean_baseline(config: Config) -> tuple[bool, str | None]:
-    """(whether a replace(alpha) cell gets a clean baseline, or why not)."""
+def _clean_baseline(config: Config) -> tuple[dict[str, Any] | None, str | None]:
+    """(the values that make a cell's clean baseline, or why it has none): what the cell's regime
+    declares (its ``baseline`` hook: replace(alpha) switches to clean_fraction for 0 < alpha < 1);
+    a regime that declares none has none."""
+    load_plugins(config)
     regime = config.curate.regime
-    if regime.name != "replace":
-        return False, None
-    alpha = float(regime.kwargs.get("alpha", 1.0))
-    if alpha <= 0:
-        return False, None  # real data only: the cell is its own clean baseline
-    if alpha >= 1:
-        return False, "alpha=1 has no clean baseline (no real rows are left; the papers use the base model)"
-    return True, None
+    entry = declared(regimes, regime.name)
+    if entry is None or entry.baseline is None:
+        return None, None
+    values, why = hook(entry.baseline)(regimes.bind(regime.name, regime.kwargs, key="curate.regime"))
+    return values, why
 
 
 def expand(base: dict[str, Any], spec: SweepConfig) -> tuple[list[Cell], list[str]]:
@@ -235,6 +237,6 @@ def expand(base: dict[str, Any], spec: SweepConfig) -> tuple[list[Cell], list[st
             if why and why not in notes:
                 notes.append(why)
             if wanted:
-                clean, _ = _make_cell(base, {**values, "curate.regime.name": "clean_fraction"}, names, cell.label)
+                clean, _ = _make_cell(base, {**values, **wanted}, names, cell.label)
                 cells.setdefault(clean.id, clean)
     return list(cells.values()), notes

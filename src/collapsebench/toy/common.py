@@ -167,3 +167,8 @@ def sample(model_dir: Path, n: int, seed: int) -> np.ndarray:
 def log_likelihood(model_dir: Path, x: np.ndarray) -> np.ndarray:
     """Per-row log-likelihood (nats) of ``x`` under the toy model (a lower bound, the ELBO, for the VAE)."""
     return _module(model_dir).log_likelihood(Path(model_dir), np.asarray(x, dtype=np.float64))
+
+
+def plan_rows(config: Any, kwargs: dict[str, Any], chars_per_token: float) -> tuple[int, None, str]:
+    """A vector source's declared ``plan`` hook: its ``n`` rows, no tokens."""
+    return int(kwargs["n"]), None, "rows of vectors"

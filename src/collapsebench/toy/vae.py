@@ -25,7 +25,10 @@ from collapsebench.toy.common import as_matrix, generate_from_model, read_meta, 
 WEIGHTS_FILE = "vae.safetensors"  # weights as numbers: loading a model folder runs no code
 
 
-def digits_source(ctx: PhaseContext, *, n: Annotated[int, Field(ge=2, le=1797)] | None = None) -> Dataset:
+DIGITS = 1797  # the 8x8 digits scikit-learn ships
+
+
+def digits_source(ctx: PhaseContext, *, n: Annotated[int, Field(ge=2, le=DIGITS)] | None = None) -> Dataset:
     """The 1797 8x8 digits shipped with scikit-learn, flattened to 64 floats in [0, 1], shuffled."""
     from sklearn.datasets import load_digits
 
@@ -34,6 +37,11 @@ def digits_source(ctx: PhaseContext, *, n: Annotated[int, Field(ge=2, le=1797)] 
     if n is not None:
         x = x[:n]
     return vector_dataset(x)
+
+
+def plan_digits(config: Any, kwargs: dict[str, Any], chars_per_token: float) -> tuple[int, None, str]:
+    """The source's declared ``plan`` hook: ``n`` rows (default: all the digits), no tokens."""
+    return int(kwargs["n"] or DIGITS), None, "rows of vectors"
 
 
 def build(dim: int, latent_dim: int, hidden: int) -> Any:

@@ -125,6 +125,12 @@ def drop_long(ctx: PhaseContext, rows: Any, tokenizer: Tokenizer, max_tokens: in
     return rows.filter(length, batched=True, batch_size=1000, cache_file_name=str(ctx.cache_dir / "sft_kept.arrow"))
 
 
+def trains_on_chat(kwargs: dict[str, Any]) -> bool:
+    """The trainer's declared ``chat`` hook: with ``format: chat`` it trains on chat turns, so the
+    model is prompted through the chat template too."""
+    return kwargs.get("format") == "chat"
+
+
 def train_sft(ctx: PhaseContext, dataset: Dataset, format: str = "text", template: str | None = None,
               completion: str | None = None, prompt_field: str = "prompt", response_field: str | None = None,
               completion_only_loss: bool = False, max_tokens: int | None = None, chat_template: str | None = None,
