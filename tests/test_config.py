@@ -78,7 +78,7 @@ def test_alpha_is_not_in_the_first_iteration(tmp_path):
     """There is nothing to mix before iteration 1 has generated: D(1) and M(1) do not depend on alpha,
     and S(1) does not when generate.num_samples fixes it; left unset, S(1)'s size follows what the
     regime will draw (alpha x the real data's tokens), so each alpha generates its own."""
-    from collapsebench.config import fingerprints
+    from collapsebench.registry import fingerprints
 
     path = write_config(tmp_path, tiny_config(tmp_path))
     a, b = (fingerprints(load_config(path, [f"curate.regime.alpha={x}", "generate.num_samples=50"])) for x in (0.25, 0.75))

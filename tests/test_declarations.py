@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from collapsebench.analysis.plan import make_plan
-from collapsebench.config import config_from_dict, fingerprints
+from collapsebench.config import config_from_dict
 from collapsebench.console import metrics_line
 from collapsebench.loop import run_experiment
 from collapsebench.regimes.mixing import replace
-from collapsebench.registry import evaluations, headline_metrics, regimes, synthetic_need, trainers
+from collapsebench.registry import evaluations, fingerprints, headline_metrics, regimes, synthetic_need, trainers
 from collapsebench.sweep.grid import cell_raw, expand, spec_from_options
 from collapsebench.trainers.causal_lm import train_causal_lm
 from conftest import tiny_config

@@ -12,8 +12,9 @@ import sys
 import pytest
 
 from collapsebench.api import phase_resources
-from collapsebench.config import config_from_dict, fingerprints
+from collapsebench.config import config_from_dict
 from collapsebench.errors import UserError
+from collapsebench.registry import fingerprints
 from conftest import REPO, tiny_config
 
 # ------------------------------------------------------------------------------------ the config

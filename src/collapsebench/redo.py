@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collapsebench.config import PHASES, Config, fingerprints
+from collapsebench.config import PHASES, Config
 from collapsebench.errors import UserError
 from collapsebench.layout import CELL_ERROR_FILE, JOBS_FILE, RunLayout, Step, iter_name, parse_step, step_key, step_order
-from collapsebench.registry import code_digests
+from collapsebench.registry import fingerprints
 
 SUPERSEDED = "superseded"
 
@@ -63,7 +63,7 @@ def committed_steps(run: RunLayout) -> list[Step]:
 
 
 def make_plan(run: RunLayout, config: Config, start: Step | None) -> Plan:
-    plan = Plan(fingerprints(config, code=code_digests(config)))
+    plan = Plan(fingerprints(config))
     old = _saved_config(run)
     changed = _changed_keys(old.dump(), config.dump()) if old is not None else []
     for step in committed_steps(run):

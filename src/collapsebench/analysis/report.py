@@ -36,10 +36,11 @@ from collapsebench.analysis.runs import (
     load_saved,
     real_reference,
 )
-from collapsebench.config import PHASES, Config, fingerprints, identity
+from collapsebench.config import PHASES, Config, identity
 from collapsebench.failure import time_to_failure
 from collapsebench.io import atomic_write
 from collapsebench.layout import RunLayout, parse_step
+from collapsebench.registry import fingerprints
 
 TEMPLATE = "report.html.j2"
 SAMPLES_PER_ITERATION = 50  # accepted and rejected samples per iteration in the sample browser

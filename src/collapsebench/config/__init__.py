@@ -1,11 +1,11 @@
 """The experiment config: the schema (:mod:`.schema`), reading YAML safely (:mod:`.reading`), loading
 with ``a.b=value`` overrides (:mod:`.loading`) and the steps' fingerprints (:mod:`.fingerprint`).
 
-Everything is importable from here, as ``from collapsebench.config import Config, load_config,
-fingerprints``.
+Everything is importable from here, as ``from collapsebench.config import Config, load_config``.
+A run's step fingerprints need the plug-ins' declarations: :func:`collapsebench.registry.fingerprints`.
 """
 
-from collapsebench.config.fingerprint import NOT_RESULTS, fingerprints, first_iteration_args, identity
+from collapsebench.config.fingerprint import NOT_RESULTS, chain, identity
 from collapsebench.config.loading import (
     config_from_dict,
     format_validation_error,
@@ -47,6 +47,6 @@ __all__ = [
     "MAX_CONFIG_BYTES", "MAX_CONFIG_NODES", "NOT_RESULTS", "PHASES", "Config", "CurateConfig", "DataConfig",
     "EvaluateConfig", "FailureRule", "GenerateConfig", "ModelConfig", "PhaseResources", "Spec", "StageConfig",
     "StageData", "Strict", "SweepConfig", "TokenizerConfig", "TrainConfig", "YamlLoader", "config_from_dict",
-    "expanded_size", "fingerprints", "first_iteration_args", "format_validation_error", "identity", "json_schema",
+    "expanded_size", "chain", "format_validation_error", "identity", "json_schema",
     "load_config", "load_raw", "parse_overrides", "read_text", "read_yaml", "set_value", "short",
 ]

@@ -1,30 +1,19 @@
 """Fingerprints of a run's steps, chained along the data flow, and the identity of a run's results.
 
 ``k.curate`` hashes the ``curate`` section, ``0.curate`` and ``(k-1).generate``; at k = 1 it leaves
-out the regime's declared ``mix_args`` (:func:`first_iteration_args`): the arguments that only say
-how synthetic data is mixed in, of which there is none before iteration 1 has generated, so a sweep
-over them shares its first iteration. What a regime declares is registered with it
-(:mod:`collapsebench.registry`), a layer above this one: the fingerprint reads the declaration
-through :data:`DECLARATIONS`, a ``"module:function"`` resolved when first needed, as every lazy
-plug-in is.
+out the regime's ``mix_args``: the arguments that only say how synthetic data is mixed in, of which
+there is none before iteration 1 has generated, so a sweep over them shares its first iteration.
+What a regime declares is registered with it, a layer above this one, so :func:`chain` takes the
+declaration (and the digests of user plug-in code) as arguments; callers use
+:func:`collapsebench.registry.fingerprints`, which reads both from the registries.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from collapsebench.config.schema import Config
 from collapsebench.io import digest
-
-# "module:function(config) -> arguments of the run's regime that leave iteration 1 alone"
-DECLARATIONS = "collapsebench.registry:mix_args"
-
-
-def first_iteration_args(config: Config) -> tuple[str, ...]:
-    """The ``mix_args`` the run's curation regime declares (none for an undeclared regime)."""
-    module, _, attr = DECLARATIONS.partition(":")
-    return tuple(getattr(importlib.import_module(module), attr)(config))
 
 # What each step depends on directly; the fingerprint also folds in the steps it reads from.
 _SECTIONS = {
@@ -63,13 +52,14 @@ def _first_target(dumped: dict[str, Any], mix_args: tuple[str, ...]) -> Any:
     return values[0] if len(values) == 1 else (values or None)
 
 
-def fingerprints(config: Config, iterations: int | None = None, code: dict[str, str] | None = None) -> dict[str, str]:
+def chain(config: Config, *, mix_args: tuple[str, ...], code: dict[str, str], iterations: int | None = None,
+          ) -> dict[str, str]:
     """Fingerprint of every step (``"k.phase"``): its config sections (plus ``code``, a digest of the
-    user plug-in code each part runs, see ``registry.code_digests``) and the fingerprints of its
-    inputs, chained along the data flow, so a change marks exactly the steps downstream of it."""
+    user plug-in code each part runs) and the fingerprints of its inputs, chained along the data
+    flow, so a change marks exactly the steps downstream of it. ``mix_args``: the regime's arguments
+    left out at iteration 1 (see the module docstring)."""
     dumped = config.dump()
     dumped["train"].pop("launcher", None)  # where training runs, like the executor: not what it computes
-    mix_args = first_iteration_args(config)
     own = {}
     for name, secs in _SECTIONS.items():
         parts: dict[str, Any] = {s: _pick(dumped, s) for s in secs}
@@ -79,7 +69,7 @@ def fingerprints(config: Config, iterations: int | None = None, code: dict[str, 
     out: dict[str, str] = {"0.curate": own["prepare"]}
     for k in range(1, (iterations or config.iterations) + 1):
         upstream = out["0.curate"] if k == 1 else out[f"{k - 1}.generate"]
-        curate = own["curate"] if k > 1 else _first_curate(dumped, (code or {}).get("curate"), mix_args)
+        curate = own["curate"] if k > 1 else _first_curate(dumped, code.get("curate"), mix_args)
         out[f"{k}.curate"] = digest([curate, out["0.curate"], upstream])
         out[f"{k}.train"] = digest([own["train"], out[f"{k}.curate"]])
         generate = own["generate"]

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.api import Executor, PhaseContext, context_for
-from collapsebench.config import fingerprints
 from collapsebench.errors import UserError
 from collapsebench.io import FileLock, publish_folder, seal_folder
 from collapsebench.models.loading import quiet_libraries
-from collapsebench.registry import code_digests
+from collapsebench.registry import fingerprints
 
 FINGERPRINT_FILE = ".fingerprint"
 SPLITS = frozenset({"generate", "evaluate"})
@@ -42,7 +41,7 @@ def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor 
 
 
 def _execute(ctx: PhaseContext, iteration: int, phase: str, executor: Executor | None) -> dict[str, Any]:
-    fingerprint = fingerprints(ctx.config, max(iteration, 1), code_digests(ctx.config))[f"{iteration}.{phase}"]
+    fingerprint = fingerprints(ctx.config, max(iteration, 1))[f"{iteration}.{phase}"]
     stats = work(ctx.replace(executor=executor), fingerprint)
     publish_folder(ctx.out_dir, ctx.layout.phase_dir(iteration, phase))
     return stats

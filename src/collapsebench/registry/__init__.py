@@ -12,6 +12,7 @@ from collapsebench.registry.declared import (
     choices,
     code_digests,
     declared,
+    fingerprints,
     headline_metrics,
     hook,
     mix_args,
@@ -36,7 +37,7 @@ from collapsebench.registry.instances import (
 
 __all__ = [
     "ALL", "PARTS", "Argument", "Declarations", "Description", "Entry", "Registry", "choices", "code_digests",
-    "data_sources", "declared", "evaluations", "executors", "generators", "headline_metrics", "hook",
+    "data_sources", "declared", "evaluations", "fingerprints", "executors", "generators", "headline_metrics", "hook",
     "item_builders", "launchers", "losses", "mix_args", "preprocessors", "prompt_sources", "regimes",
     "synthetic_need", "trackers", "trainers", "validators",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from collapsebench.config import Config, Spec
+from collapsebench.config import Config, Spec, chain
 from collapsebench.errors import UserError
 from collapsebench.io import digest
 from collapsebench.plugins import import_object, load_plugins
@@ -52,10 +52,16 @@ def hook(target: str) -> Callable[..., Any]:
 def mix_args(config: Config) -> tuple[str, ...]:
     """The arguments the run's curation regime declares as leaving iteration 1 alone (``mix_args``),
     read after the config's plug-ins are loaded, so a user's regime counts wherever fingerprints
-    are computed (:func:`collapsebench.config.fingerprints`)."""
+    are computed."""
     load_plugins(config)
     entry = declared(regimes, config.curate.regime.name)
     return entry.mix_args if entry else ()
+
+
+def fingerprints(config: Config, iterations: int | None = None) -> dict[str, str]:
+    """Every step's fingerprint (``"k.phase"``, :func:`collapsebench.config.chain`) with what the
+    config's plug-ins declare: the regime's ``mix_args`` and the digests of user plug-in code."""
+    return chain(config, mix_args=mix_args(config), code=code_digests(config), iterations=iterations)
 
 
 def synthetic_need(spec: Spec, real_rows: int, real_tokens: int | None, iteration: int,

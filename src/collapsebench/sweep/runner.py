@@ -27,14 +27,14 @@ from typing import Any
 from rich.markup import escape
 
 from collapsebench.api import Resources, Task
-from collapsebench.config import Config, Spec, SweepConfig, config_from_dict, fingerprints, load_raw
+from collapsebench.config import Config, Spec, SweepConfig, config_from_dict, load_raw
 from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.failure import rules_digest
 from collapsebench.io import atomic_write, write_json
 from collapsebench.layout import CELL_ERROR_FILE, CellStatus, RunLayout, SweepLayout
 from collapsebench.loop import run_experiment
-from collapsebench.registry import executors
+from collapsebench.registry import executors, fingerprints
 from collapsebench.run import RunDir, now
 from collapsebench.sweep.grid import Cell, cell_raw, expand, spec_from_options, zip_groups
 from collapsebench.sweep.share import SharedSteps
