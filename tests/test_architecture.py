@@ -1,7 +1,7 @@
 """The dependency rules of docs/architecture.md, checked on every import statement of the package
 (module level, inside functions and under TYPE_CHECKING alike):
 
-* layers: cli -> driver (run, loop, batch, validate, status, analysis, sweep) -> phases -> plug-in packages ->
+* layers: cli -> driver (run, loop, batch, validate, prepare, status, analysis, sweep) -> phases -> plug-in packages ->
   contract (api, registry, plugins, data, layout, failure) -> config -> core (errors, io, console,
   templating, allocator). An import may go down or stay in its layer, never up;
 * no import cycle between modules, nor between the packages of one layer;
@@ -34,7 +34,7 @@ LAYER_OF = {
     "evaluations": "plugin", "executors": "plugin", "trackers": "plugin", "toy": "plugin",
     "phases": "phases",
     "run": "driver", "loop": "driver", "redo": "driver", "validate": "driver", "status": "driver", "analysis": "driver",
-    "batch": "driver", "sweep": "driver",
+    "batch": "driver", "sweep": "driver", "prepare": "driver",
     "cli": "cli", "__main__": "cli", "__init__": "core",
 }
 TORCH_FAMILY = {"torch", "transformers", "trl", "vllm", "accelerate", "deepspeed", "lm_eval", "tokenizers"}

@@ -9,9 +9,6 @@ reproduces its recorded headline numbers (``tests/golden/recipes_b.json``; re-re
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +100,6 @@ def test_classifier_score_audits_samples_and_real_text_with_the_validators_score
 # ------------------------------------------------------------------------------------ the twins
 
 
-def build_standins() -> None:
-    subprocess.run([sys.executable, str(RECIPES / "cpt-mixing-ratio" / "build_standins.py")], check=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-
-
 def run_sweep(config: Path, tmp_path: Path, monkeypatch: Any) -> Path:
     """Run a twin's sweep under tmp_path; its sweep folder."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -181,7 +173,6 @@ def truncated_loss_headline(sweep: Path) -> dict[str, float]:
 @pytest.mark.slow
 @twin
 def test_truncated_loss_twin(tmp_path, monkeypatch):
-    build_standins()
     sweep = run_sweep(RECIPES / "truncated-loss" / "cpu.yaml", tmp_path, monkeypatch)
     check_recorded("truncated-loss", truncated_loss_headline(sweep))
 
@@ -214,7 +205,6 @@ def cpt_headline(sweep: Path) -> dict[str, float]:
 @pytest.mark.slow
 @twin
 def test_cpt_mixing_ratio_twin(tmp_path, monkeypatch):
-    build_standins()
     sweep = run_sweep(RECIPES / "cpt-mixing-ratio" / "cpu.yaml", tmp_path, monkeypatch)
     check_recorded("cpt-mixing-ratio", cpt_headline(sweep))
 
@@ -248,7 +238,6 @@ def olmo_headline(sweep: Path, tiers: Path) -> dict[str, float]:
 @pytest.mark.slow
 @twin
 def test_olmo_self_training_twin(tmp_path, monkeypatch):
-    build_standins()
     sweep = run_sweep(RECIPES / "olmo-self-training" / "cpu.yaml", tmp_path, monkeypatch)
     tiers = run_sweep(RECIPES / "olmo-self-training" / "cpu_tiers.yaml", tmp_path / "tiers", monkeypatch)
     check_recorded("olmo-self-training", olmo_headline(sweep, tiers))

@@ -115,6 +115,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report = validate_config(config)
     for line in report.checked:
         console.print(f"  [green]ok[/] {line}")
+    for line in report.prepare:  # built by `run` before the first step
+        console.print(f"  [green]ok[/] {line}", highlight=False)
     for name in report.downloads:  # checkable here; `run` refuses until they are in the local cache
         console.print(f"  [yellow]needs download:[/] {name}")
     if not args.no_backend:

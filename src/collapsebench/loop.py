@@ -16,6 +16,7 @@ from collapsebench.failure import journal_entry, time_to_failure
 from collapsebench.layout import Step, step_key, steps
 from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
+from collapsebench.prepare import ensure_prepared
 from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
 from collapsebench.registry import executors, headline_metrics, trackers
 from collapsebench.run import RunDir, fail_entry, finish_entry, now, start_entry, step_summary
@@ -54,6 +55,7 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
     start = check_from(redo_from, config) if redo_from else None
     if not checked:
         preflight(config, allow_download=allow_download)
+    ensure_prepared(config, lambda nested: run_experiment(nested, yes=True, quiet=quiet), quiet=quiet)
     run = RunDir(config.run_dir())
     run.lock()
     try:

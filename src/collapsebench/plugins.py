@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 from typing import Any
 
 from collapsebench.config import Config
@@ -38,6 +39,11 @@ def import_object(target: str, *, what: str = "plug-in") -> Any:
     return obj
 
 
+def module_name_for(path: Path) -> str:
+    """The module name a plug-in file is imported under (unique per path)."""
+    return f"collapsebench_plugin_{path.stem}_{digest(str(path))[:8]}"
+
+
 def load_plugins(config: Config) -> None:
     """Import the config's plug-ins once per process: ``.py`` files (relative to the config's
     folder) under a module name derived from their path, or importable absolute module names."""
@@ -48,7 +54,7 @@ def load_plugins(config: Config) -> None:
                 continue
             if not path.is_file() or path.suffix != ".py":
                 raise UserError(f"plugins: '{entry}' is not a Python file ({path})")
-            name = f"collapsebench_plugin_{path.stem}_{digest(str(path))[:8]}"
+            name = module_name_for(path)
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
                 raise UserError(f"plugins: cannot import {path}")

@@ -24,12 +24,15 @@ from collapsebench.registry import choices
 class Report:
     checked: list[str] = field(default_factory=list)  # "key: plug-in -> module:attr"
     downloads: list[str] = field(default_factory=list)  # hub names not in the local cache
+    prepare: list[str] = field(default_factory=list)  # "prepare[i]: folder (ready | to build | kept ...)"
 
 
 def validate_config(config: Config) -> Report:
     """Everything that can be checked without torch (see the module docstring)."""
+    from collapsebench.prepare import check_prepare
+
     load_plugins(config)
-    report = Report()
+    report = Report(prepare=check_prepare(config))
     for key, reg, spec in choices(config):
         kwargs = reg.check_kwargs(spec.name, spec.kwargs, key=key)
         entry = reg.entry(spec.name, key=key)

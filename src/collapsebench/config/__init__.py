@@ -33,6 +33,7 @@ from collapsebench.config.schema import (
     GenerateConfig,
     ModelConfig,
     PhaseResources,
+    PrepareStep,
     Spec,
     StageConfig,
     StageData,
@@ -45,7 +46,7 @@ from collapsebench.config.schema import (
 
 __all__ = [
     "MAX_CONFIG_BYTES", "MAX_CONFIG_NODES", "NOT_RESULTS", "PHASES", "Config", "CurateConfig", "DataConfig",
-    "EvaluateConfig", "FailureRule", "GenerateConfig", "ModelConfig", "PhaseResources", "Spec", "StageConfig",
+    "EvaluateConfig", "FailureRule", "GenerateConfig", "ModelConfig", "PhaseResources", "PrepareStep", "Spec", "StageConfig",
     "StageData", "Strict", "SweepConfig", "TokenizerConfig", "TrainConfig", "YamlLoader", "config_from_dict",
     "expanded_size", "chain", "format_validation_error", "identity", "json_schema",
     "load_config", "load_raw", "parse_overrides", "read_text", "read_yaml", "set_value", "short",

@@ -263,6 +263,30 @@ class SweepConfig(Strict):
                         "once and hard-link them into the others")
 
 
+class PrepareStep(Strict):
+    """A folder a run needs before its first step (a stand-in base model, a classifier), built by the
+    framework the first time and kept: ``run`` runs another config and copies ``take`` out of its
+    run directory; ``call`` runs ``function(output, config_dir, **kwargs)`` from a ``.py`` file
+    beside the config (or an importable module)."""
+
+    output: str = Field(..., min_length=1, description="the folder it makes, relative to the config file")
+    run: str | None = Field(None, description="a collapsebench config (relative to this one) run into <output>.run/")
+    take: str | None = Field(None, description="with run: what to copy out of that run directory (default: the "
+                             "last iteration's train/model)")
+    call: str | None = Field(None, description="'file.py:function' (relative to this config) or 'module:function'")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="with call: keyword arguments of the function")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PrepareStep:
+        if (self.run is None) == (self.call is None):
+            raise ValueError("give exactly one of run (a config to run) or call (a function that builds the folder)")
+        if self.take is not None and self.run is None:
+            raise ValueError("take goes with run")
+        if self.kwargs and self.call is None:
+            raise ValueError("kwargs go with call")
+        return self
+
+
 class Config(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$",
                       description="experiment name (letters, digits, _ . -; not starting with . or -)")
@@ -273,6 +297,8 @@ class Config(Strict):
                                "config file) or importable modules")
     config_dir: str | None = Field(None, description="folder that relative paths resolve against "
                                    "(set to the config file's folder when loaded)")
+    prepare: list[PrepareStep] = Field(default_factory=list, description="folders the run needs, built once before "
+                                       "its first step and kept (stand-in models, classifiers): see docs/training.md")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
@@ -335,6 +361,11 @@ class Config(Strict):
         if p.is_absolute() or self.config_dir is None:
             return p
         return Path(self.config_dir) / p
+
+    def prepared(self, path: str | Path) -> bool:
+        """Whether ``path`` (from the config) lies in a folder that a ``prepare`` step makes."""
+        target = self.resolve_path(path).resolve()
+        return any(target.is_relative_to(self.resolve_path(step.output).resolve()) for step in self.prepare)
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,12 +116,21 @@ def hub_cached(name: str, repo_type: str = "model") -> bool:
     return True
 
 
+# a hub repository id: "name" or "owner/name" (letters, digits, - _ .); anything else is a local path
+HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?")
+
+
 def local_or_hub(config: Config, name: str, key: str, repo_type: str = "model") -> list[str]:
-    """[] when ``name`` is a local path or a cached hub repository; [name] when it needs a download."""
+    """[] when ``name`` is a local path or a cached hub repository; [name] when it needs a download.
+
+    A name is local when it exists, when a ``prepare`` step makes it, or when it is not shaped like
+    a hub id (``name`` or ``owner/name``: ``./x``, ``a/b/c``, ``x.jsonl``) or its parent folder
+    exists beside the config: such a missing path is an error naming it, never a guessed download."""
     local = config.resolve_path(name)
-    if local.exists():
+    if local.exists() or config.prepared(name):
         return []
-    if name.startswith((".", "/", "~")) or local.suffix.lower() in BUILDERS:
+    looks_local = "/" in name and local.parent.is_dir()
+    if not HUB_NAME.fullmatch(name) or looks_local or local.suffix.lower() in BUILDERS:
         raise UserError(f"{key}: not found: {local}")
     return [] if hub_cached(name, repo_type) else [name]
 
