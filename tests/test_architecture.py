@@ -26,7 +26,7 @@ LAYERS = {
 }
 LAYER_OF = {
     "errors": "core", "io": "core", "console": "core", "templating": "core", "allocator": "core",
-    "config": "config",
+    "config": "config", "contrasts_schema": "config",
     "api": "contract", "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",
     "failure": "contract",
     "sources": "plugin", "models": "plugin", "trainers": "plugin", "losses": "plugin", "generators": "plugin",

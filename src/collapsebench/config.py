@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from collapsebench.contrasts_schema import ContrastsConfig
 from collapsebench.errors import UserError, did_you_mean
 from collapsebench.io import digest
 
@@ -347,6 +348,7 @@ class Config(Strict):
                                          "the first iteration that crosses each one (its time to failure); rules "
                                          "with stop: true end the run there")
     sweep: SweepConfig | None = Field(None, description="the grid `collapsebench sweep` runs from this config")
+    contrasts: ContrastsConfig | None = Field(None, description="the claims `collapsebench compare` tests (docs/sweeps.md)")
     resources: dict[str, PhaseResources] = Field(
         default_factory=dict, description="per-phase requests of the scheduling executors (slurm, ray), over the "
         "executor's own settings: {train: {nodes, gpus_per_node, cpus_per_task, mem_gb, timeout_min, partition, "
@@ -616,7 +618,7 @@ def fingerprints(config: Config, iterations: int | None = None, code: dict[str, 
 
 # Keys that decide where and how far a run goes, or what watches it, but not its results.
 NOT_RESULTS = ("name", "output_dir", "config_dir", "iterations", "executor", "resources", "tracking", "stop_when",
-               "sweep")
+               "sweep", "contrasts")
 
 
 def identity(config: Config, *, without: tuple[str, ...] = ()) -> str:

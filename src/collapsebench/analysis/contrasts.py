@@ -1,0 +1,274 @@
+"""``compare``'s verdicts on the claims declared in a config's ``contrasts:`` block.
+
+For each claim: pick the runs of each arm among the compared runs, read the metric at the claim's
+iteration, estimate A - B (:mod:`collapsebench.analysis.contrast_stats`: a paired t-interval over
+seeds when both arms have the same seeds, Welch's otherwise; for an item-level metric a bootstrap
+over seeds and items and, for 0/1 items, the CMH test), adjust every interval for the family of
+claims, and give the verdict. The rows go to ``contrasts.csv`` and ``contrasts.json`` and to the
+terminal. The rules are written out in docs/metrics.md ("Contrasts").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from collapsebench.analysis import contrast_stats as S
+from collapsebench.analysis.runs import Member
+from collapsebench.analysis.stats import write_csv
+from collapsebench.config import read_yaml
+from collapsebench.contrasts_schema import Arm, Contrast, ContrastsConfig
+from collapsebench.errors import UserError
+from collapsebench.io import atomic_write
+
+COLUMNS = ("name", "metric", "iteration", "a", "b", "a_cells", "b_cells", "level", "method", "n_a", "n_b",
+           "n_pairs", "effect", "ci_low", "ci_high", "ci_confidence", "p", "p_adj", "correction", "family_size",
+           "direction", "published_effect", "margin", "verdict", "why", "cmh_statistic", "cmh_p",
+           "mh_odds_ratio", "note")
+ITEMS_SUFFIX = "_accuracy"  # <prefix>_accuracy is the mean of <prefix>_items.jsonl's "correct"
+
+# ------------------------------------------------------------------------------------ the declared block
+
+
+def declared(members: Sequence[Member], path: str | Path | None = None) -> tuple[ContrastsConfig | None, Path]:
+    """The contrasts block and the folder its ``runs:`` paths are relative to: from the YAML file
+    ``path`` (a config, or a file holding only ``contrasts:``) when given, else from the compared
+    runs' configs, which must agree (a sweep's cells all carry their base config's block)."""
+    if path is not None:
+        file = Path(path)
+        try:
+            raw = read_yaml(file.read_text(encoding="utf-8"), str(file))
+        except OSError as exc:
+            raise UserError(f"compare --contrasts: cannot read {file}: {exc}") from None
+        if not isinstance(raw, dict) or "contrasts" not in raw:
+            raise UserError(f"compare --contrasts: {file} has no 'contrasts:' block")
+        from pydantic import ValidationError
+
+        from collapsebench.config import format_validation_error
+        try:
+            return ContrastsConfig.model_validate(raw["contrasts"]), file.resolve().parent
+        except ValidationError as exc:
+            raise UserError(format_validation_error(exc, f"{file} (contrasts)")) from None
+    blocks = {json.dumps(m.config.contrasts.model_dump(mode="json"), sort_keys=True): m
+              for m in members if m.config.contrasts is not None}
+    if len(blocks) > 1:
+        first, second = list(blocks.values())[:2]
+        raise UserError(f"the compared runs declare different contrasts blocks ({first.run.path} and "
+                        f"{second.run.path}); compare them separately or give --contrasts FILE")
+    if not blocks:
+        return None, Path.cwd()
+    member = next(iter(blocks.values()))
+    assert member.config.contrasts is not None
+    return member.config.contrasts, Path(member.config.config_dir or member.run.path)
+
+
+# ------------------------------------------------------------------------------------ arms and values
+
+
+def _value_at(tree: Any, dotted: str) -> Any:
+    node = tree
+    for key in dotted.split("."):
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            raise KeyError(dotted)
+    return node
+
+
+def _matches(dumped: dict[str, Any], where: dict[str, Any]) -> bool:
+    try:
+        return all(_value_at(dumped, key) == value for key, value in where.items())
+    except KeyError:
+        return False
+
+
+def arm_members(claim: Contrast, side: str, arm: Arm, members: Sequence[Member], base: Path) -> list[Member]:
+    """The runs of one arm; an empty arm, or two runs of one seed, is an error naming the claim."""
+    where = f"contrasts: claim '{claim.name}', arm {side}"
+    if arm.runs:
+        wanted = {(base / r).resolve(): r for r in arm.runs}
+        picked = [m for m in members if m.run.path.resolve() in wanted]
+        missing = set(wanted) - {m.run.path.resolve() for m in picked}
+        if missing:
+            raise UserError(f"{where}: {', '.join(wanted[p] for p in sorted(missing))} not among the compared runs")
+    else:
+        picked = [m for m in members if _matches(m.config.dump(), arm.where)]
+        if not picked:
+            cells = sorted({m.cell for m in members})
+            raise UserError(f"{where}: no compared run has {arm.describe()}; cells: {', '.join(cells)}")
+    seeds = [m.seed for m in picked]
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        cells = sorted({m.cell for m in picked if m.seed in twice})
+        raise UserError(f"{where}: {arm.describe()} matches several runs of seed {twice[0]} (cells: "
+                        f"{'; '.join(cells)}); add a key that tells them apart")
+    return picked
+
+
+def _metric_at(rows: list[dict[str, Any]], metric: str) -> dict[int, float]:
+    out = {}
+    for row in rows:
+        value = row.get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[int(row["iteration"])] = float(value)
+    return out
+
+
+def _items(member: Member, metric: str, iteration: int) -> Path:
+    prefix = metric[: -len(ITEMS_SUFFIX)] if metric.endswith(ITEMS_SUFFIX) else metric
+    return member.run.phase_dir(iteration, "evaluate") / f"{prefix}_items.jsonl"
+
+
+def read_items(path: Path) -> dict[str, float]:
+    """Item id (its ``id``, else its line number) -> its ``correct`` as 0/1."""
+    out: dict[str, float] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out[str(row.get("id", n))] = float(bool(row["correct"]))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise UserError(f"{path}, line {n}: not an item row with a 'correct' field") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------ one claim
+
+
+def estimate(claim: Contrast, a: list[Member], b: list[Member], rows: dict[Path, list[dict[str, Any]]],
+             n_resamples: int) -> tuple[S.Estimate, int | str, str]:
+    """(the estimate, the iteration used, 'run' or 'item') of one claim."""
+    values = {m.run.path: _metric_at(rows.get(m.run.path, []), claim.metric) for m in (*a, *b)}
+    notes = []
+    if claim.iteration == "last":
+        ends = [max(v) for v in values.values() if v]
+        k = min(ends) if ends else -1  # -1: no run has the metric, every run is left out below
+    else:
+        k = claim.iteration
+    iteration: int | str = k if k > 0 else "last"
+    lacking = {m.run.path for m in (*a, *b) if k not in values[m.run.path]}
+    if lacking:
+        notes.append(f"{len(lacking)} run(s) without {claim.metric} at iteration {iteration} left out")
+    a = [m for m in a if m.run.path not in lacking]
+    b = [m for m in b if m.run.path not in lacking]
+    paired = bool(a) and {m.seed for m in a} == {m.seed for m in b}
+    if not paired and a and b:
+        notes.append("the arms' seeds differ: unpaired")
+    level = "run"
+    if claim.level != "run" and a and b:
+        files = {m.run.path: _items(m, claim.metric, k) for m in (*a, *b)}
+        have = all(f.exists() for f in files.values())
+        if claim.level == "item" and not (have and paired):
+            raise UserError(f"contrasts: claim '{claim.name}' asks for level: item, but "
+                            + ("the arms' seeds differ" if have else f"{next(f for f in files.values() if not f.exists())} "
+                               "does not exist"))
+        level = "item" if have and paired else "run"
+    if level == "item":
+        est = _item_estimate(a, b, files, n_resamples)
+    else:
+        by_seed = {m.seed: values[m.run.path][k] for m in b} if paired else {}
+        xa = [values[m.run.path][k] for m in sorted(a, key=lambda m: m.seed)]
+        if paired:
+            est = S.paired_t(xa, [by_seed[m.seed] for m in sorted(a, key=lambda m: m.seed)])
+        else:
+            est = S.welch_t(xa, [values[m.run.path][k] for m in b])
+    est.notes[:0] = notes
+    return est, iteration, level
+
+
+def _item_estimate(a: list[Member], b: list[Member], files: dict[Path, Path], n_resamples: int) -> S.Estimate:
+    """Item-wise A - B per seed over the items both arms have; the bootstrap, and CMH for 0/1 items."""
+    other = {m.seed: m for m in b}
+    diffs, tables = [], []
+    for m in sorted(a, key=lambda m: m.seed):
+        ya, yb = read_items(files[m.run.path]), read_items(files[other[m.seed].run.path])
+        shared = [k for k in ya if k in yb]
+        xa, xb = np.array([ya[k] for k in shared]), np.array([yb[k] for k in shared])
+        diffs.append(xa - xb)
+        tables.append([[xa.sum(), len(xa) - xa.sum()], [xb.sum(), len(xb) - xb.sum()]])
+    est = S.hierarchical_bootstrap(diffs, n_resamples)
+    if len(tables) >= 1 and all(len(d) for d in diffs):
+        est.extra = S.cmh(np.moveaxis(np.array(tables, dtype=np.int64), 0, -1))
+    return est
+
+
+# ------------------------------------------------------------------------------------ the family
+
+
+def evaluate(block: ContrastsConfig, members: Sequence[Member], rows: dict[Path, list[dict[str, Any]]],
+             base: Path) -> list[dict[str, Any]]:
+    """One row per claim, in the declared order (columns: :data:`COLUMNS`)."""
+    done = []
+    for claim in block.claims:
+        a = arm_members(claim, "a", claim.a, members, base)
+        b = arm_members(claim, "b", claim.b, members, base)
+        both = {m.run.path for m in a} & {m.run.path for m in b}
+        if both:
+            raise UserError(f"contrasts: claim '{claim.name}': a run is in both arms ({sorted(both)[0]})")
+        done.append((claim, a, b, *estimate(claim, a, b, rows, block.n_resamples)))
+    adjusted, levels = S.family_levels([e.p for _, _, _, e, _, _ in done], block.correction, block.confidence)
+    family = sum(math.isfinite(p) for p in adjusted)
+    out = []
+    for (claim, a, b, est, iteration, level), p_adj, conf in zip(done, adjusted, levels):
+        low, high = est.interval(conf) if math.isfinite(conf) else (S.NAN, S.NAN)
+        n_min = est.n_pairs if est.n_pairs is not None else min(est.n_a, est.n_b)
+        verdict, why = S.verdict(low, high, claim.direction, claim.effect, claim.margin, n_min)
+        out.append({"name": claim.name, "metric": claim.metric, "iteration": iteration,
+                    "a": claim.a.describe(), "b": claim.b.describe(),
+                    "a_cells": "; ".join(dict.fromkeys(m.cell for m in a)),
+                    "b_cells": "; ".join(dict.fromkeys(m.cell for m in b)), "level": level, "method": est.method,
+                    "n_a": est.n_a, "n_b": est.n_b, "n_pairs": est.n_pairs if est.n_pairs is not None else "",
+                    "effect": est.effect, "ci_low": low, "ci_high": high, "ci_confidence": conf, "p": est.p,
+                    "p_adj": p_adj, "correction": block.correction, "family_size": family,
+                    "direction": claim.direction, "published_effect": _or_blank(claim.effect),
+                    "margin": _or_blank(claim.margin), "verdict": verdict, "why": why,
+                    "cmh_statistic": est.extra.get("cmh_statistic", ""), "cmh_p": est.extra.get("cmh_p", ""),
+                    "mh_odds_ratio": est.extra.get("mh_odds_ratio", ""), "note": "; ".join(est.notes)})
+    return out
+
+
+def _or_blank(value: float | None) -> float | str:
+    return "" if value is None else value
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def write(rows: list[dict[str, Any]], folder: Path) -> None:
+    """``contrasts.csv`` and ``contrasts.json`` (NaN as null in the JSON)."""
+    write_csv(rows, folder / "contrasts.csv", columns=COLUMNS)
+    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
+    atomic_write(folder / "contrasts.json", json.dumps(clean, indent=2) + "\n")
+
+
+def lines(rows: list[dict[str, Any]], correction: str, confidence: float) -> list[str]:
+    """What ``compare`` prints: a header, then two lines per claim."""
+    how = {"holm": "Holm-stepped", "bonferroni": "Bonferroni", "none": "unadjusted"}[correction]
+    out = [f"contrasts ({len(rows)} claims; effect = A - B; {how} intervals, {confidence:.0%} family-wise):"]
+    for r in rows:
+        n = f"{r['n_pairs']} paired seeds" if r["n_pairs"] != "" else f"{r['n_a']} + {r['n_b']} runs"
+        published = r["direction"] + (f" {r['published_effect']:g}" if r["published_effect"] != "" else "") + (
+            f" (margin {r['margin']:g})" if r["margin"] != "" else "")
+        out.append(f"  {r['name']}: {r['metric']} at iteration {r['iteration']}, A = {r['a_cells']}, "
+                   f"B = {r['b_cells']}")
+        out.append(f"    effect {_num(r['effect'])}, {_pct(r['ci_confidence'])} interval [{_num(r['ci_low'])}, "
+                   f"{_num(r['ci_high'])}], {n}, {r['method'].split(' (')[0]}, p = {_num(r['p'])} "
+                   f"(adjusted {_num(r['p_adj'])}); published: {published} -> {r['verdict'].upper()} "
+                   f"({r['why']})")
+    return out
+
+
+def _num(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def _pct(value: float) -> str:
+    return "no" if not math.isfinite(value) else f"{100 * value:.4g}%"
