@@ -285,3 +285,15 @@ def test_the_committed_toy_sweep_prints_its_verdicts(tmp_path, monkeypatch, caps
     assert [r["n_pairs"] for r in rows] == ["3", "3", "3"] and all(r["iteration"] == "2" for r in rows)
     verdicts = {"reproduced", "reversed", "equivalent", "inconclusive", "not shown"}
     assert all(r["verdict"] in verdicts and r["verdict"].upper() in err for r in rows)
+
+
+def test_a_claim_that_names_no_cell_is_refused_before_the_sweep_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="claim 'ten_percent_synthetic_no_effect', arm a: no cell of the sweep has "
+                       "curate.regime.alpha=0.1"):
+        create(TOY, ["sweep.executor=inline"], grid=["curate.regime=[{name: replace, alpha: 0.0}, {name: accumulate}, "
+                                                     "{name: replace, alpha: 1.0}]"], name="typo")
+    assert not (tmp_path / "runs" / "typo").exists()
+    with pytest.raises(UserError, match="matches several runs of seed 0"):
+        create(TOY, ["sweep.executor=inline", "contrasts.claims.0.a={curate.regime.name: replace}"], name="twice")
+    assert create(TOY, ["sweep.executor=inline"], name="fine").exists()

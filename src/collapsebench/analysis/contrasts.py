@@ -103,13 +103,32 @@ def arm_members(claim: Contrast, side: str, arm: Arm, members: Sequence[Member],
         if not picked:
             cells = sorted({m.cell for m in members})
             raise UserError(f"{where}: no compared run has {arm.describe()}; cells: {', '.join(cells)}")
-    seeds = [m.seed for m in picked]
+    _one_per_seed(where, arm, [(m.cell, m.seed) for m in picked])
+    return picked
+
+
+def _one_per_seed(where: str, arm: Arm, picked: Sequence[tuple[str, int]]) -> None:
+    seeds = [seed for _, seed in picked]
     twice = sorted({s for s in seeds if seeds.count(s) > 1})
     if twice:
-        cells = sorted({m.cell for m in picked if m.seed in twice})
+        cells = sorted({cell for cell, seed in picked if seed in twice})
         raise UserError(f"{where}: {arm.describe()} matches several runs of seed {twice[0]} (cells: "
                         f"{'; '.join(cells)}); add a key that tells them apart")
-    return picked
+
+
+def check_grid(block: ContrastsConfig, cells: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+    """Before a sweep runs, on its cells' (label, seed, resolved config): every ``where`` arm matches
+    a cell and no two cells of one seed, so a typo in a claim costs no compute."""
+    for claim in block.claims:
+        for side, arm in (("a", claim.a), ("b", claim.b)):
+            if arm.runs:
+                continue
+            picked = [(label, seed) for label, seed, dumped in cells if _matches(dumped, arm.where)]
+            where = f"contrasts: claim '{claim.name}', arm {side}"
+            if not picked:
+                labels = ", ".join(dict.fromkeys(label for label, _, _ in cells))
+                raise UserError(f"{where}: no cell of the sweep has {arm.describe()}; cells: {labels}")
+            _one_per_seed(where, arm, picked)
 
 
 def _metric_at(rows: list[dict[str, Any]], metric: str) -> dict[int, float]:
