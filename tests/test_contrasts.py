@@ -196,8 +196,13 @@ def write_run(path, seed, alpha, values, contrasts, items=None):
         (folder / "metrics.json").write_text(json.dumps(r))
         (folder / "stats.json").write_text("{}")
     if items is not None:
-        (path / "iter_002" / "evaluate" / "knowledge_items.jsonl").write_text(
+        folder = path / "iter_002" / "evaluate"
+        (folder / "knowledge_items.jsonl").write_text(
             "".join(json.dumps({"id": f"q{i}", "correct": bool(c)}) + "\n" for i, c in enumerate(items)))
+        # lm-eval's samples: one row per document and filter; the other filter's values are the complement
+        (folder / "lm_eval_samples_gsm.jsonl").write_text("".join(
+            json.dumps({"doc_id": i, "filter": f, "exact_match": float(c if f == "strict-match" else 1 - c)}) + "\n"
+            for i, c in enumerate(items) for f in ("strict-match", "flexible-extract")))
     return path
 
 
@@ -205,7 +210,9 @@ CLAIMS = {"correction": "bonferroni", "n_resamples": 2000, "claims": [
     {"name": "drop", "a": {"curate.regime.alpha": 0.5}, "b": {"curate.regime.alpha": 0.0}, "metric": "m",
      "direction": "decrease"},
     {"name": "knowledge_same", "a": {"curate.regime.alpha": 0.5}, "b": {"curate.regime.alpha": 0.0},
-     "metric": "knowledge_accuracy", "iteration": 2, "direction": "none", "margin": 0.3}]}
+     "metric": "knowledge_accuracy", "iteration": 2, "direction": "none", "margin": 0.3},
+    {"name": "gsm", "a": {"curate.regime.alpha": 0.5}, "b": {"curate.regime.alpha": 0.0},
+     "metric": "lm_eval/gsm/exact_match/strict-match", "level": "item", "direction": "decrease"}]}
 
 
 @pytest.fixture
@@ -217,21 +224,30 @@ def runs(tmp_path):
         truth = rng.integers(0, 2, 10)
         for alpha, m, items in [(0.0, 5.0 + seed, truth), (0.5, 5.0 + seed - drop, truth ^ (rng.random(10) < 0.2))]:
             values = [{"m": 5.0 + seed, "knowledge_accuracy": 0.5},
-                      {"m": m, "knowledge_accuracy": float(np.mean(items))}]
+                      {"m": m, "knowledge_accuracy": float(np.mean(items)),
+                       "lm_eval/gsm/exact_match/strict-match": float(np.mean(items))}]
             out.append(write_run(tmp_path / f"a{alpha}s{seed}", seed, alpha, values, CLAIMS, items.tolist()))
     return out
+
+
+def item_effect(runs):
+    """mean over seeds of the mean item-wise difference alpha 0.5 - alpha 0, from the files written"""
+    def read(run):
+        lines = (run / "iter_002" / "evaluate" / "knowledge_items.jsonl").read_text().splitlines()
+        return np.array([float(json.loads(line)["correct"]) for line in lines])
+    return np.mean([np.mean(read(runs[i + 1]) - read(runs[i])) for i in range(0, len(runs), 2)])
 
 
 def test_compare_prints_and_writes_the_verdicts(runs, tmp_path, capsys):
     assert main(["compare", *map(str, runs), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
-    assert "contrasts (2 claims; effect = A - B; Bonferroni intervals, 95% family-wise)" in err
+    assert "contrasts (3 claims; effect = A - B; Bonferroni intervals, 95% family-wise)" in err
     rows = {r["name"]: r for r in read_csv(tmp_path / "out" / "contrasts.csv")}
     drop = rows["drop"]
-    # d = [-1, -2, -3, -2] at the last iteration (2): mean -2, sd sqrt(2/3), interval at 1 - 0.05/2
+    # d = [-1, -2, -3, -2] at the last iteration (2): mean -2, sd sqrt(2/3), interval at 1 - 0.05/3
     from scipy.stats import t
 
-    half = t.ppf(1 - 0.025 / 2, 3) * math.sqrt(2 / 3) / 2
+    half = t.ppf(1 - 0.05 / 3 / 2, 3) * math.sqrt(2 / 3) / 2
     assert drop["iteration"] == "2" and drop["level"] == "run" and drop["n_pairs"] == "4"
     assert float(drop["effect"]) == -2.0 and float(drop["ci_low"]) == pytest.approx(-2 - half)
     assert float(drop["ci_high"]) == pytest.approx(-2 + half) and drop["verdict"] == "reproduced"
@@ -239,9 +255,13 @@ def test_compare_prints_and_writes_the_verdicts(runs, tmp_path, capsys):
     items = rows["knowledge_same"]
     assert items["level"] == "item" and items["method"].startswith("hierarchical bootstrap")
     assert items["cmh_statistic"] != "" and items["verdict"] in {"equivalent", "inconclusive", "reversed"}
-    assert float(items["ci_confidence"]) == pytest.approx(0.975)
+    assert float(items["ci_confidence"]) == pytest.approx(1 - 0.05 / 3)
+    assert float(items["effect"]) == pytest.approx(item_effect(runs)) and "10 shared items" in items["note"]
+    gsm = rows["gsm"]  # the same 0/1 values, read from lm-eval's samples of the strict-match filter only
+    assert gsm["level"] == "item" and float(gsm["effect"]) == pytest.approx(item_effect(runs))
+    assert gsm["cmh_statistic"] == items["cmh_statistic"] and gsm["ci_low"] == items["ci_low"]
     js = json.loads((tmp_path / "out" / "contrasts.json").read_text())
-    assert [r["name"] for r in js] == ["drop", "knowledge_same"] and js[0]["verdict"] == "reproduced"
+    assert [r["name"] for r in js] == ["drop", "knowledge_same", "gsm"] and js[0]["verdict"] == "reproduced"
 
 
 def test_compare_contrast_errors(runs, tmp_path):

@@ -44,6 +44,21 @@ class Arm(_Strict):
             raise ValueError("an arm is either config values ({key: value, ...} or where: {...}) or runs: [dirs]")
         return self
 
+    def matches(self, dumped: dict[str, Any]) -> bool:
+        """Whether a resolved config (``Config.dump()``) has every ``key: value`` of ``where``."""
+        for dotted, wanted in self.where.items():
+            node: Any = dumped
+            for key in dotted.split("."):
+                if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                    node = node[int(key)]
+                elif isinstance(node, dict) and key in node:
+                    node = node[key]
+                else:
+                    return False
+            if node != wanted:
+                return False
+        return True
+
     def describe(self) -> str:
         if self.runs:
             return "runs " + ", ".join(self.runs)
@@ -65,8 +80,8 @@ class Contrast(_Strict):
     margin: float | None = Field(None, gt=0, description="null claims: |A - B| below this counts as no effect")
     level: Literal["auto", "run", "item"] = Field(
         "auto", description="'run': one number per run (t-interval over seeds); 'item': the evaluation's "
-        "per-item verdicts (<prefix>_items.jsonl, hierarchical bootstrap over seeds and items); 'auto': item "
-        "where every run has the items file, else run")
+        "per-item values (<prefix>_items.jsonl, lm_eval_samples_<task>.jsonl; hierarchical bootstrap over seeds "
+        "and items); 'auto': item where every run has them, else run")
 
     @model_validator(mode="after")
     def _consistent(self) -> Contrast:

@@ -70,25 +70,6 @@ def declared(members: Sequence[Member], path: str | Path | None = None) -> tuple
 # ------------------------------------------------------------------------------------ arms and values
 
 
-def _value_at(tree: Any, dotted: str) -> Any:
-    node = tree
-    for key in dotted.split("."):
-        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        elif isinstance(node, dict) and key in node:
-            node = node[key]
-        else:
-            raise KeyError(dotted)
-    return node
-
-
-def _matches(dumped: dict[str, Any], where: dict[str, Any]) -> bool:
-    try:
-        return all(_value_at(dumped, key) == value for key, value in where.items())
-    except KeyError:
-        return False
-
-
 def arm_members(claim: Contrast, side: str, arm: Arm, members: Sequence[Member], base: Path) -> list[Member]:
     """The runs of one arm; an empty arm, or two runs of one seed, is an error naming the claim."""
     where = f"contrasts: claim '{claim.name}', arm {side}"
@@ -99,7 +80,7 @@ def arm_members(claim: Contrast, side: str, arm: Arm, members: Sequence[Member],
         if missing:
             raise UserError(f"{where}: {', '.join(wanted[p] for p in sorted(missing))} not among the compared runs")
     else:
-        picked = [m for m in members if _matches(m.config.dump(), arm.where)]
+        picked = [m for m in members if arm.matches(m.config.dump())]
         if not picked:
             cells = sorted({m.cell for m in members})
             raise UserError(f"{where}: no compared run has {arm.describe()}; cells: {', '.join(cells)}")
@@ -123,7 +104,7 @@ def check_grid(block: ContrastsConfig, cells: Sequence[tuple[str, int, dict[str,
         for side, arm in (("a", claim.a), ("b", claim.b)):
             if arm.runs:
                 continue
-            picked = [(label, seed) for label, seed, dumped in cells if _matches(dumped, arm.where)]
+            picked = [(label, seed) for label, seed, dumped in cells if arm.matches(dumped)]
             where = f"contrasts: claim '{claim.name}', arm {side}"
             if not picked:
                 labels = ", ".join(dict.fromkeys(label for label, _, _ in cells))
@@ -140,23 +121,36 @@ def _metric_at(rows: list[dict[str, Any]], metric: str) -> dict[int, float]:
     return out
 
 
-def _items(member: Member, metric: str, iteration: int) -> Path:
-    prefix = metric[: -len(ITEMS_SUFFIX)] if metric.endswith(ITEMS_SUFFIX) else metric
-    return member.run.phase_dir(iteration, "evaluate") / f"{prefix}_items.jsonl"
-
-
-def read_items(path: Path) -> dict[str, float]:
-    """Item id (its ``id``, else its line number) -> its ``correct`` as 0/1."""
+def item_values(member: Member, metric: str, iteration: int) -> dict[str, float] | None:
+    """The per-item values behind ``metric`` at ``iteration`` (item id -> value), or None where the
+    evaluation wrote none: ``<prefix>_accuracy`` is the mean of ``<prefix>_items.jsonl``'s ``correct``
+    (``knowledge``, ``calibration``; item id: its ``id``, else its line), and
+    ``lm_eval/<task>/<metric>[/<filter>]`` the mean of that field of ``lm_eval_samples_<task>.jsonl``
+    over the rows of that filter (item id: ``doc_id``)."""
+    folder = member.run.phase_dir(iteration, "evaluate")
+    parts = metric.split("/")
+    if parts[0] == "lm_eval" and len(parts) in (3, 4):
+        path, field, key = folder / f"lm_eval_samples_{parts[1]}.jsonl", parts[2], "doc_id"
+        wanted = parts[3] if len(parts) == 4 else "none"
+    elif metric.endswith(ITEMS_SUFFIX):
+        path, field, key, wanted = folder / f"{metric[: -len(ITEMS_SUFFIX)]}_items.jsonl", "correct", "id", None
+    else:
+        return None
+    if not path.exists():
+        return None
     out: dict[str, float] = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
         try:
-            row = json.loads(line)
-            out[str(row.get("id", n))] = float(bool(row["correct"]))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            raise UserError(f"{path}, line {n}: not an item row with a 'correct' field") from None
-    return out
+            row = json.loads(line) if line.strip() else {}
+        except json.JSONDecodeError:
+            raise UserError(f"{path}, line {n}: not JSON") from None
+        if field not in row or (wanted is not None and row.get("filter", "none") != wanted):
+            continue
+        value = row[field]
+        if not isinstance(value, (bool, int, float)) or not math.isfinite(value):
+            raise UserError(f"{path}, line {n}: '{field}' is {value!r}, not a number")
+        out[str(row.get(key, n))] = float(value)
+    return out or None
 
 
 # ------------------------------------------------------------------------------------ one claim
@@ -181,17 +175,18 @@ def estimate(claim: Contrast, a: list[Member], b: list[Member], rows: dict[Path,
     paired = bool(a) and {m.seed for m in a} == {m.seed for m in b}
     if not paired and a and b:
         notes.append("the arms' seeds differ: unpaired")
-    level = "run"
+    level, items = "run", {}
     if claim.level != "run" and a and b:
-        files = {m.run.path: _items(m, claim.metric, k) for m in (*a, *b)}
-        have = all(f.exists() for f in files.values())
-        if claim.level == "item" and not (have and paired):
-            raise UserError(f"contrasts: claim '{claim.name}' asks for level: item, but "
-                            + ("the arms' seeds differ" if have else f"{next(f for f in files.values() if not f.exists())} "
-                               "does not exist"))
-        level = "item" if have and paired else "run"
+        found = {m.run.path: item_values(m, claim.metric, k) for m in (*a, *b)}
+        missing = [path for path, v in found.items() if v is None]
+        if claim.level == "item" and (missing or not paired):
+            raise UserError(f"contrasts: claim '{claim.name}' asks for level: item, but " + (
+                f"{missing[0]} has no per-item values of {claim.metric} at iteration {k}" if missing
+                else "the arms' seeds differ"))
+        if paired and not missing:
+            level, items = "item", {path: v for path, v in found.items() if v is not None}
     if level == "item":
-        est = _item_estimate(a, b, files, n_resamples)
+        est = _item_estimate(a, b, items, n_resamples)
     else:
         by_seed = {m.seed: values[m.run.path][k] for m in b} if paired else {}
         xa = [values[m.run.path][k] for m in sorted(a, key=lambda m: m.seed)]
@@ -203,18 +198,20 @@ def estimate(claim: Contrast, a: list[Member], b: list[Member], rows: dict[Path,
     return est, iteration, level
 
 
-def _item_estimate(a: list[Member], b: list[Member], files: dict[Path, Path], n_resamples: int) -> S.Estimate:
+def _item_estimate(a: list[Member], b: list[Member], items: dict[Path, dict[str, float]],
+                   n_resamples: int) -> S.Estimate:
     """Item-wise A - B per seed over the items both arms have; the bootstrap, and CMH for 0/1 items."""
     other = {m.seed: m for m in b}
     diffs, tables = [], []
     for m in sorted(a, key=lambda m: m.seed):
-        ya, yb = read_items(files[m.run.path]), read_items(files[other[m.seed].run.path])
+        ya, yb = items[m.run.path], items[other[m.seed].run.path]
         shared = [k for k in ya if k in yb]
         xa, xb = np.array([ya[k] for k in shared]), np.array([yb[k] for k in shared])
         diffs.append(xa - xb)
         tables.append([[xa.sum(), len(xa) - xa.sum()], [xb.sum(), len(xb) - xb.sum()]])
     est = S.hierarchical_bootstrap(diffs, n_resamples)
-    if len(tables) >= 1 and all(len(d) for d in diffs):
+    binary = all(set(items[m.run.path].values()) <= {0.0, 1.0} for m in (*a, *b))
+    if binary and all(len(d) for d in diffs):
         est.extra = S.cmh(np.moveaxis(np.array(tables, dtype=np.int64), 0, -1))
     return est
 
