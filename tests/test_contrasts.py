@@ -119,6 +119,18 @@ def test_hierarchical_bootstrap():
     assert 0.1 - 1e-12 <= low < 0.2 < high <= 0.3 + 1e-12
     again = S.hierarchical_bootstrap(diffs, 2000)
     assert again.interval(0.95) == (low, high)  # a fixed seed
+    # two seeds of one item each, differences -1 and 1: a resample's two seeds give -1 (1/4), 0 (1/2)
+    # or 1 (1/4); p = 2 min(P(<= 0), P(>= 0)) = 2 x 3/4, capped at 1; the 95% interval is [-1, 1]
+    est = S.hierarchical_bootstrap([np.array([-1.0]), np.array([1.0])], 4000)
+    assert est.effect == 0.0 and est.p == 1.0 and est.interval(0.95) == (-1.0, 1.0)
+    shares = np.mean(S._resample([np.array([-1.0]), np.array([1.0])], 4000, np.random.default_rng(0))[:, None]
+                     == np.array([-1.0, 0.0, 1.0]), axis=0)
+    assert shares == pytest.approx([0.25, 0.5, 0.25], abs=0.03)  # 4000 draws: sd of a share < 0.008
+    # one seed of two items (differences 0 and 1) and one of a single item (difference 1): within the
+    # first seed an item draw's mean is 0 (1/4), 1/2 (1/2) or 1 (1/4), so the statistic is 0 only when
+    # both seed draws are the first seed and both its item draws are 0: (1/2)^2 x (1/4)^2 = 1/64
+    stats = S._resample([np.array([0.0, 1.0]), np.array([1.0])], 20000, np.random.default_rng(1))
+    assert np.mean(stats == 0) == pytest.approx(1 / 64, abs=0.004)
     # 0/1 items with no systematic difference: the interval holds 0, p is large
     rng = np.random.default_rng(0)
     noise = [rng.integers(0, 2, 200) - rng.integers(0, 2, 200) for _ in range(4)]
