@@ -79,7 +79,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from collapsebench.analysis.compare import compare
 
     out = compare(args.paths, metrics=args.metric or None, out=args.out, reference=args.reference,
-                  correction=args.correction)
+                  correction=args.correction, contrasts=args.contrasts)
     console.print(f"report: {out}" if out else "no evaluated iteration yet")
     return 0
 
@@ -184,7 +184,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if SweepLayout(args.run_dir).exists():
         return _cmd_compare(argparse.Namespace(paths=[args.run_dir], metric=None, out=None, reference=None,
-                                               correction="holm"))
+                                               correction="holm", contrasts=None))
     run = RunLayout(args.run_dir)
     run.load_config()
     path = write_report(run)
@@ -306,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="the cell the others are tested against (default: the 0%%-synthetic cell)")
     p.add_argument("--correction", choices=["holm", "bonferroni", "none"], default="holm",
                    help="multiple-comparison correction over each metric's comparisons at one iteration")
+    p.add_argument("--contrasts", metavar="FILE", help="a YAML file whose contrasts: block to test (default: the "
+                   "block in the runs' configs)")
     p.set_defaults(fn=_cmd_compare)
 
     p = sub.add_parser("validate", help="check a config without running it")

@@ -9,6 +9,10 @@ cell, e.g. replace alpha=0, or ``--reference``) and with its clean baseline; the
 default) runs over the comparisons of one metric at one iteration. Everything goes to ``stats.csv``
 (``kind``: ``summary`` or ``comparison``). The figures (:mod:`collapsebench.analysis.figures`) go
 to ``figures/`` as PNG and SVG, and ``report.html`` shows them with the statistics.
+
+Claims declared in the runs' ``contrasts:`` block (or in ``--contrasts FILE``) are tested by
+:mod:`collapsebench.analysis.contrasts`: their verdicts are printed and written to
+``contrasts.csv`` and ``contrasts.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from collapsebench.analysis import contrasts as C
 from collapsebench.analysis import figures as F
 from collapsebench.analysis.runs import (
     DIVERSITY,
@@ -40,6 +45,7 @@ from collapsebench.analysis.stats import (
     write_csv,
 )
 from collapsebench.config import Config, identity
+from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.layout import RunLayout, SweepLayout
 
@@ -165,17 +171,26 @@ def analyse(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
 
 
 def compare(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None, out: str | Path | None = None,
-            reference: str | None = None, correction: Correction = "holm", quiet: bool = False) -> Path | None:
-    """Write ``figures/`` (PNG and SVG), ``stats.csv`` and ``report.html`` to ``out``; the report's path
+            reference: str | None = None, correction: Correction = "holm", quiet: bool = False,
+            contrasts: str | Path | None = None) -> Path | None:
+    """Write ``figures/`` (PNG and SVG), ``stats.csv``, ``report.html`` and, when claims are declared,
+    ``contrasts.csv`` and ``contrasts.json`` (printed unless ``quiet``) to ``out``; the report's path
     (None when no run has evaluated an iteration yet)."""
     from collapsebench.analysis.report import write_sweep_report
 
     comparison, rows = analyse(paths, metrics=metrics, reference=reference, correction=correction)
+    block, base = C.declared(comparison.members, contrasts)
     if not any(rows.values()):
         return None
+    claims = C.evaluate(block, comparison.members, rows, base) if block is not None else []
     target = Path(out) if out is not None else Path(paths[0]) / "report"
     target.mkdir(parents=True, exist_ok=True)
     write_stats(comparison.summary, comparison.tests, target / "stats.csv")
+    if block is not None:
+        C.write(claims, target)
+        if not quiet:
+            for line in C.lines(claims, block.correction, block.confidence):
+                console.print(line, highlight=False, markup=False)
     made = draw(comparison, rows, target / "figures")
     return write_sweep_report(comparison, made, target / "report.html")
 

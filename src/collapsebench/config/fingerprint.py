@@ -82,7 +82,7 @@ def chain(config: Config, *, mix_args: tuple[str, ...], code: dict[str, str], it
 
 # Keys that decide where and how far a run goes, or what watches it, but not its results.
 NOT_RESULTS = ("name", "output_dir", "config_dir", "iterations", "executor", "resources", "tracking", "stop_when",
-               "sweep", "prepare")
+               "sweep", "prepare", "contrasts")
 
 
 def identity(config: Config, *, without: tuple[str, ...] = ()) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from collapsebench.config.contrasts import ContrastsConfig
 from collapsebench.config.reading import short
 from collapsebench.errors import UserError
 
@@ -316,6 +317,7 @@ class Config(Strict):
                                          "the first iteration that crosses each one (its time to failure); rules "
                                          "with stop: true end the run there")
     sweep: SweepConfig | None = Field(None, description="the grid `collapsebench sweep` runs from this config")
+    contrasts: ContrastsConfig | None = Field(None, description="the claims `collapsebench compare` tests (docs/sweeps.md)")
     resources: dict[str, PhaseResources] = Field(
         default_factory=dict, description="per-phase requests of the scheduling executors (slurm, ray), over the "
         "executor's own settings: {train: {nodes, gpus_per_node, cpus_per_task, mem_gb, timeout_min, partition, "

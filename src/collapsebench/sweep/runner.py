@@ -71,11 +71,17 @@ def create(config_path: str | Path, overrides: Sequence[str] = (), *, grid: Sequ
         raise UserError(f"{sweep.path} is a run directory, not a sweep; choose another --name")
     if RunLayout(sweep.path).is_locked():
         raise UserError(f"a sweep driver is running on {sweep.path}; follow it with: collapsebench status {sweep.path}")
+    configs = []
     for cell in cells:  # every cell's plug-in arguments, before anything runs
         try:
-            validate_config(cell_config(sweep.path, base, spec, cell))
+            configs.append(cell_config(sweep.path, base, spec, cell))
+            validate_config(configs[-1])
         except UserError as exc:
             raise UserError(f"sweep cell '{cell.label}' (seed {cell.seed}): {exc}") from None
+    if configs and configs[0].contrasts is not None:  # the declared claims name cells of this grid
+        from collapsebench.analysis.contrasts import check_grid
+
+        check_grid(configs[0].contrasts, [(c.label, c.seed, k.dump()) for c, k in zip(cells, configs)])
     previous = sweep.manifest() if sweep.exists() else {}
     current = {c.id for c in cells}
     retired = [c for c in previous.get("cells", []) + previous.get("retired", []) if c["id"] not in current]
