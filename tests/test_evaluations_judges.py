@@ -75,10 +75,11 @@ def _ctx_with_data(tmp_path):
 def test_local_random_judge_counts_unparsed(tmp_path):
     ctx = _ctx_with_data(tmp_path)
     model = tiny_causal_lm(tmp_path / "judge", TEXTS)  # random weights: babble, never "Score: n"
-    m = judge_quality(ctx, {"type": "transformers", "model": str(model), "max_new_tokens": 5}, n_samples=2)
-    assert m["judge_quality_n"] == 2.0
-    assert m["judge_quality_unparsed_rate"] == 1.0
-    assert math.isnan(m["judge_quality_mean"])
+    m = judge_quality(ctx, {"type": "transformers", "model": str(model), "max_new_tokens": 5}, n_samples=2,
+                      on="accepted")  # samples/ alone: no candidates/ here
+    assert m["judge_quality_n_accepted"] == 2.0
+    assert m["judge_quality_unparsed_rate_accepted"] == 1.0
+    assert math.isnan(m["judge_quality_mean_accepted"])
     rows = [json.loads(line) for line in (ctx.out_dir / "judge_quality.jsonl").open()]
     assert len(rows) == 2 and all(r["score"] is None and isinstance(r["response"], str) for r in rows)
     p = judge_pairwise(ctx, {"type": "transformers", "model": str(model), "max_new_tokens": 3}, n_pairs=2)
@@ -122,8 +123,9 @@ def test_openai_compatible_endpoint(tmp_path, endpoint, monkeypatch):
     monkeypatch.setenv("MY_JUDGE_KEY", "sekret")
     ctx = _ctx_with_data(tmp_path)
     spec = {"type": "openai", "base_url": endpoint, "model": "judge-1", "api_key_env": "MY_JUDGE_KEY"}
-    m = judge_quality(ctx, spec, n_samples=3)
-    assert m == {"judge_quality_mean": 4.0, "judge_quality_unparsed_rate": 0.0, "judge_quality_n": 3.0}
+    m = judge_quality(ctx, spec, n_samples=3, on="accepted")
+    assert m == {"judge_quality_mean_accepted": 4.0, "judge_quality_unparsed_rate_accepted": 0.0,
+                 "judge_quality_n_accepted": 3.0}
     path, auth, body = _Canned.seen[0]
     assert path == "/v1/chat/completions" and auth == "Bearer sekret" and body["model"] == "judge-1"
     p = judge_pairwise(ctx, spec, n_pairs=3)

@@ -87,14 +87,14 @@ def test_classifier_score_audits_samples_and_real_text_with_the_validators_score
     save_real(ctx, texts[12:], split="holdout")
     raw = [v.score for v in classifier(ctx, {"text": texts[:12]}, model="clf", threshold=0.0)]
     cut = float(np.median(raw))
-    m = classifier_score(ctx, model="clf", threshold=cut, n_samples=100)
-    assert m["classifier_n"] == 12 and m["real_classifier_n"] == 8
-    assert m["classifier_mean"] == pytest.approx(float(np.mean(raw)), abs=1e-5)
-    assert m["classifier_pass_rate"] == pytest.approx(float(np.mean(np.array(raw) >= cut)))
+    m = classifier_score(ctx, model="clf", threshold=cut, n_samples=100, on="accepted")  # samples/ alone
+    assert m["classifier_n_accepted"] == 12 and m["real_classifier_n"] == 8
+    assert m["classifier_mean_accepted"] == pytest.approx(float(np.mean(raw)), abs=1e-5)
+    assert m["classifier_pass_rate_accepted"] == pytest.approx(float(np.mean(np.array(raw) >= cut)))
     lines = (ctx.out_dir / "classifier_scores.jsonl").read_text().splitlines()
     assert len(lines) == 20 and json.loads(lines[-1])["source"] == "real"
     with pytest.raises(Exception, match="threshold"):
-        classifier_score(ctx, model="clf")  # a regression head has no default threshold
+        classifier_score(ctx, model="clf", on="accepted")  # a regression head has no default threshold
 
 
 # ------------------------------------------------------------------------------------ the twins
@@ -193,12 +193,12 @@ def cpt_headline(sweep: Path) -> dict[str, float]:
         base = low[1]["holdout_perplexity"]
         assert ppl["0.75"] > ppl["0.2"] and ppl["0.75"] > 1.02 * base, (seed, ppl, base)
         assert high[3]["holdout_perplexity"] > high[2]["holdout_perplexity"], seed
-        assert filtered[3]["classifier_mean"] > high[3]["classifier_mean"] + 0.3, seed
+        assert filtered[3]["classifier_mean_accepted"] > high[3]["classifier_mean_accepted"] + 0.3, seed
         assert 0 < filtered[2]["generate/acceptance"] < 1 and high[2]["generate/acceptance"] == 1
         assert 0.25 < low[1]["lm_eval/wikitext_cloze/acc"] < 1  # 4 choices: above chance
         for name, rows in (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered)):
             take(headline, f"{name}/seed{seed}", rows, holdout_perplexity_it3=(3, "holdout_perplexity"),
-                 cloze_acc_it3=(3, "lm_eval/wikitext_cloze/acc"), classifier_mean_it3=(3, "classifier_mean"))
+                 cloze_acc_it3=(3, "lm_eval/wikitext_cloze/acc"), classifier_mean_it3=(3, "classifier_mean_accepted"))
     return headline
 
 

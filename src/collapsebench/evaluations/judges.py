@@ -25,6 +25,7 @@ import numpy as np
 
 from collapsebench.api import PhaseContext
 from collapsebench.errors import UserError
+from collapsebench.evaluations.candidates import On
 
 POINTWISE_TEMPLATE = (
     "Rate the quality of the following text on a scale from 0 to 5, where 0 means incoherent or empty, "
@@ -175,13 +176,17 @@ def _pick(n: int, k: int, rng: np.random.Generator) -> list[int]:
 
 
 def judge_quality(ctx: PhaseContext, judge: dict[str, Any], *, n_samples: int = 100, template: str = POINTWISE_TEMPLATE,
-                  marker: str = "Score:") -> dict[str, float]:
-    """Evaluation: mean 0-5 judge score of a seeded subsample of the iteration's samples."""
+                  marker: str = "Score:", on: On = "all") -> dict[str, float]:
+    """Evaluation: mean 0-5 judge score of a seeded subsample of the iteration's generated texts
+    (``on``: every candidate, the accepted or the rejected ones, see
+    :mod:`collapsebench.evaluations.candidates`); keys suffixed with the set (``_all``,
+    ``_accepted``, ``_rejected``)."""
+    from collapsebench.evaluations.candidates import audit_rows, per_set
     from collapsebench.evaluations.common import require_column, write_jsonl
 
-    samples = ctx.samples()
-    require_column(samples, ctx.text_field, what="samples")
-    rows = samples.select(_pick(len(samples), n_samples, np.random.default_rng(ctx.seed)))
+    rows, accepted = audit_rows(ctx, on, n_samples, np.random.default_rng(ctx.seed),
+                                "evaluate.evaluations (judge_quality)")
+    require_column(rows, ctx.text_field, what="generated texts")
     texts = [str(t) for t in rows[ctx.text_field]]
     try:
         prompts = [template.format(text=t) for t in texts]
@@ -191,13 +196,16 @@ def judge_quality(ctx: PhaseContext, judge: dict[str, Any], *, n_samples: int = 
     scores = np.array([parse_score(r, marker) for r in responses])
     ids = rows["id"] if "id" in rows.column_names else [str(i) for i in range(len(texts))]
     write_jsonl(ctx.out_dir / "judge_quality.jsonl",
-                ({"id": i, "text": t, "response": r, "score": float(s)} for i, t, r, s in zip(ids, texts, responses, scores)))
-    parsed = ~np.isnan(scores)
-    return {
-        "judge_quality_mean": float(scores[parsed].mean()) if parsed.any() else math.nan,
-        "judge_quality_unparsed_rate": float(1 - parsed.mean()) if scores.size else math.nan,
-        "judge_quality_n": float(scores.size),
-    }
+                ({"id": i, "accepted": bool(a), "text": t, "response": r, "score": float(s)}
+                 for i, a, t, r, s in zip(ids, accepted, texts, responses, scores)))
+
+    def summary(part: np.ndarray) -> dict[str, float]:
+        parsed = ~np.isnan(part)
+        return {"judge_quality_mean": float(part[parsed].mean()) if parsed.any() else math.nan,
+                "judge_quality_unparsed_rate": float(1 - parsed.mean()) if part.size else math.nan,
+                "judge_quality_n": float(part.size)}
+
+    return per_set(on, accepted, lambda mask: summary(scores[mask]))
 
 
 def judge_pairwise(ctx: PhaseContext, judge: dict[str, Any], *, n_pairs: int = 50, template: str = PAIRWISE_TEMPLATE,

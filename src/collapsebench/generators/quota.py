@@ -15,8 +15,10 @@ source, called with a seed of its own (round 0 with the phase seed), where ``fac
 Candidates drawn in all rounds are capped at ``generate.max_attempts`` x target (in samples); when
 the cap is spent, or the observed acceptance rate says it will be, a UserError names the validator
 that rejects the most. Accepted samples are taken in (round, shard, row) order up to the target; the
-surplus of the last round is dropped. Rejected candidates go to ``rejected/`` with ``rejected_by``
-and ``reason``.
+surplus of the last round is not in ``samples/``. Rejected candidates go to ``rejected/`` with
+``rejected_by`` and ``reason``, and every candidate, accepted, surplus or rejected, to
+``candidates/`` (:mod:`collapsebench.generators.outputs`). Token targets count generated tokens:
+a sample's ``n_tokens`` less the tokens of the prompt it keeps (``n_prompt_tokens``).
 
 Files (in ``shards/``; every write atomic): ``prompts_r<round>.parquet``, ``raw_r<round>_<shard>``
 (generated, not yet validated) and ``shard_r<round>_<shard>`` (validated). Shard s of round r is
@@ -34,14 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import GenerateConfig
 from collapsebench.errors import UserError
+from collapsebench.generators.outputs import finalize
 from collapsebench.io import atomic_write_with, derive_seed
 from collapsebench.models.tokens import COLUMN as TOKENS
-from collapsebench.models.tokens import FRAME
+from collapsebench.models.tokens import FRAME, PROMPT_COLUMN
 from collapsebench.registry import prompt_sources
 from collapsebench.validators.chain import (
     apply_chain,
@@ -215,13 +216,14 @@ def _regime_target(ctx: PhaseContext) -> Target:
 
 # ------------------------------------------------------------------------------------ the tally
 
+
 @dataclass
 class Tally:
     """Accepted and seen candidates so far, in total and per validator ([seen, kept])."""
 
     keys: list[str]
     accepted: int = 0
-    tokens: int = 0  # of the accepted samples
+    tokens: int = 0  # generated tokens of the accepted samples (their kept prompts' aside)
     candidates: int = 0
     per: dict[str, list[int]] = field(default_factory=dict)
 
@@ -231,6 +233,7 @@ class Tally:
     def add(self, table: dict[str, list[Any]], rows: int) -> int:
         """Count one validated shard (its ``accepted``, ``rejected_by`` and token count columns);
         return its accepted rows."""
+        generated = [n - p for n, p in zip(table[TOKENS], table[PROMPT_COLUMN])]
         rejected_by = table["rejected_by"]
         for i, key in enumerate(self.keys):
             earlier = set(self.keys[:i])
@@ -239,7 +242,7 @@ class Tally:
             self.per[key] = [self.per[key][0] + seen, self.per[key][1] + kept]
         got = int(sum(table["accepted"]))
         self.accepted += got
-        self.tokens += int(sum(n for n, ok in zip(table[TOKENS], table["accepted"]) if ok))
+        self.tokens += int(sum(n for n, ok in zip(generated, table["accepted"]) if ok))
         self.candidates += rows
         return got
 
@@ -286,17 +289,21 @@ def _candidates(ctx: PhaseContext, job: Job, keep_prompt: bool,
                 tokenizer: Tokenizer) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """One raw shard's candidates: the batch the validators see (text, prompt, parent) and what the
     samples keep besides: their token ids (``input_ids``: the prompt's tokens when the prompt is
-    kept, then the generated ones, as generated), framed token count ``n_tokens``, whether
+    kept, then the generated ones, as generated), framed token count ``n_tokens`` and, of it, the
+    prompt's (``n_prompt_tokens``), whether
     re-tokenizing the text would give the same ids, and the U+FFFD characters in the text (bytes of
     a multi-byte character cut by the generation, which decoding replaced)."""
     raw = _read(Path(job.path))
     texts = [p + c if keep_prompt else c for p, c in zip(raw["prompt"], raw["continuation"])]
     ids = raw["continuation_ids"]
+    prompt_lengths = [0] * len(ids)
     if keep_prompt:
-        ids = [p + c for p, c in zip(tokenizer(raw["prompt"], add_special_tokens=False)["input_ids"], ids)]
+        prompt_ids = tokenizer(raw["prompt"], add_special_tokens=False)["input_ids"]
+        ids, prompt_lengths = [p + c for p, c in zip(prompt_ids, ids)], [len(p) for p in prompt_ids]
     retokenized = tokenizer(texts, add_special_tokens=False)["input_ids"]
     batch = {ctx.text_field: texts, "prompt": raw["prompt"], "parent": raw["parent"]}
     extra = {"new_tokens": raw["new_tokens"], "input_ids": ids, TOKENS: [len(x) + FRAME for x in ids],
+             PROMPT_COLUMN: prompt_lengths,
              "retokenizes_same": [r == x for r, x in zip(retokenized, ids)],
              "replacement_chars": [t.count("\ufffd") for t in texts]}
     return batch, extra
@@ -316,7 +323,8 @@ def validate_shard(ctx: PhaseContext, job: Job, keep_prompt: bool, tokenizer: To
     it in the task that generated the shard (the transformers backend does, so per-sample scoring
     runs where the shard was made); the loop validates what is left raw."""
     batch, extra = _candidates(ctx, job, keep_prompt, tokenizer)
-    write_table({**batch, **extra, **apply_chain(ctx, batch, list(ctx.config.generate.validators))}, job.final)
+    chain = apply_chain(ctx, batch, list(ctx.config.generate.validators), tokens=extra["new_tokens"])
+    write_table({**batch, **extra, **chain}, job.final)
     os.remove(job.path)
 
 
@@ -341,7 +349,8 @@ def _validate_round(ctx: PhaseContext, jobs: list[Job], keep_prompt: bool, token
         return
     for final in finals:  # a round cut short while writing: decide it again, as a whole
         final.unlink(missing_ok=True)
-    states = [start_chain(_num_rows(Path(job.path)), keys) for job in jobs]
+    states = [start_chain(_num_rows(Path(job.path)), keys, _read(Path(job.path), ["new_tokens"])["new_tokens"])
+              for job in jobs]
     for lo, hi in parts:
         for job, state in zip(jobs, states):
             run_segment(ctx, _candidates(ctx, job, keep_prompt, tokenizer)[0], specs, keys, state, lo, hi)
@@ -356,7 +365,7 @@ def _validate_round(ctx: PhaseContext, jobs: list[Job], keep_prompt: bool, token
 
 def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, per_prompt: int = 1,
               keep_prompt: bool = True) -> dict[str, Any]:
-    """Drive the rounds; save ``samples/`` and ``rejected/``; return the phase stats.
+    """Drive the rounds; save ``samples/``, ``rejected/`` and ``candidates/``; return the phase stats.
 
     ``write_raw(round, prompts_path, jobs)`` has the listed jobs' raw shards written (prompts from
     :func:`read_prompts`)."""
@@ -387,7 +396,7 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
             for job in jobs:
                 final = job.final
                 before = tally.tokens if target.tokens is not None else tally.accepted
-                tally.add(_read(final, ["accepted", "rejected_by", TOKENS]), (job.hi - job.lo) * per_prompt)
+                tally.add(_read(final, ["accepted", "rejected_by", TOKENS, PROMPT_COLUMN]), (job.hi - job.lo) * per_prompt)
                 now = tally.tokens if target.tokens is not None else tally.accepted
                 advance(max(min(now, total or 0) - before, 0))
                 validated.append(final)
@@ -397,7 +406,7 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
                     and tally.accepted + tally.rate * (budget - tally.candidates) < target.goal(tally)):
                 raise tally.unreachable(target, cfg)
     elapsed = time.time() - start
-    kept, sample_stats = finalize(ctx, validated, target, keys)
+    kept, sample_stats = finalize(ctx, validated, target.samples, target.tokens, keys)
     metrics: dict[str, Any] = {"samples": kept, "acceptance": tally.rate, "candidates": tally.candidates,
                                "rounds": r, "tokens_per_second": new_tokens / max(elapsed, 1e-9), **sample_stats}
     for k in keys:
@@ -408,42 +417,3 @@ def run_quota(ctx: PhaseContext, write_raw: WriteRaw, *, tokenizer: Tokenizer, p
             "new_tokens": new_tokens, "surplus": tally.accepted - kept,
             "validators": {k: {"seen": s, "kept": a} for k, (s, a) in tally.per.items()},
             "seconds": round(elapsed, 3)}
-
-
-def finalize(ctx: PhaseContext, files: list[Path], target: Target, keys: list[str]) -> tuple[int, dict[str, Any]]:
-    """Write ``samples/`` (the accepted samples that meet ``target``, in order, with lineage and their token ids) and
-    ``rejected/``; remove shards. Returns the number of samples and, over them, the share that
-    re-tokenizing would change (``retokenization_changed``), the U+FFFD characters decoding made
-    (``replacement_chars``) and their tokens (``tokens``)."""
-    import datasets
-
-    from collapsebench.data import add_lineage, numeric_column, save
-
-    ds = datasets.Dataset.from_parquet([str(f) for f in files], cache_dir=str(ctx.cache_dir))
-    flags = ds.data.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
-    accepted = np.flatnonzero(flags)
-    if target.tokens is not None:  # the shortest run of accepted samples whose tokens reach the target
-        reach = np.cumsum(numeric_column(ds.select(accepted), TOKENS))
-        keep_rows = accepted[: int(np.searchsorted(reach, target.tokens)) + 1]
-    else:
-        keep_rows = accepted[: target.samples]
-    score_cols = [f"score_{k}" for k in keys]
-    base = ["parent", "prompt", ctx.text_field, *score_cols]
-    it = ctx.iteration
-
-    kept = ds.select(keep_rows)
-    stats = {"retokenization_changed": float(1 - numeric_column(kept, "retokenizes_same").mean()) if len(kept) else 0.0,
-             "replacement_chars": int(numeric_column(kept, "replacement_chars").sum()),
-             "tokens": int(numeric_column(kept, TOKENS).sum())}
-    samples = add_lineage(kept.select_columns([*base, "input_ids", TOKENS]), origin="synthetic", generation=it,
-                          prefix=f"g{it:03d}-")  # keeps each sample's parent
-    save(samples.select_columns(["id", "origin", "generation", *base, "input_ids", TOKENS]), ctx.out_dir / "samples")
-    rejected = ds.select(np.flatnonzero(~flags)).select_columns([*base, "rejected_by", "reason"])
-    rejected = add_lineage(rejected, origin="synthetic", generation=it, prefix=f"g{it:03d}-rejected-")
-    save(rejected, ctx.out_dir / "rejected")
-    del ds, kept, samples, rejected
-    shard_dir = ctx.out_dir / "shards"
-    for f in shard_dir.iterdir():
-        f.unlink()
-    shard_dir.rmdir()
-    return len(keep_rows), stats

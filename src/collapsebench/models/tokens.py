@@ -6,7 +6,12 @@ is one token per document shorter than the sum of the counts).
 
 Counts travel with the rows in the column ``n_tokens``: the real training split gets it when it is
 prepared (iteration 0), and generated samples when they are validated (from the token ids the
-model generated), so a regime sums a column instead of tokenizing. Rows without the column (from
+model generated), so a regime sums a column instead of tokenizing. A sample that keeps its prompt
+(``keep_prompt``, the default) holds real tokens too: ``n_prompt_tokens`` says how many of its
+``n_tokens`` are the prompt's (0 for real rows and for samples without their prompt). Only the
+rest, the generated tokens (and the frame), is synthetic: shares (:class:`TokenTotal`) and the
+regimes' token budgets (:attr:`TokenTotal.budget`, :func:`collapsebench.regimes.draw.draw`) count
+``n_tokens - n_prompt_tokens``; the prompts ride on top. Rows without the column (from
 a user's data source or generator) are tokenized in batches, with the run's tokenizer, when a
 count is asked for; nothing is held in memory but one integer per row.
 """
@@ -23,6 +28,7 @@ from collapsebench.errors import UserError
 from collapsebench.models.loading import run_tokenizer
 
 COLUMN = "n_tokens"
+PROMPT_COLUMN = "n_prompt_tokens"  # of a row's n_tokens, those of the prompt it continues (real tokens)
 FRAME = 2  # BOS and EOS around every document
 BATCH = 1000
 
@@ -30,7 +36,13 @@ BATCH = 1000
 class TokenTotal(NamedTuple):
     tokens: int
     longest: int  # the most tokens of one row
-    synthetic: int  # the tokens of synthetic rows (generation != 0; 0 without a generation column)
+    synthetic: int  # the generated tokens of synthetic rows (generation != 0, less their prompts' tokens)
+    prompt: int = 0  # the prompt tokens synthetic rows kept (``n_prompt_tokens``): real tokens
+
+    @property
+    def budget(self) -> int:
+        """The tokens a regime's budget counts: all but the kept prompts'."""
+        return self.tokens - self.prompt
 
 
 def count_texts(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
@@ -69,19 +81,24 @@ def token_counts(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> np
 
 
 def token_total(ctx: PhaseContext, ds: Dataset, *, what: str = "dataset") -> TokenTotal:
-    """The framed tokens of ``ds``, those of its synthetic rows and its longest row, read in
-    batches in one pass: memory does not grow with the rows."""
+    """The framed tokens of ``ds``, the generated and the prompt tokens of its synthetic rows and its
+    longest row, read in batches in one pass: memory does not grow with the rows."""
     from collapsebench.data import arrow_batches
 
     counted = with_counts(ctx, ds, what=what)
     by_generation = "generation" in counted.column_names
-    total = longest = synthetic = 0
-    for batch in arrow_batches(counted, [COLUMN, "generation"] if by_generation else [COLUMN]):
+    with_prompts = PROMPT_COLUMN in counted.column_names
+    columns = [COLUMN] + (["generation"] if by_generation else []) + ([PROMPT_COLUMN] if with_prompts else [])
+    total = longest = synthetic = prompt = 0
+    for batch in arrow_batches(counted, columns):
         values = batch.column(COLUMN).to_numpy(zero_copy_only=False)
         if not len(values):
             continue
         total += int(values.sum())
         longest = max(longest, int(values.max()))
         if by_generation:
-            synthetic += int(values[batch.column("generation").to_numpy(zero_copy_only=False) != 0].sum())
-    return TokenTotal(total, longest, synthetic)
+            made = batch.column("generation").to_numpy(zero_copy_only=False) != 0
+            kept = batch.column(PROMPT_COLUMN).to_numpy(zero_copy_only=False)[made] if with_prompts else 0
+            synthetic += int((values[made] - kept).sum())
+            prompt += int(np.sum(kept))
+    return TokenTotal(total, longest, synthetic, prompt)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from collapsebench import data
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import Spec
 from collapsebench.errors import UserError
-from collapsebench.models.tokens import has_token_counts, token_total
+from collapsebench.models.tokens import PROMPT_COLUMN, has_token_counts, token_total
 from collapsebench.registry import data_sources, hook, preprocessors, regimes, trainers
 
 
@@ -66,6 +68,7 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
         holdout, real = ds.select(range(n_holdout)), ds.select(range(n_holdout, len(ds)))
     stats: dict[str, Any] = {"metrics": {"real_size": len(real), "holdout_size": len(holdout)}}
     if is_text:
+        real = real.add_column(PROMPT_COLUMN, np.zeros(len(real), dtype=np.int32))  # no prompt in a real row
         real = _count_tokens(ctx, real, stats)
     data.save(real, ctx.out_dir / "real")
     data.save(holdout, ctx.out_dir / "holdout")
@@ -114,5 +117,7 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     metrics: dict[str, Any] = {"size": len(ds), "synthetic_fraction": synthetic_rows / len(ds)}
     if has_token_counts(ds) or ctx.text_field in ds.column_names:
         total = token_total(ctx, ds, what="curated dataset")
-        metrics.update(tokens=total.tokens, synthetic_fraction_tokens=total.synthetic / max(total.tokens, 1))
+        # generated tokens only: the prompts samples keep (keep_prompt) are real text, reported apart
+        metrics.update(tokens=total.tokens, synthetic_fraction_tokens=total.synthetic / max(total.tokens, 1),
+                       prompt_fraction_tokens=total.prompt / max(total.tokens, 1))
     return {"metrics": metrics, "rows_by_generation": by_generation}

@@ -15,6 +15,10 @@ rows are found in three passes over the windows:
 3. the positions of the rows with smaller keys are written, in order, to an Arrow file of row
    indices (``scratch``) that becomes the dataset's memory-mapped selection.
 
+Token weights are the tokens a budget counts: a sample's ``n_tokens`` less the prompt tokens it
+kept (``n_prompt_tokens``, real tokens; see :mod:`collapsebench.models.tokens`), so a synthetic
+budget is met with generated tokens.
+
 The rows keep their order. Memory: a window of keys and weights, the histogram and the rows of one
 interval (about ``rows / BINS``), whatever the size of the pool.
 """
@@ -29,6 +33,7 @@ import numpy as np
 
 from collapsebench.data import AnyDataset, ArrowRows, arrow_batches
 from collapsebench.errors import UserError
+from collapsebench.models.tokens import COLUMN, PROMPT_COLUMN
 
 WINDOW = 2**20  # rows whose keys are made at once (one stream of the seed per window)
 BINS = 2**16  # key intervals of the histogram
@@ -41,7 +46,8 @@ def _keys(seed: Sequence[int], window: int, n: int) -> np.ndarray:
 
 def _windows(ds: AnyDataset, column: str | None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(window number, row positions, weights) of each window of ``WINDOW`` rows, in order: the
-    weights are the ``column`` values (int64, read in batches) or ones."""
+    weights are the ``column`` values (int64, read in batches; for token counts less the kept
+    prompts' tokens where the rows say so) or ones."""
     n = len(ds)
     if column is None:
         for w, start in enumerate(range(0, n, WINDOW)):
@@ -50,11 +56,15 @@ def _windows(ds: AnyDataset, column: str | None) -> Iterator[tuple[int, np.ndarr
     pending: list[np.ndarray] = []
     held = 0
     start = w = 0
-    for batch in arrow_batches(ds, [column]):
+    less = PROMPT_COLUMN if column == COLUMN and PROMPT_COLUMN in ds.column_names else None
+    for batch in arrow_batches(ds, [column] + ([less] if less else [])):
         values = batch.column(column)
         if values.null_count:
             raise UserError(f"drawing rows by '{column}': the column has {values.null_count} empty values")
-        pending.append(values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+        weights = values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        if less:
+            weights = weights - batch.column(less).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        pending.append(weights)
         held += len(pending[-1])
         while held >= WINDOW or (held and start + held == n):
             joined = np.concatenate(pending) if len(pending) > 1 else pending[0]

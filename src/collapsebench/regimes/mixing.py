@@ -53,8 +53,8 @@ def take(ctx: PhaseContext, ds: Dataset, amount: int, seed: tuple[int, ...], uni
 
 
 def available(ctx: PhaseContext, ds: Dataset, unit: str, what: str) -> int:
-    """How much of ``ds`` there is in ``unit``."""
-    return len(ds) if unit == "rows" else token_total(ctx, ds, what=what).tokens
+    """How much of ``ds`` there is in ``unit`` (tokens: those a budget counts, the kept prompts' aside)."""
+    return len(ds) if unit == "rows" else token_total(ctx, ds, what=what).budget
 
 
 def base_size(ctx: PhaseContext, real: Dataset, unit: str, size: int | None, size_tokens: int | None) -> int:
@@ -101,7 +101,7 @@ def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], alpha: f
         return real_part
     latest, what = synthetic[-1], f"samples of iteration {ctx.iteration - 1}"
     counted = None if unit == "rows" else token_total(ctx, latest, what=what)
-    have, longest = (len(latest), 0) if counted is None else (counted.tokens, counted.longest)
+    have, longest = (len(latest), 0) if counted is None else (counted.budget, counted.longest)
     if have < n_syn <= have + longest:
         n_syn = have  # within one document of the budget: the samples are what there is
     if n_syn > have:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import csv
+import itertools
+import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.config import Config, short
 from collapsebench.errors import UserError
 
+T = TypeVar("T")
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".csv": "csv",
             ".parquet": "parquet", ".arrow": "arrow"}
 
@@ -93,11 +99,52 @@ def warn_if_lumpy(ctx: PhaseContext, ds: Dataset, sample_by: str, size: int) -> 
 
 
 def hub_source(ctx: PhaseContext, path: str, config_name: str | None = None, split: str = "train",
-               revision: str | None = None) -> Dataset:
-    """A dataset from the Hugging Face hub by name (needs network access)."""
+               revision: str | None = None, max_documents: int | None = None) -> Dataset:
+    """A dataset from the Hugging Face hub by name (needs network access), or a local dataset folder.
+
+    With ``max_documents`` (default: ``data.max_documents``) the dataset is streamed
+    (``streaming=True``: read row by row, nothing written to disk) and a uniform sample of that many
+    documents is kept by reservoir sampling (:func:`reservoir`): every row is read once, only the
+    sample is held, in the stream's order. A corpus of billions of documents is sampled without
+    being downloaded to disk (the self-training study samples its prompts from OLMo-Mix-1124).
+    Without a cap the whole split is downloaded, as ``load_dataset`` does."""
     import datasets
 
-    return datasets.load_dataset(path, config_name, split=split, revision=revision, cache_dir=str(ctx.cache_dir))
+    cap = max_documents if max_documents is not None else ctx.config.data.max_documents
+    if cap is not None and cap < 1:
+        raise UserError(f"data.source.max_documents must be at least 1, got {cap}")
+    if cap is None:
+        return datasets.load_dataset(path, config_name, split=split, revision=revision, cache_dir=str(ctx.cache_dir))
+    stream = datasets.load_dataset(path, config_name, split=split, revision=revision, cache_dir=str(ctx.cache_dir),
+                                   streaming=True)
+    rows = reservoir(iter(stream), cap, np.random.default_rng([ctx.seed, 0x5EED]))
+    if not rows:
+        raise UserError(f"data.source ({path}): the stream of split '{split}' is empty")
+    return datasets.Dataset.from_list(rows, features=stream.features)
+
+
+def reservoir(stream: Iterator[T], k: int, rng: np.random.Generator) -> list[T]:
+    """A uniform sample without replacement of ``k`` items of a stream of unknown length (all of them
+    when there are fewer), in stream order: reservoir sampling, Algorithm L (Li, "Reservoir-sampling
+    algorithms of time complexity O(n(1 + log(N/n)))", ACM TOMS 1994). Memory: ``k`` items; time:
+    one pass, with O(k log(N/k)) random draws (the items between two replacements are skipped)."""
+    held: list[tuple[int, T]] = list(itertools.islice(enumerate(stream), k))
+    if len(held) < k:
+        return [item for _, item in held]
+    w = math.exp(math.log(1.0 - rng.random()) / k)  # 1 - U: in (0, 1], so the log is finite
+    position = k - 1
+    while True:
+        skip = math.floor(math.log(1.0 - rng.random()) / math.log1p(-w)) if w < 1 else 0
+        nxt = next(itertools.islice(stream, skip, None), _END)
+        if nxt is _END:
+            break
+        position += skip + 1
+        held[int(rng.integers(k))] = (position, nxt)  # type: ignore[assignment]
+        w *= math.exp(math.log(1.0 - rng.random()) / k)
+    return [item for _, item in sorted(held, key=lambda pair: pair[0])]
+
+
+_END = object()
 
 
 # ------------------------------------------------------------------------------------ preflight (validate, run)

@@ -3,7 +3,7 @@ perplexity tier of each candidate under the current model."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -99,15 +99,18 @@ TIERS = ("low", "middle", "high")
 
 
 def perplexity_tier(ctx: PhaseContext, batch: dict[str, list], tier: str = "low", fraction: float = 1 / 3,
-                    batch_size: int = 16) -> list[Verdict]:
+                    batch_size: int = 16, by: Literal["tokens", "count"] = "tokens") -> list[Verdict]:
     """Keep the ``low``, ``middle`` or ``high`` ``fraction`` of the candidates by their perplexity
     under the generating model, ranked over the whole pool: each round's candidates in the quota
     loop, however they are sharded (this function scores a shard; :func:`select_tier` ranks the
     pool once).
 
+    ``by: tokens`` (default) keeps ``fraction`` of the pool's generated tokens, as the OLMo
+    self-training study does ("the model over-generates 3N tokens, and we retain N tokens according
+    to the perplexity"); ``by: count`` keeps ``fraction`` of the candidates, whatever their length.
     It keeps a fixed share of every round, so set ``generate.oversample`` to ``1 / fraction`` (3) to
     meet the target in one round."""
-    _check_tier(tier, fraction)
+    _check_tier(tier, fraction, by)
     texts = batch[ctx.text_field]
     if not texts:
         return []
@@ -118,20 +121,37 @@ def perplexity_tier(ctx: PhaseContext, batch: dict[str, list], tier: str = "low"
 
 
 def select_tier(ctx: PhaseContext, scores: list[float], tier: str = "low", fraction: float = 1 / 3,
-                **ignored: Any) -> list[Verdict]:
-    """The pool's decision of ``perplexity_tier``: keep the ``tier`` ``fraction`` of the scores (at least one)."""
-    _check_tier(tier, fraction)
+                by: str = "tokens", tokens: list[int] | None = None, **ignored: Any) -> list[Verdict]:
+    """The pool's decision of ``perplexity_tier``: the candidates sorted by perplexity, the
+    ``tier``'s run of them that holds ``fraction`` of the pool's generated ``tokens`` (``by:
+    tokens``: from the first candidate whose running total passes the tier's start, the shortest run
+    that reaches the share) or ``fraction`` of the candidates (``by: count``); at least one."""
+    _check_tier(tier, fraction, by)
     ppl = np.asarray(scores, dtype=np.float64)
     n = len(ppl)
-    k = max(1, int(round(n * fraction)))
     order = np.argsort(ppl, kind="stable")
-    start = {"low": 0, "middle": (n - k) // 2, "high": n - k}[tier]
-    chosen = set(order[start : start + k].tolist())
+    if by == "count":
+        k = max(1, int(round(n * fraction)))
+        start = {"low": 0, "middle": (n - k) // 2, "high": n - k}[tier]
+    else:
+        if tokens is None or len(tokens) != n:
+            raise UserError("generate.validators (perplexity_tier): by: tokens needs each candidate's generated tokens, "
+                            "which this pool does not carry; use by: count")
+        running = np.cumsum(np.asarray(tokens, dtype=np.int64)[order])
+        total = int(running[-1]) if n else 0
+        share = fraction * total
+        offset = {"low": 0.0, "middle": (total - share) / 2, "high": total - share}[tier]
+        start = min(int(np.searchsorted(running, offset, side="right")), n - 1)
+        before = int(running[start - 1]) if start else 0
+        k = min(int(np.searchsorted(running - before, share, side="left")), n - 1) - start + 1
+    chosen = set(order[start : start + max(k, 1)].tolist())
     return [Verdict(i in chosen, "" if i in chosen else f"perplexity {ppl[i]:.4g} outside the {tier} tier of the pool",
                     float(ppl[i])) for i in range(n)]
 
 
-def _check_tier(tier: str, fraction: float) -> None:
+def _check_tier(tier: str, fraction: float, by: str) -> None:
+    if by not in ("tokens", "count"):
+        raise UserError(f"generate.validators (perplexity_tier): by must be tokens or count, got '{by}'")
     if tier not in TIERS:
         raise UserError(f"generate.validators (perplexity_tier): tier must be low, middle or high, got '{tier}'")
     if not 0 < fraction <= 1:

@@ -13,13 +13,16 @@ A validator registered with a ``pool`` selector (``perplexity_tier``: a ranking)
 whole pool of candidates, not one shard: shard by shard it only scores (its verdicts' ``keep`` is
 not read), then its selector, ``fn(ctx, scores, **kw) -> list[Verdict]``, decides once over the
 scores of every candidate of the pool that reached it, and the rest of the chain goes on shard by
-shard. The chain is cut into segments after each such validator (:func:`segments`); the quota loop
+shard. A selector with a parameter ``tokens`` also receives each pool row's generated tokens
+(``new_tokens``), so it can rank by tokens, not by count (``perplexity_tier``'s default). The
+chain is cut into segments after each such validator (:func:`segments`); the quota loop
 runs them over a round's shards (:mod:`collapsebench.generators.quota`), :func:`apply_chain` over
 one batch (the batch is then the pool). So a ranking never depends on how candidates are sharded.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -72,12 +75,13 @@ class ChainState:
 
     out: dict[str, list[Any]]
     alive: list[int]
+    tokens: list[int] | None = None  # each row's generated tokens, for a pool selector that ranks by them
 
 
-def start_chain(n: int, keys: list[str]) -> ChainState:
+def start_chain(n: int, keys: list[str], tokens: list[int] | None = None) -> ChainState:
     out: dict[str, list[Any]] = {"accepted": [True] * n, "rejected_by": [""] * n, "reason": [""] * n}
     out.update({f"score_{key}": [math.nan] * n for key in keys})
-    return ChainState(out, list(range(n)))
+    return ChainState(out, list(range(n)), None if tokens is None else list(tokens))
 
 
 def pool_selector(spec: Spec) -> str | None:
@@ -130,7 +134,10 @@ def decide_pool(ctx: PhaseContext, spec: Spec, key: str, index: int, states: lis
     if not scores:
         return
     kwargs = validators.check_kwargs(spec.name, spec.kwargs, key=f"generate.validators[{index}]")
-    verdicts = [as_verdict(v, where) for v in import_object(selector, what=f"{where} pool")(ctx, scores, **kwargs)]
+    decide = import_object(selector, what=f"{where} pool")
+    if "tokens" in inspect.signature(decide).parameters and all(state.tokens is not None for state in states):
+        kwargs["tokens"] = [state.tokens[j] for state in states for j in state.alive]  # type: ignore[index]
+    verdicts = [as_verdict(v, where) for v in decide(ctx, scores, **kwargs)]
     if len(verdicts) != len(scores):
         raise UserError(f"{where} decided {len(verdicts)} of a pool of {len(scores)} samples")
     it = iter(verdicts)
@@ -146,13 +153,14 @@ def decide_pool(ctx: PhaseContext, spec: Spec, key: str, index: int, states: lis
         state.alive = survivors
 
 
-def apply_chain(ctx: PhaseContext, batch: dict[str, list], specs: list[Spec]) -> dict[str, list]:
+def apply_chain(ctx: PhaseContext, batch: dict[str, list], specs: list[Spec],
+                tokens: list[int] | None = None) -> dict[str, list]:
     """Run the chain over one batch (the pool of any validator that decides over one); return the
     columns ``accepted``, ``rejected_by``, ``reason`` and ``score_<key>`` (NaN where a validator gave
-    no score or did not see the row)."""
+    no score or did not see the row). ``tokens``: each row's generated tokens."""
     n = len(next(iter(batch.values()))) if batch else 0
     keys = validator_keys(specs)
-    state = start_chain(n, keys)
+    state = start_chain(n, keys, tokens)
     for lo, hi in segments(specs):
         run_segment(ctx, batch, specs, keys, state, lo, hi)
         if pool_selector(specs[hi - 1]):
