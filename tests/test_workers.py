@@ -48,8 +48,28 @@ def run_ctx(tmp_path: Path, executor=None) -> PhaseContext:
     return ctx.replace(executor=executor, worker_host=executor or InlineExecutor())
 
 
-def specs(n: int) -> list[WorkerSpec]:
-    return [WorkerSpec(env={"PYTHONPATH": PYTHONPATH, "CB_PROBE": f"w{i}"}, devices=str(i)) for i in range(n)]
+def specs(n: int, devices: bool = True) -> list[WorkerSpec]:
+    """``n`` workers that can import this module, each with a variable (and GPU numbers) of its own."""
+    return [WorkerSpec(env={"PYTHONPATH": PYTHONPATH, "CB_PROBE": f"w{i}"}, devices=str(i) if devices else None)
+            for i in range(n)]
+
+
+def check_probes(results: list[tuple[int, dict]], workers: int, devices: bool = True) -> None:
+    """Each worker ran its three tasks in one process of its own, with its own environment."""
+    for w in range(workers):
+        mine = [r for v, r in results if v == w]
+        assert [r["n"] for r in mine] == [0, 1, 2]
+        assert [r["calls"] for r in mine] == [1, 2, 3]  # one process ran the three, keeping its state
+        assert len({r["pid"] for r in mine}) == 1 and mine[0]["pid"] != os.getpid()
+        assert {(r["probe"], r["phase"]) for r in mine} == {(f"w{w}", "1.generate")}
+        if devices:
+            assert {r["devices"] for r in mine} == {str(w)}
+    assert len({r["pid"] for _, r in results}) == workers
+
+
+def three_each(pool) -> list[tuple[int, dict]]:
+    futures = [(w, pool.submit(w, probe, n=k)) for k in range(3) for w in range(len(pool))]
+    return [(w, f.result()) for w, f in futures]
 
 
 @pytest.mark.parametrize("executor", [None, InlineExecutor(), SubprocessExecutor(env={"CB_EXECUTOR": "yes"})],
@@ -57,16 +77,9 @@ def specs(n: int) -> list[WorkerSpec]:
 def test_a_worker_keeps_its_process_and_environment_across_tasks(tmp_path, executor):
     ctx = run_ctx(tmp_path, executor)
     with ctx.workers(specs(2), name="probe") as pool:
-        futures = [(w, pool.submit(w, probe, n=k)) for k in range(3) for w in range(len(pool))]
-        results = [(w, f.result()) for w, f in futures]
-    for w in range(2):
-        mine = [r for v, r in results if v == w]
-        assert [r["n"] for r in mine] == [0, 1, 2]
-        assert [r["calls"] for r in mine] == [1, 2, 3]  # one process ran the three, keeping its state
-        assert len({r["pid"] for r in mine}) == 1 and mine[0]["pid"] != os.getpid()
-        assert {(r["probe"], r["devices"], r["phase"]) for r in mine} == {(f"w{w}", str(w), "1.generate")}
-        assert {r["executor_env"] for r in mine} == {"yes" if isinstance(executor, SubprocessExecutor) else None}
-    assert len({r["pid"] for _, r in results}) == 2
+        results = three_each(pool)
+    check_probes(results, 2)
+    assert {r["executor_env"] for _, r in results} == {"yes" if isinstance(executor, SubprocessExecutor) else None}
     assert not (ctx.run_dir / ".workers" / "1.generate.probe").exists() or \
         not any((ctx.run_dir / ".workers" / "1.generate.probe").iterdir())  # the queues are removed
     assert (ctx.run_dir / "logs" / "1.generate.probe.w0.log").exists()

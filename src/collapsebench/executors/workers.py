@@ -61,7 +61,8 @@ def outcome_file(folder: Path, n: int) -> Path:
 def serve(folder: str | Path, poll_s: float = 0.05) -> dict[str, Any]:
     """The worker's loop: run tasks 1, 2, ... of the queue as they appear, write each outcome, and
     return (where it ran) once ``stop`` is there and no task is left. A task's failure is written
-    as its outcome (the worker goes on); only a crash of the process ends the worker."""
+    as its outcome (the worker goes on); only a crash of the process ends the worker. A task with
+    an outcome is skipped: a requeued SLURM worker goes on with the first task it had not finished."""
     from collapsebench.models.loading import quiet_libraries
 
     quiet_libraries()
@@ -69,7 +70,9 @@ def serve(folder: str | Path, poll_s: float = 0.05) -> dict[str, Any]:
     n = 1
     while True:
         spec = folder / f"task-{n:06d}.json"
-        if spec.exists():
+        if outcome_file(folder, n).exists():
+            n += 1
+        elif spec.exists():
             atomic_write(outcome_file(folder, n), json.dumps(run_outcome(spec), default=str))
             n += 1
         elif (folder / "stop").exists():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -138,7 +139,12 @@ def generate_shards(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[st
     """A worker's task: write each job's raw shard (skipping done ones) with this worker's engine,
     built by its first task and kept in ``ctx.models`` for the next. Says whether it started the
     engine, for the phase's ``engine_starts``."""
-    from vllm import LLM, SamplingParams
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as exc:
+        raise UserError(f"generate.generator: vllm cannot be imported by the workers' interpreter {sys.executable} "
+                        f"({exc}); pip install collapsebench[vllm] there, or name one that has it in "
+                        "generate.generator.python") from None
 
     started = []
 
