@@ -73,8 +73,6 @@ else:  # names for annotations: the libraries are imported only where they are u
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-Count = Annotated[int, Field(ge=1, le=10**9)]  # rows, samples, documents: large, but not absurd
-Probability = Annotated[float, Field(ge=0, le=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
@@ -118,7 +116,7 @@ class DataSource(Protocol):
 
 
 class Regime(Protocol):
-    def __call__(self, ctx: PhaseContext, real: Dataset, synthetic: SyntheticHistory, /, **kwargs: Any) -> Dataset: ...
+    def __call__(self, ctx: PhaseContext, real: Dataset, synthetic: Sequence[Dataset], /, **kwargs: Any) -> Dataset: ...
 
 
 class Preprocessor(Protocol):
@@ -165,7 +163,7 @@ class TrackerFactory(Protocol):
 
 
 __all__ = [
-    "Count", "NonNegativeFloat", "NonNegativeInt", "PositiveFloat", "PositiveInt", "Probability",
+    "NonNegativeFloat", "NonNegativeInt", "PositiveFloat", "PositiveInt",
     "DataSource", "Dataset", "Detaching", "Evaluation", "Executor", "ExecutorFactory", "Generator", "Handle",
     "ItemBuilder", "Launch", "Launcher", "Loss", "MODELS",
     "Model", "ObjectCache", "PhaseContext", "PhaseWorkers", "Preprocessor", "PromptSource", "Regime", "Resources",

@@ -36,12 +36,11 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import ray
-from pydantic import Field
 
-from collapsebench.api import Resources, Task, WorkerSpec
+from collapsebench.api import NonNegativeInt, PositiveInt, Resources, Task, WorkerSpec
 from collapsebench.errors import UserError
 from collapsebench.executors import run_task_file
 from collapsebench.executors.records import record_job
@@ -89,8 +88,8 @@ class RayExecutor:
     name = "ray"
     coordinates_in_driver = True
 
-    def __init__(self, address: str = "local", workers: Annotated[int, Field(ge=1)] | None = None,
-                 retries: Annotated[int, Field(ge=0)] = 1, runtime_env: dict[str, Any] | None = None,
+    def __init__(self, address: str = "local", workers: PositiveInt | None = None,
+                 retries: NonNegativeInt = 1, runtime_env: dict[str, Any] | None = None,
                  init: dict[str, Any] | None = None):
         self.address, self.workers, self.retries = address, workers, retries
         self.runtime_env, self.init = runtime_env, dict(init or {})

@@ -43,12 +43,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import submitit
-from pydantic import Field
 
-from collapsebench.api import Resources, Task, WorkerSpec
+from collapsebench.api import NonNegativeInt, PositiveFloat, PositiveInt, Resources, Task, WorkerSpec
 from collapsebench.errors import UserError
 from collapsebench.executors import run_task_file
 from collapsebench.executors.records import FINAL, live_jobs, record_job, slurm_states
@@ -117,14 +116,14 @@ class SlurmExecutor:
     coordinates_in_driver = True
 
     def __init__(self, partition: str | None = None, account: str | None = None, constraint: str | None = None,
-                 nodes: Annotated[int, Field(ge=1)] = 1, gpus_per_node: Annotated[int, Field(ge=0)] = 0,
-                 cpus_per_task: Annotated[int, Field(ge=1)] = 1, mem_gb: Annotated[float, Field(gt=0)] | None = None,
-                 timeout_min: Annotated[int, Field(ge=1)] = 60, signal_delay_s: Annotated[int, Field(ge=0)] = 120,
-                 max_requeues: Annotated[int, Field(ge=0)] = 3, array_parallelism: Annotated[int, Field(ge=1)] = 256,
-                 tasks_per_job: Annotated[int, Field(ge=1)] = 1, setup: list[str] | None = None,
+                 nodes: PositiveInt = 1, gpus_per_node: NonNegativeInt = 0,
+                 cpus_per_task: PositiveInt = 1, mem_gb: PositiveFloat | None = None,
+                 timeout_min: PositiveInt = 60, signal_delay_s: NonNegativeInt = 120,
+                 max_requeues: NonNegativeInt = 3, array_parallelism: PositiveInt = 256,
+                 tasks_per_job: PositiveInt = 1, setup: list[str] | None = None,
                  python: str | None = None, extra: dict[str, Any] | None = None,
-                 poll_s: Annotated[float, Field(gt=0)] = 1.0,
-                 driver_timeout_min: Annotated[int, Field(ge=1)] = 7 * 24 * 60):
+                 poll_s: PositiveFloat = 1.0,
+                 driver_timeout_min: PositiveInt = 7 * 24 * 60):
         self.defaults: dict[str, Any] = {"partition": partition, "account": account, "constraint": constraint,
                                          "nodes": nodes, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                                          "mem_gb": mem_gb, "timeout_min": timeout_min, **(extra or {})}
