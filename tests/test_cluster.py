@@ -5,7 +5,8 @@ Marked ``cluster``: ``.ci/run`` runs this group after the default suite (``pytho
 cluster``). Each of the three commands of docs/cluster.md runs from the project root as a user
 runs it, and must give the samples and holdout perplexity of the inline run of the same command,
 with evidence that the work ran elsewhere: SLURM job ids per phase in ``sacct``, Ray worker
-process ids that are not the driver's, two ranks in the torchrun log. Without a SLURM cluster the
+process ids that are not the driver's, two ranks in the torchrun log. A phase's long-lived workers
+run three tasks each in one process with their own environment on Ray and on SLURM. Without a SLURM cluster the
 SLURM tests skip, unless ``COLLAPSEBENCH_REQUIRE_SLURM=1`` (set by ``.ci/run``) makes that a failure.
 """
 

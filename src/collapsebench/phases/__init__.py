@@ -49,7 +49,7 @@ def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor 
 
 def _execute(ctx: PhaseContext, iteration: int, phase: str, executor: Executor | None) -> dict[str, Any]:
     fingerprint = fingerprints(ctx.config, max(iteration, 1), code_digests(ctx.config))[f"{iteration}.{phase}"]
-    stats = work(ctx.replace(executor=executor, worker_host=executor or InlineExecutor()), fingerprint)
+    stats = work(ctx.replace(executor=executor), fingerprint)
     publish_folder(ctx.out_dir, ctx.layout.phase_dir(iteration, phase))
     return stats
 
@@ -57,7 +57,10 @@ def _execute(ctx: PhaseContext, iteration: int, phase: str, executor: Executor |
 def work(ctx: PhaseContext, fingerprint: str) -> dict[str, Any]:
     """Run the phase of ``ctx`` in its work folder (``ctx.out_dir``) and seal it: its ``stats.json``
     written, ready for the rename that commits it. Work left there by an interrupted attempt under
-    the same ``fingerprint`` is kept; under another, it is removed first."""
+    the same ``fingerprint`` is kept; under another, it is removed first. Without an executor, the
+    phase's long-lived workers are child processes of this one."""
+    if ctx.executor is None and ctx.worker_host is None:
+        ctx = ctx.replace(worker_host=InlineExecutor())
     tmp = ctx.out_dir
     marker = tmp / FINGERPRINT_FILE
     if tmp.exists() and (not marker.exists() or marker.read_text() != fingerprint):
