@@ -2,10 +2,12 @@
 (module level, inside functions and under TYPE_CHECKING alike):
 
 * layers: cli -> driver (run, loop, batch, validate, prepare, status, analysis, sweep) -> phases -> plug-in packages ->
-  contract (api, registry, plugins, data, layout, failure) -> config -> core (errors, io, console,
+  contract (api, tasks, context, registry, plugins, data, layout, failure) -> config -> core (errors, io, console,
   templating, allocator). An import may go down or stay in its layer, never up;
 * no import cycle between modules, nor between the packages of one layer;
 * ``analysis`` reads run directories through ``layout``, never through the driver;
+* no plug-in package imports a phase or the executors: a phase asks its context for tasks and
+  workers, and the executor the driver chose runs them;
 * the torch family (torch, transformers, trl, vllm, accelerate, deepspeed, lm_eval, tokenizers)
   is imported at run time only by the modules allowed to (models, trainers, losses, generators,
   the scoring evaluation that drives a harness, the VAE toy); names a type checker alone reads
@@ -27,7 +29,8 @@ LAYERS = {
 LAYER_OF = {
     "errors": "core", "io": "core", "console": "core", "templating": "core", "allocator": "core",
     "config": "config",
-    "api": "contract", "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",
+    "api": "contract", "tasks": "contract", "context": "contract",
+    "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",
     "failure": "contract",
     "sources": "plugin", "models": "plugin", "trainers": "plugin", "losses": "plugin", "generators": "plugin",
     "prompts": "plugin", "validators": "plugin", "regimes": "plugin", "preprocessors": "plugin",
@@ -159,6 +162,17 @@ def test_analysis_reads_runs_through_the_layout_only():
 def test_no_plugin_imports_a_phase():
     offenders = [m for m, (internal, _) in GRAPH.items()
                  if LAYER_OF[m.split(".")[0]] == "plugin" and any(t.startswith("phases") for t in internal)]
+    assert offenders == []
+
+
+PLUGIN_PACKAGES = ("sources", "models", "trainers", "losses", "generators", "prompts", "validators", "regimes",
+                   "preprocessors", "evaluations", "trackers", "toy")
+
+
+def test_no_plugin_imports_an_executor():
+    assert set(PLUGIN_PACKAGES) == {p for p, layer in LAYER_OF.items() if layer == "plugin"} - {"executors"}
+    offenders = [m for m, (internal, _) in GRAPH.items()
+                 if m.split(".")[0] in PLUGIN_PACKAGES and any(t.split(".")[0] == "executors" for t in internal)]
     assert offenders == []
 
 

@@ -5,7 +5,8 @@ Marked ``cluster``: ``.ci/run`` runs this group after the default suite (``pytho
 cluster``). Each of the three commands of docs/cluster.md runs from the project root as a user
 runs it, and must give the samples and holdout perplexity of the inline run of the same command,
 with evidence that the work ran elsewhere: SLURM job ids per phase in ``sacct``, Ray worker
-process ids that are not the driver's, two ranks in the torchrun log. Without a SLURM cluster the
+process ids that are not the driver's, two ranks in the torchrun log. A phase's long-lived workers
+run three tasks each in one process with their own environment on Ray and on SLURM. Without a SLURM cluster the
 SLURM tests skip, unless ``COLLAPSEBENCH_REQUIRE_SLURM=1`` (set by ``.ci/run``) makes that a failure.
 """
 
@@ -275,7 +276,32 @@ def test_ray_resume_after_a_killed_worker_recomputes_only_the_missing_shards(tmp
     assert metrics(run) == metrics(tmp_path / "inline" / "run")
 
 
-# ------------------------------------------------------------------------------------ SLURM: errors
+def test_ray_workers_keep_their_actor_and_environment_across_tasks(tmp_path, local_ray):
+    from collapsebench.executors.ray import RayExecutor
+    from test_workers import check_probes, run_ctx, specs, three_each
+
+    ctx = run_ctx(tmp_path, RayExecutor(address="local", init={"num_cpus": 2}))
+    with ctx.workers(specs(2, devices=False), name="probe") as pool:
+        results = three_each(pool)
+    check_probes(results, 2, devices=False)
+    done = [r for r in jobs(ctx.run_dir) if r["state"] == "COMPLETED"]
+    assert len(done) == 6 and len({r["actor"] for r in done}) == 2  # six tasks on two actors
+
+
+# ------------------------------------------------------------------------------------ SLURM: workers, errors
+
+def test_slurm_workers_keep_their_job_and_environment_across_tasks(tmp_path, slurm):
+    from collapsebench.executors.slurm import SlurmExecutor
+    from test_workers import check_probes, run_ctx, specs, three_each
+
+    ctx = run_ctx(tmp_path, SlurmExecutor(partition="debug", poll_s=0.2))
+    with ctx.workers(specs(2, devices=False), name="probe") as pool:
+        results = three_each(pool)
+    check_probes(results, 2, devices=False)
+    final = {r["key"]: r for r in jobs(ctx.run_dir) if r["state"] == "COMPLETED"}
+    assert set(final) == {"1.generate.probe.w0", "1.generate.probe.w1"}  # one job per worker
+    assert all(r["tasks"] == 3 for r in final.values())
+    assert {r["pid"] for r in final.values()} == {r["pid"] for _, r in results}
 
 def test_a_user_error_in_a_slurm_job_is_a_user_error_in_the_driver(tmp_path, slurm):
     cfg = tiny_config(tmp_path, iterations=1, output_dir=str(tmp_path / "run"),

@@ -100,6 +100,13 @@ def _cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from collapsebench.executors.workers import serve
+
+    serve(args.queue)
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from collapsebench.status import print_status
 
@@ -333,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("task", help=argparse.SUPPRESS)  # what executors' workers run
     p.add_argument("spec")
     p.set_defaults(fn=_cmd_task)
+
+    p = sub.add_parser("worker", help=argparse.SUPPRESS)  # a long-lived worker: runs the tasks of its queue
+    p.add_argument("queue")
+    p.set_defaults(fn=_cmd_worker)
 
     _knowledge_items_args(sub.add_parser("knowledge-items", help="build last-word cloze items for the knowledge "
                                          "evaluation from documents (items from a run's training data: the knowledge "

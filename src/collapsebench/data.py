@@ -106,13 +106,6 @@ class ArrowRows:
 AnyDataset: TypeAlias = "datasets.Dataset | ArrowRows"
 
 
-def lineage_features() -> datasets.Features:
-    import datasets
-
-    return datasets.Features({"id": datasets.Value("string"), "origin": datasets.Value("string"),
-                              "generation": datasets.Value("int64"), "parent": datasets.Value("string")})
-
-
 def check_text(ds: datasets.Dataset, field: str, where: str) -> None:
     """Raise a UserError naming the first row whose text is missing or not a string."""
     if field not in ds.column_names:

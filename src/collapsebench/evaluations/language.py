@@ -15,13 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from collapsebench.api import PhaseContext
+from collapsebench.api import PhaseContext, target_of
 from collapsebench.errors import UserError
 from collapsebench.models.loading import cached_causal_lm
 from collapsebench.models.scoring import sequence_logprobs
-from collapsebench.sources.language import Language, LanguageSpec, build_language, language_spec, sample, score
+from collapsebench.sources.language import (
+    Language,
+    LanguageSpec,
+    build_language,
+    ground_truth_language_source,
+    language_spec,
+    sample,
+    score,
+)
 
-SOURCE_TARGET = "collapsebench.sources.language:ground_truth_language_source"
+SOURCE_TARGET = target_of(ground_truth_language_source)
 SOURCE_ONLY_KWARGS = ("n_documents",)
 _WORD = re.compile(r"[A-Za-z]+")
 

@@ -1,9 +1,11 @@
 """Executors: where tasks run (the executors registry holds their factories).
 
-A phase is a task (``collapsebench.phases:execute`` with the run directory, iteration and phase)
+A phase is a task (:func:`collapsebench.phases.execute` with the run directory, iteration and phase)
 and so is each shard of a phase that splits its work (``PhaseContext.map_tasks``). Workers run
 ``python -m collapsebench task SPEC.json``: the spec names a function and plain data, and the
 worker re-reads the run directory's config and re-imports the plug-ins; no object is pickled.
+A phase's long-lived workers (``PhaseContext.workers``) run several such tasks each, one after
+another in one process (:mod:`collapsebench.executors.workers`).
 """
 
 from __future__ import annotations

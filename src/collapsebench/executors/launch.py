@@ -25,11 +25,9 @@ import socket
 import subprocess as sp
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field
-
-from collapsebench.api import Launch, PhaseContext, Task
+from collapsebench.api import Launch, NonNegativeInt, PhaseContext, PositiveFloat, PositiveInt, Task
 from collapsebench.errors import UserError
 from collapsebench.executors.local import LOG_TAIL
 
@@ -53,10 +51,10 @@ def slurm_first_node() -> str:
     return out.stdout.split()[0]
 
 
-def torchrun(ctx: PhaseContext, nproc_per_node: Annotated[int, Field(ge=1)] | Literal["gpu", "auto"] = 1,
-             nnodes: Annotated[int, Field(ge=1)] = 1, rdzv_endpoint: str | None = None,
-             max_restarts: Annotated[int, Field(ge=0)] = 0, args: list[str] | None = None,
-             keep_global_batch: bool = True, timeout_min: Annotated[float, Field(gt=0)] = 30.0) -> Launch:
+def torchrun(ctx: PhaseContext, nproc_per_node: PositiveInt | Literal["gpu", "auto"] = 1,
+             nnodes: PositiveInt = 1, rdzv_endpoint: str | None = None,
+             max_restarts: NonNegativeInt = 0, args: list[str] | None = None,
+             keep_global_batch: bool = True, timeout_min: PositiveFloat = 30.0) -> Launch:
     """torchrun (``torch.distributed.run``): ``nproc_per_node`` ranks on each of ``nnodes`` nodes.
 
     One node: a standalone rendezvous on a free port. Several: one torchrun per node of the SLURM
@@ -75,9 +73,9 @@ def torchrun(ctx: PhaseContext, nproc_per_node: Annotated[int, Field(ge=1)] | Li
     return Launch(command=[*command, *(args or [])], keep_global_batch=keep_global_batch, timeout_min=timeout_min)
 
 
-def accelerate(ctx: PhaseContext, config_file: str | None = None, num_processes: Annotated[int, Field(ge=1)] | None = None,
-               num_machines: Annotated[int, Field(ge=1)] = 1, args: list[str] | None = None,
-               keep_global_batch: bool = True, timeout_min: Annotated[float, Field(gt=0)] = 30.0) -> Launch:
+def accelerate(ctx: PhaseContext, config_file: str | None = None, num_processes: PositiveInt | None = None,
+               num_machines: PositiveInt = 1, args: list[str] | None = None,
+               keep_global_batch: bool = True, timeout_min: PositiveFloat = 30.0) -> Launch:
     """``accelerate launch`` with an accelerate ``config_file`` (DeepSpeed, FSDP, mixed precision
     and the machines come from it, as ``accelerate config`` writes it) and/or ``num_processes``.
 

@@ -1,21 +1,30 @@
 """Executors on this machine: ``inline`` (in the driver's process) and ``subprocess`` (a fresh
-Python process per task, so its memory, GPU memory included, is released when it ends)."""
+Python process per task, so its memory, GPU memory included, is released when it ends).
+
+Both start a phase's long-lived workers (``PhaseContext.workers``) as child processes of the
+phase's process (:class:`ProcessWorkers`): a worker has an interpreter and environment of its own,
+which no thread of the driver can have.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import signal
 import subprocess as sp
+import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from collapsebench.api import Resources, Task, run_task
+from collapsebench.api import Resources, Task, WorkerSpec, run_task
 from collapsebench.errors import UserError
+from collapsebench.executors.workers import FileFuture, Queue, queue_folder
 
 LOG_TAIL = 3000  # characters of a failed task's log quoted in the error
 
@@ -52,6 +61,9 @@ class InlineExecutor:
         for handle in handles:
             if handle.error is not None:
                 raise handle.error
+
+    def start_workers(self, specs: Sequence[WorkerSpec], run_dir: str, name: str) -> ProcessWorkers:
+        return ProcessWorkers(specs, run_dir, name)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -115,6 +127,10 @@ class SubprocessExecutor:
         if failures:
             raise self._failure(failures[0])
 
+    def start_workers(self, specs: Sequence[WorkerSpec], run_dir: str, name: str) -> ProcessWorkers:
+        return ProcessWorkers([s if s.python else dataclasses.replace(s, python=self.python) for s in specs],
+                              run_dir, name, env=self.env)
+
     def close(self) -> None:
         """Nothing to release: every worker process has ended in ``wait``."""
 
@@ -129,3 +145,57 @@ class SubprocessExecutor:
         return RuntimeError(f"task {key}: worker process exited with status {code}{tail}")
 
 
+
+
+class ProcessWorkers:
+    """Long-lived workers as child processes, ``python -m collapsebench worker QUEUE``, each fed
+    through its queue folder (:mod:`collapsebench.executors.workers`); their output goes to
+    ``<run>/logs/<name>.w<i>.log``. ``env`` is added to every worker's environment before its own."""
+
+    poll_s = 0.05
+
+    def __init__(self, specs: Sequence[WorkerSpec], run_dir: str, name: str, env: dict[str, str] | None = None):
+        self.name = name
+        self.queues: list[Queue] = []
+        self.procs: list[sp.Popen[bytes]] = []
+        self.logs: list[Path] = []
+        logs = Path(run_dir) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for i, spec in enumerate(specs):
+            queue = Queue(queue_folder(run_dir, name, i))
+            devices = {"CUDA_VISIBLE_DEVICES": spec.devices} if spec.devices is not None else {}
+            log = logs / f"{name}.w{i}.log"
+            with open(log, "wb") as out:  # the child keeps its own descriptor
+                proc = sp.Popen([spec.python or sys.executable, "-m", "collapsebench", "worker", str(queue.folder)],
+                                env={**os.environ, **(env or {}), **spec.env, **devices}, stdout=out,
+                                stderr=sp.STDOUT, preexec_fn=_die_with_parent)
+            self.queues.append(queue)
+            self.procs.append(proc)
+            self.logs.append(log)
+
+    def submit(self, worker: int, task: Task) -> FileFuture:
+        return FileFuture(task.key, self.queues[worker].put(task), lambda: self.ended(worker), self.poll_s)
+
+    def ended(self, worker: int) -> str | None:
+        """Why worker ``worker`` is gone (its status and the end of its log), or None while it runs."""
+        code = self.procs[worker].poll()
+        if code is None:
+            return None
+        tail = self.logs[worker].read_text(errors="replace")[-LOG_TAIL:]
+        return f"worker {self.name}.w{worker} (pid {self.procs[worker].pid}) exited with status {code}:\n{tail}"
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the workers once their queued tasks are done (``cancel``: at once); remove the queues."""
+        for queue, proc in zip(self.queues, self.procs):
+            if cancel:
+                proc.terminate()
+            else:
+                queue.stop()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30 if cancel else None)
+            except sp.TimeoutExpired:  # deaf to SIGTERM
+                proc.kill()
+                proc.wait()
+        for queue in self.queues:
+            queue.remove()

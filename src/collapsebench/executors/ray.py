@@ -16,6 +16,11 @@ in order by the driver; 1 worker and 64 give the same samples. An actor that die
 process killed) fails its task; the task is retried on a fresh actor ``retries`` times, then the
 phase fails, and a resume recomputes only the shards that are missing.
 
+A phase's long-lived workers (``PhaseContext.workers``) are actors too, one per worker, each asking
+its spec's resources (its ``devices`` as that many GPUs, which Ray picks), with its environment
+variables and interpreter (``py_executable``) as the actor's runtime environment; they live until
+the phase's block ends.
+
 Workers re-read the run directory and re-import the plug-ins: each task is its spec file's path.
 With ``address: local`` a private Ray instance starts in the driver's process (and stops with
 it); ``auto`` joins the cluster of this machine, ``ray://`` one elsewhere (its workers need
@@ -25,16 +30,17 @@ Each task's worker (process id, node) is appended to ``<run>/jobs.jsonl``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import ray
-from pydantic import Field
 
-from collapsebench.api import Resources, Task
+from collapsebench.api import NonNegativeInt, PositiveInt, Resources, Task, WorkerSpec
 from collapsebench.errors import UserError
 from collapsebench.executors import run_task_file
 from collapsebench.executors.records import record_job
@@ -47,10 +53,10 @@ def run_spec(spec: str) -> dict[str, Any]:
     tune()  # a Ray worker does not start through the command line
     info = {"pid": os.getpid(), "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id()}
     try:
-        run_task_file(spec)
+        result = run_task_file(spec)
     except UserError as exc:
         return {**info, "user_error": str(exc)}
-    return info
+    return {**info, "result": result}
 
 
 class Worker:
@@ -82,8 +88,8 @@ class RayExecutor:
     name = "ray"
     coordinates_in_driver = True
 
-    def __init__(self, address: str = "local", workers: Annotated[int, Field(ge=1)] | None = None,
-                 retries: Annotated[int, Field(ge=0)] = 1, runtime_env: dict[str, Any] | None = None,
+    def __init__(self, address: str = "local", workers: PositiveInt | None = None,
+                 retries: NonNegativeInt = 1, runtime_env: dict[str, Any] | None = None,
                  init: dict[str, Any] | None = None):
         self.address, self.workers, self.retries = address, workers, retries
         self.runtime_env, self.init = runtime_env, dict(init or {})
@@ -203,9 +209,69 @@ class RayExecutor:
             else:
                 failed = True
 
+    def start_workers(self, specs: Sequence[WorkerSpec], run_dir: str, name: str) -> RayWorkers:
+        self.connect()
+        return RayWorkers(self, specs)
+
     def close(self) -> None:
         """Kill the phase's actors (their processes and the models they hold)."""
         for actor in self.pool:
             ray.kill(actor)
         self.pool = []
         self.pool_key = None
+
+
+class RayWorkers:
+    """A phase's long-lived workers: one actor per spec, killed by ``close``."""
+
+    def __init__(self, executor: RayExecutor, specs: Sequence[WorkerSpec]):
+        self.executor = executor
+        self.resources = [dataclasses.replace(s.resources or Resources(), gpus=s.gpus) for s in specs]
+        self.actors = [TaskActor.options(**executor.options(r), runtime_env=runtime_env(s)).remote()
+                       for s, r in zip(specs, self.resources)]
+        self.refs: list[Any] = []
+
+    def submit(self, worker: int, task: Task) -> RayFuture:
+        actor = self.actors[worker]
+        ref = actor.run.remote(str(task.write_spec()))
+        self.refs.append(ref)
+        record_job(task.run_dir, executor="ray", key=task.key, state="RUNNING", actor=actor._actor_id.hex())
+        return RayFuture(self.executor, RayHandle(task, self.resources[worker]), ref, actor)
+
+    def close(self, cancel: bool = False) -> None:
+        """Kill the actors once their tasks are done (``cancel``: at once)."""
+        if self.refs and not cancel:
+            ray.wait(self.refs, num_returns=len(self.refs))
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors, self.refs = [], []
+
+
+def runtime_env(spec: WorkerSpec) -> dict[str, Any]:
+    """The actor's runtime environment: the worker's variables and interpreter."""
+    env: dict[str, Any] = {"env_vars": dict(spec.env)} if spec.env else {}
+    if spec.python:
+        env["py_executable"] = spec.python
+    return env
+
+
+@dataclass
+class RayFuture:
+    """A task sent to a worker actor; ``result`` records it in ``jobs.jsonl`` as the pool's tasks are."""
+
+    executor: RayExecutor
+    handle: RayHandle
+    ref: Any
+    actor: Any
+    collected: bool = False
+
+    def done(self) -> bool:
+        return bool(ray.wait([self.ref], timeout=0)[0])
+
+    def result(self) -> Any:
+        if not self.collected:
+            self.executor._collect(self.handle, self.ref, self.actor)
+            self.collected = True
+        if self.handle.error is not None:
+            raise self.handle.error
+        return self.handle.info["result"]

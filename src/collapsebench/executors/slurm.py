@@ -14,31 +14,44 @@ requeues it (at most ``max_requeues`` times for timeouts, without limit for pree
 requeued job runs the same task again, which resumes inside the phase: training from the Trainer's
 latest checkpoint, generation from its finished shards.
 
+A phase's long-lived workers (``PhaseContext.workers``) are one job each (:class:`WorkerJob`),
+asking the worker's resources (its ``devices`` as that many GPUs, which SLURM picks) with its
+interpreter, its environment variables exported by the job script; each runs the loop of
+:mod:`collapsebench.executors.workers`, fed through its queue folder in the run directory (on the
+shared filesystem). A worker job requeued after a timeout or a preemption goes on with the task it
+had not finished.
+
 Every change of a job's state is appended to ``<run>/jobs.jsonl`` (job id, task, state, log
 files, resources asked for); ``collapsebench status`` shows the jobs that are queued or running.
 A job left running by a driver that died is cancelled when a driver submits the same task again,
 so two jobs never write one phase.
+
+Over 300 lines: tasks (job arrays), long-lived workers and a detached driver share the job
+parameters and the records of one SLURM submission path, kept in one module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shlex
 import socket
 import subprocess as sp
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import submitit
-from pydantic import Field
 
-from collapsebench.api import Resources, Task
+from collapsebench.api import NonNegativeInt, PositiveFloat, PositiveInt, Resources, Task, WorkerSpec
 from collapsebench.errors import UserError
 from collapsebench.executors import run_task_file
 from collapsebench.executors.records import FINAL, live_jobs, record_job, slurm_states
+from collapsebench.executors.workers import FileFuture, Queue, queue_folder, serve
 from collapsebench.layout import RunLayout
 
 
@@ -63,6 +76,17 @@ class TaskJob(submitit.helpers.Checkpointable):
                 break
             self.results.append(info)
         return self.results
+
+
+class WorkerJob(submitit.helpers.Checkpointable):
+    """What a long-lived worker's job runs: the loop over its queue. Checkpointable: requeued after
+    a timeout or a preemption, it goes on with the first task it had not finished."""
+
+    def __init__(self, queue: str, poll_s: float):
+        self.queue, self.poll_s = queue, poll_s
+
+    def __call__(self) -> dict[str, Any]:
+        return serve(self.queue, self.poll_s)
 
 
 @dataclass
@@ -92,14 +116,14 @@ class SlurmExecutor:
     coordinates_in_driver = True
 
     def __init__(self, partition: str | None = None, account: str | None = None, constraint: str | None = None,
-                 nodes: Annotated[int, Field(ge=1)] = 1, gpus_per_node: Annotated[int, Field(ge=0)] = 0,
-                 cpus_per_task: Annotated[int, Field(ge=1)] = 1, mem_gb: Annotated[float, Field(gt=0)] | None = None,
-                 timeout_min: Annotated[int, Field(ge=1)] = 60, signal_delay_s: Annotated[int, Field(ge=0)] = 120,
-                 max_requeues: Annotated[int, Field(ge=0)] = 3, array_parallelism: Annotated[int, Field(ge=1)] = 256,
-                 tasks_per_job: Annotated[int, Field(ge=1)] = 1, setup: list[str] | None = None,
+                 nodes: PositiveInt = 1, gpus_per_node: NonNegativeInt = 0,
+                 cpus_per_task: PositiveInt = 1, mem_gb: PositiveFloat | None = None,
+                 timeout_min: PositiveInt = 60, signal_delay_s: NonNegativeInt = 120,
+                 max_requeues: NonNegativeInt = 3, array_parallelism: PositiveInt = 256,
+                 tasks_per_job: PositiveInt = 1, setup: list[str] | None = None,
                  python: str | None = None, extra: dict[str, Any] | None = None,
-                 poll_s: Annotated[float, Field(gt=0)] = 1.0,
-                 driver_timeout_min: Annotated[int, Field(ge=1)] = 7 * 24 * 60):
+                 poll_s: PositiveFloat = 1.0,
+                 driver_timeout_min: PositiveInt = 7 * 24 * 60):
         self.defaults: dict[str, Any] = {"partition": partition, "account": account, "constraint": constraint,
                                          "nodes": nodes, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                                          "mem_gb": mem_gb, "timeout_min": timeout_min, **(extra or {})}
@@ -217,6 +241,9 @@ class SlurmExecutor:
             return UserError(h.info["user_error"])
         return None
 
+    def start_workers(self, specs: Sequence[WorkerSpec], run_dir: str, name: str) -> SlurmWorkers:
+        return SlurmWorkers(self, specs, run_dir, name)
+
     def close(self) -> None:
         """Nothing to release: every job has ended in ``wait``."""
 
@@ -232,6 +259,63 @@ class SlurmExecutor:
                                                                name))
         job = executor.submit(submitit.helpers.CommandFunction(argv, env={**os.environ, "COLLAPSEBENCH_PROGRESS": "0"}))
         return str(job.job_id)
+
+
+class SlurmWorkers:
+    """A phase's long-lived workers: one SLURM job per spec (see the module docstring)."""
+
+    def __init__(self, executor: SlurmExecutor, specs: Sequence[WorkerSpec], run_dir: str, name: str):
+        self.executor, self.run_dir, self.name = executor, run_dir, name
+        self.keys = [f"{name}.w{i}" for i in range(len(specs))]
+        cancel_stale(run_dir, set(self.keys))
+        self.queues: list[Queue] = []
+        self.jobs: list[Any] = []
+        for key, spec in zip(self.keys, specs):
+            queue = Queue(queue_folder(run_dir, name, len(self.queues)))
+            request = executor.parameters(dataclasses.replace(spec.resources or Resources(), gpus=spec.gpus))
+            params = executor._submitit_parameters(request, f"cb-{key}")
+            params["setup"] = [*params["setup"], *(f"export {k}={shlex.quote(v)}" for k, v in spec.env.items())]
+            submitter = submitit.SlurmExecutor(folder=Path(run_dir) / "logs" / "slurm" / "%j",
+                                               max_num_timeout=executor.max_requeues, python=spec.python or executor.python)
+            submitter.update_parameters(**params)
+            job = submitter.submit(WorkerJob(str(queue.folder), executor.poll_s))
+            record_job(run_dir, executor="slurm", key=key, job_id=job.job_id, state="SUBMITTED",
+                       log=str(job.paths.stdout), stderr=str(job.paths.stderr), resources=request)
+            self.queues.append(queue)
+            self.jobs.append(job)
+
+    def submit(self, worker: int, task: Task) -> FileFuture:
+        return FileFuture(task.key, self.queues[worker].put(task), lambda: self.ended(worker), self.executor.poll_s)
+
+    def ended(self, worker: int) -> str | None:
+        """Why worker ``worker``'s job is gone (its state and log), or None while it is queued or runs."""
+        job = self.jobs[worker]
+        if not job.done():
+            return None
+        return f"worker {self.keys[worker]}: SLURM job {job.job_id} ended ({job.state}); log {job.paths.stderr}"
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the jobs once their queued tasks are done (``cancel``: cancel them); record how they ended."""
+        for queue, job in zip(self.queues, self.jobs):
+            if cancel:
+                job.cancel(check=False)
+            else:
+                queue.stop()
+        for key, job in zip(self.keys, self.jobs):
+            while not job.done():
+                time.sleep(self.executor.poll_s)
+            state, info = "CANCELLED", {}
+            if not cancel:
+                try:
+                    state, info = "COMPLETED", job.result()
+                except submitit.core.utils.FailedJobError:
+                    state = "FAILED"
+                except submitit.core.utils.UncompletedJobError:
+                    state = "UNCOMPLETED"
+            record_job(self.run_dir, executor="slurm", key=key, job_id=job.job_id, state=state, pid=info.get("pid"),
+                       host=info.get("host"), tasks=info.get("tasks"))
+        for queue in self.queues:
+            queue.remove()
 
 
 def cancel_stale(run_dir: str, keys: set[str]) -> None:

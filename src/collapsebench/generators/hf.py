@@ -128,7 +128,7 @@ def generate(ctx: PhaseContext, batch_size: int = 32, max_new_tokens: int = 128,
         raise UserError("generate.generator.chat_template: the model's tokenizer has no chat template")
 
     def write_raw(round_: int, prompts_path: Path, jobs: list[Job]) -> None:
-        ctx.map_tasks([ctx.task(job.name, "collapsebench.generators.hf:generate_job", job=asdict(job),
+        ctx.map_tasks([ctx.task(job.name, generate_job, job=asdict(job),
                                 prompts=str(prompts_path), batch_size=batch_size, max_new_tokens=max_new_tokens,
                                 sampling=sampling, keep_prompt=keep_prompt, chat=chat) for job in jobs])
 

@@ -2,32 +2,37 @@
 
 Every ``LLM`` (engine) argument passes through ``engine: {...}`` and every ``SamplingParams``
 argument through ``sampling: {...}`` (``n`` = samples per prompt). The quota loop
-(:mod:`collapsebench.generators.quota`) runs in the phase's process; for each round, the missing
-shards are split over ``data_parallel`` worker processes, one engine per GPU group
-(``CUDA_VISIBLE_DEVICES`` set per worker; a group of several GPUs is one tensor-parallel engine).
-Each worker writes its own raw shards; the parent validates them and merges them into one
-dataset. Workers exit after each round, so their GPU memory is released before the validators
-(which may load models) run and before the next phase. vllm is imported only in the workers.
+(:mod:`collapsebench.generators.quota`) runs in the phase's process; its rounds' missing shards
+are split over ``data_parallel`` long-lived workers of the phase (``PhaseContext.workers``), one
+engine per GPU group (its ``devices``: a group of several GPUs is one tensor-parallel engine).
+Each worker builds its engine with its first task and keeps it for the whole phase, so an engine
+starts once per phase, not once per round; each writes its own raw shards, and the parent
+validates them and merges them into one dataset. vllm is imported only in the workers.
+
+The engines hold their GPUs while the validators of each round run in the phase's process. A
+validator that loads a model of its own onto the same GPUs needs that memory: ``keep_engine:
+false`` then ends the workers after each round (releasing their GPUs) and starts them again for
+the next, at the cost of one engine start per round.
 
 Each prompt gets a seed derived from its shard's seed, so a resumed phase reproduces the samples
-of the shards it regenerates (as far as vLLM's kernels are deterministic).
-
-Workers are tasks of the phase (:func:`worker`) run by the ``subprocess`` executor, one process per
-GPU group with its own ``CUDA_VISIBLE_DEVICES``; their output goes to ``<run>/logs/``.
+of the shards it regenerates (as far as vLLM's kernels are deterministic). The workers are
+started by the phase's executor (child processes on this machine, SLURM jobs, Ray actors); their
+output goes to ``<run>/logs/`` (or the scheduler's logs).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import PhaseContext, Resources
+from collapsebench.api import PhaseContext, PhaseWorkers, WorkerSpec
 from collapsebench.config import Config
 from collapsebench.errors import UserError
-from collapsebench.executors.local import SubprocessExecutor
 from collapsebench.generators.hf import continuations, uses_chat_template
 from collapsebench.generators.quota import Job, read_prompts, run_quota, write_raw_shard
 from collapsebench.io import derive_seed
@@ -61,37 +66,45 @@ def _sampling(sampling: dict[str, Any] | None, max_new_tokens: int) -> dict[str,
 
 def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None,
              max_new_tokens: int = 128, data_parallel: int | list[Any] = 1, keep_prompt: bool = True,
-             python: str | None = None, chat_template: bool | None = None) -> dict[str, Any]:
+             python: str | None = None, chat_template: bool | None = None, keep_engine: bool = True) -> dict[str, Any]:
     """Generate S(k) with M(k) (or the base model, ``generate.first_from``) through vLLM workers;
     see the module docstring.
 
     ``python``: the interpreter of the workers (default: this one), e.g. a separate vLLM venv.
-    ``chat_template``: as for the transformers generator (default: on after chat SFT)."""
+    ``chat_template``: as for the transformers generator (default: on after chat SFT).
+    ``keep_engine``: keep each worker's engine for the whole phase (false: restart the workers
+    after each round, freeing the GPUs for validators that load models)."""
     engine = dict(engine or {})
     params = _sampling(sampling, max_new_tokens)
     per_prompt = int(params.get("n", 1))
-    groups = gpu_groups(data_parallel, int(engine.get("tensor_parallel_size", 1)))
+    specs = [WorkerSpec(python=python, devices=group)
+             for group in gpu_groups(data_parallel, int(engine.get("tensor_parallel_size", 1)))]
     model = str(generation_model_dir(ctx))
     tokenizer = load_tokenizer(model)
     chat = uses_chat_template(ctx.config, chat_template)
-    workers = SubprocessExecutor(workers=len(groups), python=python, logs=True)
+    done: list[dict[str, Any]] = []
 
-    def write_raw(round_: int, prompts: Path, jobs: list[Job]) -> None:
-        tasks = []
-        for w, group in enumerate(groups):
-            mine = jobs[w :: len(groups)]
-            if mine:
-                task = ctx.task(f"vllm-r{round_:03d}-w{w}", "collapsebench.generators.vllm_engine:worker",
-                                engine=engine, sampling=params, per_prompt=per_prompt, prompts=str(prompts),
-                                jobs=[{"path": j.path, "seed": j.seed, "lo": j.lo, "hi": j.hi} for j in mine],
-                                model=model, chat=chat)
-                tasks.append(replace(task, env={"CUDA_VISIBLE_DEVICES": group}))
-        workers.wait([workers.submit(t, Resources(gpus=len(groups[0].split(",")))) for t in tasks])
+    def write_raw_on(pool: PhaseWorkers, prompts: Path, jobs: list[Job]) -> None:
+        """Job ``i`` to worker ``i mod workers``; wait for all of them."""
+        futures = [pool.submit(w, generate_shards, engine=engine, sampling=params, per_prompt=per_prompt,
+                               prompts=str(prompts), model=model, chat=chat,
+                               jobs=[{"path": j.path, "seed": j.seed, "lo": j.lo, "hi": j.hi} for j in mine])
+                   for w in range(len(pool)) if (mine := jobs[w :: len(pool)])]
+        done.extend(f.result() for f in futures)
 
     start = time.time()
-    stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
-    stats.update(sampling=params, engine=engine, workers=len(groups), model=model, chat_template=chat,
-                 seconds=round(time.time() - start, 3))
+    if keep_engine:
+        with ctx.workers(specs, name="vllm") as pool:
+            stats = run_quota(ctx, lambda _, prompts, jobs: write_raw_on(pool, prompts, jobs), tokenizer=tokenizer,
+                              per_prompt=per_prompt, keep_prompt=keep_prompt)
+    else:
+        def write_raw(round_: int, prompts: Path, jobs: list[Job]) -> None:
+            with ctx.workers(specs, name=f"vllm-r{round_:03d}") as pool:
+                write_raw_on(pool, prompts, jobs)
+
+        stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
+    stats.update(sampling=params, engine=engine, workers=len(specs), model=model, chat_template=chat,
+                 engine_starts=sum(d["engine_started"] for d in done), seconds=round(time.time() - start, 3))
     return stats
 
 
@@ -121,13 +134,26 @@ def check_config(config: Config, kwargs: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------ the worker
 
-def worker(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[str, Any], per_prompt: int, prompts: str,
-           jobs: list[dict[str, Any]], model: str, chat: bool = False) -> None:
-    """Run one engine over its jobs; write each job's raw shard (skipping done ones)."""
-    from vllm import LLM, SamplingParams
+def generate_shards(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[str, Any], per_prompt: int,
+                    prompts: str, jobs: list[dict[str, Any]], model: str, chat: bool = False) -> dict[str, Any]:
+    """A worker's task: write each job's raw shard (skipping done ones) with this worker's engine,
+    built by its first task and kept in ``ctx.models`` for the next. Says whether it started the
+    engine, for the phase's ``engine_starts``."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as exc:
+        raise UserError(f"generate.generator: vllm cannot be imported by the workers' interpreter {sys.executable} "
+                        f"({exc}); pip install collapsebench[vllm] there, or name one that has it in "
+                        "generate.generator.python") from None
 
-    tokenizer = load_tokenizer(model)
-    llm = LLM(model=model, **engine)
+    started = []
+
+    def start() -> Any:
+        started.append(True)
+        return LLM(model=model, **engine)
+
+    llm = ctx.models.get(("vllm", model, json.dumps(engine, sort_keys=True)), start)
+    tokenizer = ctx.models.get(("tokenizer", model), lambda: load_tokenizer(model))
     m = per_prompt
     for job in jobs:
         if Path(job["path"]).exists():
@@ -145,3 +171,4 @@ def worker(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[str, Any], 
             generated += [list(c.token_ids) for c in completions]
         texts, ids = continuations(tokenizer, generated)
         write_raw_shard(job["path"], rows["prompt"], rows["parent"], texts, ids, m)
+    return {"pid": os.getpid(), "engine_started": bool(started)}

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field
-
-from collapsebench.api import PhaseContext
+from collapsebench.api import PhaseContext, PositiveInt
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.generators.hf import continuations, uses_chat_template
@@ -84,8 +82,8 @@ def run_processor(config: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None,
-             max_new_tokens: int = 128, replicas: Annotated[int, Field(ge=1)] | None = None,
-             batch_size: Annotated[int, Field(ge=1)] = 64, keep_prompt: bool = True,
+             max_new_tokens: int = 128, replicas: PositiveInt | None = None,
+             batch_size: PositiveInt = 64, keep_prompt: bool = True,
              address: str = "auto", chat_template: bool | None = None) -> dict[str, Any]:
     """Generate S(k) with M(k) on Ray through ``ray.data.llm``; see the module docstring.
     ``replicas``: vLLM engines (default: the cluster's GPUs / ``tensor_parallel_size``);

@@ -8,19 +8,24 @@ runs their loop in the driver and only their tasks remotely.
 
 from __future__ import annotations
 
-import importlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from collapsebench.api import Executor, PhaseContext, context_for
 from collapsebench.errors import UserError
+from collapsebench.executors.local import InlineExecutor
 from collapsebench.io import FileLock, publish_folder, seal_folder
 from collapsebench.models.loading import quiet_libraries
+from collapsebench.phases import curate, evaluate, generate, train
 from collapsebench.registry import fingerprints
 
 FINGERPRINT_FILE = ".fingerprint"
 SPLITS = frozenset({"generate", "evaluate"})
+RUNS: dict[str, Callable[[PhaseContext], dict[str, Any]]] = {
+    "curate": curate.run, "train": train.run, "generate": generate.run, "evaluate": evaluate.run,
+}
 
 
 def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor | None = None) -> dict[str, Any]:
@@ -28,7 +33,8 @@ def execute(run_dir: str | Path, iteration: int, phase: str, executor: Executor 
 
     Work left in ``<phase>.tmp/`` by an interrupted attempt under the same fingerprint is kept,
     so the phase can resume (training checkpoints, finished generation shards). ``executor`` runs
-    the phase's tasks (default: in this process)."""
+    the phase's tasks (default: in this process) and starts its long-lived workers (default: as
+    child processes of this one)."""
     quiet_libraries()
     ctx = context_for(run_dir, iteration, phase)
     lock = FileLock(ctx.layout.step_lock(iteration, phase))
@@ -50,7 +56,10 @@ def _execute(ctx: PhaseContext, iteration: int, phase: str, executor: Executor |
 def work(ctx: PhaseContext, fingerprint: str) -> dict[str, Any]:
     """Run the phase of ``ctx`` in its work folder (``ctx.out_dir``) and seal it: its ``stats.json``
     written, ready for the rename that commits it. Work left there by an interrupted attempt under
-    the same ``fingerprint`` is kept; under another, it is removed first."""
+    the same ``fingerprint`` is kept; under another, it is removed first. Without an executor, the
+    phase's long-lived workers are child processes of this one."""
+    if ctx.executor is None and ctx.worker_host is None:
+        ctx = ctx.replace(worker_host=InlineExecutor())
     tmp = ctx.out_dir
     marker = tmp / FINGERPRINT_FILE
     if tmp.exists() and (not marker.exists() or marker.read_text() != fingerprint):
@@ -58,7 +67,7 @@ def work(ctx: PhaseContext, fingerprint: str) -> dict[str, Any]:
     tmp.mkdir(parents=True, exist_ok=True)
     marker.write_text(fingerprint)
     try:
-        stats = dict(importlib.import_module(f"collapsebench.phases.{ctx.phase}").run(ctx) or {})
+        stats = dict(RUNS[ctx.phase](ctx) or {})
     finally:
         ctx.close()
     stats.update(iteration=ctx.iteration, phase=ctx.phase, seed=ctx.seed, fingerprint=fingerprint)

@@ -35,7 +35,7 @@ def evaluate_one(ctx: PhaseContext, index: int) -> None:
 
 def run(ctx: PhaseContext) -> dict[str, Any]:
     specs = ctx.config.evaluate.evaluations
-    ctx.map_tasks([ctx.task(f"evaluation{i:03d}", "collapsebench.phases.evaluate:evaluate_one", index=i)
+    ctx.map_tasks([ctx.task(f"evaluation{i:03d}", evaluate_one, index=i)
                    for i in range(len(specs)) if not result_file(ctx, i).exists()])
     metrics: dict[str, Any] = {}
     for i, spec in enumerate(specs):

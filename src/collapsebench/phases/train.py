@@ -101,7 +101,7 @@ def run_launched(ctx: PhaseContext, spec: Spec) -> dict[str, Any]:
     from collapsebench.executors.launch import run_launched as launch
 
     how = launchers.call(spec.name, ctx, key="train.launcher", kwargs=spec.kwargs)
-    task = ctx.task("launch", "collapsebench.phases.train:run_rank", keep_global_batch=how.keep_global_batch,
+    task = ctx.task("launch", run_rank, keep_global_batch=how.keep_global_batch,
                     timeout_min=how.timeout_min)
     return {"init": ctx.config.model.init, **launch(ctx, spec.name, how, task)}
 

@@ -14,6 +14,7 @@ reach it (:func:`take`), so it is exact to within one document.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,7 @@ def _replace_real(ctx: PhaseContext, real: Dataset, first: bool, alpha: float, s
     return take(ctx, real, amount, (ctx.seed, REAL), unit, "real data"), n_syn, unit
 
 
-def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], alpha: float = 1.0, size: int | None = None,
+def replace(ctx: PhaseContext, real: Dataset, synthetic: Sequence[Dataset], alpha: float = 1.0, size: int | None = None,
             size_policy: str = "constant", unit: str | None = None, size_tokens: int | None = None) -> Dataset:
     """Mix real data with the latest synthetic dataset S(k-1); iteration 1 trains on real data only.
 
@@ -113,12 +114,12 @@ def replace(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], alpha: f
     return concat([p for p in parts if len(p)] or parts[:1])
 
 
-def accumulate(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset]) -> Dataset:
+def accumulate(ctx: PhaseContext, real: Dataset, synthetic: Sequence[Dataset]) -> Dataset:
     """The real data and every synthetic dataset so far: D(k) = D_real ∪ S(1) ∪ ... ∪ S(k-1)."""
     return concat([real, *synthetic])
 
 
-def accumulate_subsample(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], size: int | None = None,
+def accumulate_subsample(ctx: PhaseContext, real: Dataset, synthetic: Sequence[Dataset], size: int | None = None,
                          unit: str | None = None, size_tokens: int | None = None) -> Dataset:
     """The accumulated pool subsampled uniformly to the base size (``size_tokens`` tokens or
     ``size`` rows; default: the real data's)."""
@@ -129,7 +130,7 @@ def accumulate_subsample(ctx: PhaseContext, real: Dataset, synthetic: list[Datas
     return take(ctx, pool, min(n, available(ctx, pool, unit, what)), (ctx.seed, POOL), unit, what)
 
 
-def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], rows: int | None = None, fraction: float = 1.0,
+def grow(ctx: PhaseContext, real: Dataset, synthetic: Sequence[Dataset], rows: int | None = None, fraction: float = 1.0,
          keep_real: bool = True, unit: str | None = None) -> Dataset:
     """A fixed amount of fresh synthetic data added each round: D(k) = D_real ∪ A(1) ∪ ... ∪ A(k-1),
     where A(j) is ``rows`` rows of S(j), or else ``fraction`` of the real data (in ``unit``), drawn
@@ -154,7 +155,7 @@ def grow(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset], rows: int |
     return concat(parts)
 
 
-def clean_fraction(ctx: PhaseContext, real: Dataset, synthetic: list[Dataset],
+def clean_fraction(ctx: PhaseContext, real: Dataset, synthetic: Sequence[Dataset],
                    alpha: float = 0.0, size: int | None = None, size_policy: str = "constant",
                    parts: int | None = None, part_by: str | None = None, unit: str | None = None,
                    size_tokens: int | None = None, **ignored: object) -> Dataset:

@@ -289,11 +289,6 @@ def log_prob(spec: LanguageSpec, text: str) -> float:
     return float(score(spec, [text]).log_prob[0])
 
 
-def log_probs(spec: LanguageSpec, texts: list[str]) -> np.ndarray:
-    """Vectorised :func:`log_prob`."""
-    return score(spec, texts).log_prob
-
-
 # ----------------------------------------------------------------------------------------- data source
 
 
