@@ -140,16 +140,17 @@ def _cmd_check_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
+    from collapsebench.console import narrow, plain
     from collapsebench.errors import did_you_mean
     from collapsebench.registry import ALL
 
     if args.registry and not any(args.registry in (name, reg.kind) for name, reg in ALL.items()):
         raise UserError(f"unknown registry '{args.registry}'{did_you_mean(args.registry, ALL)}; known: {', '.join(ALL)}")
-    table = Table()
-    for column in ("registry", "name", "summary", "arguments", "needs"):
-        table.add_column(column, no_wrap=column in ("registry", "name"))  # names are what users copy: never cut
+    rows = []  # (registry, name, summary, arguments, needs)
     for reg_name, reg in ALL.items():
         if args.registry and args.registry not in (reg_name, reg.kind):
             continue
@@ -158,7 +159,25 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             arguments = ", ".join(f"{a.name}" + (f": {a.annotation}" if a.annotation else "")
                                   + (f" = {a.default}" if a.default is not None else "") for a in desc.arguments)
             needs = " ".join(n for n, on in (("torch", entry.torch), ("gpu", entry.gpu)) if on)
-            table.add_row(reg_name, name, desc.summary, arguments, needs)
+            rows.append((reg_name, name, escape(plain(desc.summary)), escape(arguments), needs))
+    if narrow():  # one entry a paragraph: name, then its summary, arguments and needs indented below
+        heading = None
+        for reg_name, name, summary, arguments, needs in rows:
+            if not args.registry and reg_name != heading:
+                heading = reg_name
+                console.print(f"\n[bold underline]{reg_name}[/]")
+            console.print(f"[bold]{name}[/]" + (f"  [dim](needs {needs})[/]" if needs else ""), highlight=False)
+            for label, text in (("", summary), ("arguments: ", arguments)):
+                if text:
+                    console.print(Padding(f"{label}{text}", (0, 0, 0, 4), expand=False), highlight=False, soft_wrap=False)
+        return 0
+    table = Table()
+    columns = ("name", "summary", "arguments", "needs") if args.registry else \
+        ("registry", "name", "summary", "arguments", "needs")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("registry", "name"))  # names are what users copy: never cut
+    for row in rows:
+        table.add_row(*(row[1:] if args.registry else row))
     console.print(table)
     return 0
 
@@ -313,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip building the backends' argument objects (which imports torch in a child process)")
     p.set_defaults(fn=_cmd_validate)
 
-    p = sub.add_parser("check-backends", help=argparse.SUPPRESS)
+    p = sub.add_parser("check-backends")  # validate's child process; no help=: argparse lists a suppressed help
     p.add_argument("config")
     p.set_defaults(fn=_cmd_check_backends)
 
@@ -326,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("step", metavar="ITER.PHASE")
     p.set_defaults(fn=_cmd_phase)
 
-    p = sub.add_parser("task", help=argparse.SUPPRESS)  # what executors' workers run
+    p = sub.add_parser("task")  # what executors' workers run; hidden from --help like check-backends
     p.add_argument("spec")
     p.set_defaults(fn=_cmd_task)
 
@@ -349,9 +368,25 @@ def build_parser() -> argparse.ArgumentParser:
 STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse, taking ``key=value`` overrides from anywhere on the line for the verbs that have them.
+
+    argparse fills a ``nargs="*"`` positional from one run of positionals only, so an override after
+    an option (``validate c.yaml --no-backend iterations=3``) would be left over; here each leftover
+    that is an override joins the overrides, in the order given (a later one wins)."""
+    args, rest = parser.parse_known_args(argv)
+    extra = [a for a in rest if not a.startswith("-") and "=" in a] if hasattr(args, "overrides") else []
+    unknown = [a for a in rest if a not in extra]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     tune()  # before torch allocates: this process and the workers it starts
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), sys.argv[1:] if argv is None else argv)
     try:
         return int(args.fn(args))
     except UserError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,3 +41,23 @@ def metrics_line(row: dict[str, Any], limit: int = 6) -> str:
     """The first ``limit`` float metrics of a ``metrics.jsonl`` row, for the progress of a run."""
     shown = [(k, v) for k, v in row.items() if isinstance(v, float)][:limit]
     return "  ".join(f"{k}={v:.4g}" for k, v in shown)
+
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`x`, :class:`~a.B`
+_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")
+
+
+def plain(text: str) -> str:
+    """Docstring text without its reST markup, for a terminal or a page: ``x`` and :func:`x` read as x.
+
+    Summaries are written for the API documentation; in a table the backticks are noise."""
+    text = _ROLE.sub(lambda m: m.group(1).rpartition(".")[2] if m.group(0).count("~") else m.group(1), text)
+    return _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def narrow(width: int | None = None) -> bool:
+    """Whether the terminal is too narrow for a table of several free-text columns (lists read better)."""
+    return (console.width if width is None else width) < NARROW
+
+
+NARROW = 110  # below this, a five-column table leaves a few characters a cell
