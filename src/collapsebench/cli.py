@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 def _cmd_run(args: argparse.Namespace) -> int:
     from collapsebench.config import load_config
     from collapsebench.loop import run_experiment
+    from collapsebench.validate import check_installed
 
     config = load_config(args.config, args.overrides)
+    check_installed(config, strict=True)
     run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
                    allow_download=args.allow_download)
     return 0
@@ -108,6 +110,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from collapsebench.config import load_config
     from collapsebench.validate import validate_config
 
@@ -117,6 +121,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         console.print(f"  [green]ok[/] {line}")
     for name in report.downloads:  # checkable here; `run` refuses until they are in the local cache
         console.print(f"  [yellow]needs download:[/] {name}")
+    for note in report.installs:  # a GPU plug-in's backend, installed where it runs; `run` refuses here
+        console.print(f"  [yellow]needs install where it runs:[/] {escape(note)}", highlight=False)
     if not args.no_backend:
         import yaml
 

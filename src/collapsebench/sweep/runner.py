@@ -38,7 +38,7 @@ from collapsebench.registry import executors
 from collapsebench.run import RunDir, now
 from collapsebench.sweep.grid import Cell, cell_raw, expand, spec_from_options, zip_groups
 from collapsebench.sweep.share import SharedSteps
-from collapsebench.validate import validate_config
+from collapsebench.validate import check_installed, validate_config
 
 LOG_FILE = "sweep.log"
 FINISHED = ("done", "stopped")
@@ -73,7 +73,9 @@ def create(config_path: str | Path, overrides: Sequence[str] = (), *, grid: Sequ
         raise UserError(f"a sweep driver is running on {sweep.path}; follow it with: collapsebench status {sweep.path}")
     for cell in cells:  # every cell's plug-in arguments, before anything runs
         try:
-            validate_config(cell_config(sweep.path, base, spec, cell))
+            config = cell_config(sweep.path, base, spec, cell)
+            validate_config(config)
+            check_installed(config, strict=True)  # the cells run from here
         except UserError as exc:
             raise UserError(f"sweep cell '{cell.label}' (seed {cell.seed}): {exc}") from None
     previous = sweep.manifest() if sweep.exists() else {}
