@@ -2,7 +2,6 @@
 the extra that installs it, exit status 2, from validate, run and sweep before anything runs."""
 
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ SFT = ROOT / "configs" / "training" / "sft.yaml"
 
 
 def test_the_extras_table_is_pyprojects():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     for module, extra in EXTRAS.items():
         distribution = module.replace("_", "-")

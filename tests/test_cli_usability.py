@@ -1,6 +1,11 @@
 """The command line at first contact: a clean --help, overrides anywhere on the line, listings and
 the status table readable at 80 columns."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 
@@ -8,6 +13,8 @@ from collapsebench import console as console_module
 from collapsebench.cli import build_parser, main, parse_args
 from collapsebench.console import plain
 from conftest import tiny_config, write_config
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_help_shows_no_hidden_verbs(capsys):
@@ -94,3 +101,23 @@ def test_status_reads_at_80_and_120_columns(width):
     for metric in metrics:  # every abbreviation explained
         assert metric in text
     assert "244.7" in text and "loss=5.357" in text and "warning" in text
+
+
+def test_a_warning_is_printed_once(tmp_path):
+    import yaml
+
+    from collapsebench.config import load_config
+
+    lumpy = tmp_path / "lumpy.txt"
+    lumpy.write_text(" ".join(["alpha beta gamma delta"] * 30_000) + "\n")  # one document over 100 000 characters
+    cfg = tiny_config(tmp_path)
+    cfg["data"]["source"] = {"name": "local", "path": str(lumpy), "sample_by": "document"}
+    run = tmp_path / "run"
+    run.mkdir()
+    config = load_config(str(write_config(tmp_path, cfg)), [])
+    (run / "config.yaml").write_text(yaml.safe_dump(config.dump()))
+    # a process of its own: the logging set-up of a real command, not pytest's capture of log records
+    out = subprocess.run([sys.executable, "-m", "collapsebench", "phase", str(run), "0.curate"], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"})
+    err = out.stderr  # the one document cannot also give a holdout: exit 2 after the warning
+    assert err.count("documents from") == 1 and "warning: data.source: 1 documents from" in err

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from collapsebench import __version__
 from collapsebench.allocator import tune
-from collapsebench.console import console
+from collapsebench.console import console, setup_logging
 from collapsebench.errors import UserError
 
 if TYPE_CHECKING:
@@ -392,6 +392,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 def main(argv: list[str] | None = None) -> int:
     tune()  # before torch allocates: this process and the workers it starts
+    setup_logging()
     args = parse_args(build_parser(), sys.argv[1:] if argv is None else argv)
     try:
         return int(args.fn(args))

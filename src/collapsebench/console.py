@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -12,6 +13,30 @@ from typing import Any
 from rich.console import Console
 
 console = Console(stderr=True, soft_wrap=True)
+
+
+class ConsoleHandler(logging.Handler):
+    """The ``collapsebench`` loggers' warnings and errors on the console, as ``warning: ...``.
+
+    The one place a plug-in's warning reaches the terminal: a plug-in calls ``ctx.log.warning``
+    and nothing else (printing it as well showed every warning twice)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        style = "bold red" if record.levelno >= logging.ERROR else "yellow"
+        try:
+            console.print(f"[{style}]{record.levelname.lower()}:[/] {escape(record.getMessage())}", highlight=False)
+        except Exception:  # noqa: BLE001 - logging must not raise; the standard handlers report it this way
+            self.handleError(record)
+
+
+def setup_logging() -> None:
+    """Route the package's log records of level WARNING and above to the console, once a process."""
+    logger = logging.getLogger("collapsebench")
+    if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        handler = ConsoleHandler(logging.WARNING)
+        logger.addHandler(handler)
 
 
 @contextmanager
