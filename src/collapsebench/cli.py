@@ -18,27 +18,40 @@ from typing import TYPE_CHECKING
 from collapsebench import __version__
 from collapsebench.allocator import tune
 from collapsebench.console import console, setup_logging
+from collapsebench.environment import record as record_environment
 from collapsebench.errors import UserError
 
 if TYPE_CHECKING:
+    from collapsebench.config import Config
     from collapsebench.layout import CellStatus
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from collapsebench.config import load_config
-    from collapsebench.loop import run_experiment
     from collapsebench.validate import check_installed
 
     config = load_config(args.config, args.overrides)
     check_installed(config, strict=True)
-    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                   allow_download=args.allow_download)
+    return _drive(config, args)
+
+
+def _drive(config: Config, args: argparse.Namespace) -> int:
+    """Run (or continue) ``config``; its run directory records the environment it ran in, even when
+    a step fails (``environment.json``, see :mod:`collapsebench.environment`)."""
+    from collapsebench.layout import RunLayout
+    from collapsebench.loop import run_experiment
+
+    try:
+        run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
+                       allow_download=args.allow_download)
+    finally:
+        if RunLayout(config.run_dir()).exists():
+            record_environment(config.run_dir())
     return 0
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from collapsebench.layout import RunLayout, SweepLayout
-    from collapsebench.loop import run_experiment
 
     if SweepLayout(args.run_dir).exists():
         from collapsebench.sweep.runner import run_sweep
@@ -48,9 +61,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     config = RunLayout(args.run_dir).load_config()
     if Path(config.run_dir()) != Path(args.run_dir).resolve():
         config = config.model_copy(update={"output_dir": str(Path(args.run_dir).resolve())})
-    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                   allow_download=args.allow_download)
-    return 0
+    return _drive(config, args)
 
 
 def _sweep_exit(statuses: Mapping[str, CellStatus]) -> int:
