@@ -51,6 +51,18 @@ def test_an_override_after_an_option_reaches_the_config(tmp_path, capfd):
     assert main(["validate", str(path), "--no-backend", "iterations=1"]) == 0
 
 
+def test_a_sweep_takes_overrides_after_its_options(tmp_path, monkeypatch):
+    import json
+
+    from conftest import REPO
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", str(REPO / "configs" / "toy" / "gaussian_replace.yaml"), "--name", "g", "iterations=3",
+                 "--grid", "seed=[0, 1]", "--dry-run", "data.source.n=50"]) == 0
+    manifest = json.loads((tmp_path / "runs" / "g" / "sweep.json").read_text())
+    assert manifest["base"]["iterations"] == 3 and manifest["base"]["data"]["source"]["n"] == 50
+
+
 def test_plain_strips_rest_markup():
     assert plain("rows (``size_tokens`` or :func:`mod.draw`, :class:`~a.B`)") == "rows (size_tokens or mod.draw, B)"
 
