@@ -1,7 +1,8 @@
 """The command line: run, resume, sweep, status, compare, validate, ls, phase, plan, report, schema,
 knowledge-items.
 
-`--help`, `validate`, `status`, `ls` and `plan` import no torch."""
+`--help`, `validate`, `status`, `ls` and `plan` import no torch. (Over 300 lines: a function a verb
+and the parser of its arguments, each short; what a verb does lives in the module it calls.)"""
 
 from __future__ import annotations
 

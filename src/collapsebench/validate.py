@@ -106,6 +106,7 @@ def check_installed(config: Config, *, strict: bool = False) -> list[str]:
 
     A plug-in that needs a GPU (vllm) is validated on one machine and run on another, so unless
     ``strict`` (``run``, ``sweep``: it runs from here) its missing backend is returned as a note."""
+    load_plugins(config)  # their registrations first (once a process)
     notes = []
     for key, reg, spec in choices(config):
         module = reg.target(spec.name).partition(":")[0]

@@ -14,6 +14,8 @@ wrote. It also writes a card (``README.md``) into every committed dataset and mo
 The sweep page (``compare``'s ``report.html``): the headline figures with bands over seeds, time to
 failure, calibration and diversity, every metric, the statistics (with the correction named) and
 the cells with links to their own pages.
+
+(Over 300 lines: the two pages share the template, the config summary and the figure entries.)
 """
 
 from __future__ import annotations
