@@ -60,7 +60,9 @@ def collect() -> dict[str, Any]:
         env["torch"] = {"version": torch.__version__, "git": getattr(torch.version, "git_version", None),
                         "cuda": torch.version.cuda, "threads": torch.get_num_threads(),
                         "interop_threads": torch.get_num_interop_threads(),
-                        "parallel": torch.__config__.parallel_info().splitlines()[0:1],
+                        "libraries": [line.strip() for line in torch.__config__.parallel_info().splitlines()
+                                      if line.strip() and not line.startswith("\t")
+                                      and not line.startswith(("ATen/Parallel", "Environment", "std::thread"))],
                         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
                         if torch.cuda.is_available() else []}
     return env
