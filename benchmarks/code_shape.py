@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 JOURNAL_KEYS = re.compile(r"state\[\"|\.get\(\"(steps|status|fingerprint)")
+NOT_THE_JOURNAL = re.compile(r"state\[\"_data_files\"\]")  # a `datasets` folder's own state.json
 BUILTIN_NAMES = re.compile(r'== "(replace|grow|causal_lm|sft|knowledge|accumulate|accumulate_subsample|fresh_real)"')
 TASK_TARGET = re.compile(r'"collapsebench\.[a-z_.]*:[a-z_]*"')
 REGISTRY_ENTRY = re.compile(r"\.lazy\(|_B\}|preflight=|check=|pool=")
@@ -68,7 +69,7 @@ def shape(root: Path) -> dict[str, object]:
         "over_300": [f"{n} {name}" for n, name in sizes if n > 300],
         "over_450": [f"{n} {name}" for n, name in sizes if n > 450],
         "longest_functions": [f"{n} {name}" for n, name in funcs[:5]],
-        "journal_string_keys": grep(journal_module, JOURNAL_KEYS, root),
+        "journal_string_keys": grep(journal_module, JOURNAL_KEYS, root, skip=NOT_THE_JOURNAL),
         "builtin_names_tested": grep(files, BUILTIN_NAMES, root),
         "task_target_strings": grep(files, TASK_TARGET, root, skip=REGISTRY_ENTRY),
         "bookkeeping_sites": grep(journal_module, BOOKKEEPING, root, skip=re.compile(r"^\s*def ")),

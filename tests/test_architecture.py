@@ -28,6 +28,7 @@ LAYERS = {
 }
 LAYER_OF = {
     "errors": "core", "io": "core", "console": "core", "templating": "core", "allocator": "core",
+    "environment": "core",
     "config": "config",
     "api": "contract", "tasks": "contract", "context": "contract",
     "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",

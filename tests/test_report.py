@@ -53,7 +53,9 @@ def run_dir(tmp_path):
                                     "prompt": ["<bos>"] * len(rej), "text": [t for t, _, _ in rej],
                                     "rejected_by": [v for _, v, _ in rej], "reason": [r for _, _, r in rej]}
                                    ).save_to_disk(str(gen / "rejected"))
-        row = {"iteration": k, "holdout_perplexity": 10.0 * k, "holdout_cross_entropy": 2.3 + k / 10}
+        row = {"iteration": k, "holdout_perplexity": 10.0 * k, "holdout_cross_entropy": 2.3 + k / 10,
+               "holdout_perplexity_se": 0.5 * k, "holdout_tokens": 647, "lang_distinct_words_true_sample": 120,
+               "sample_words_mean": 3.0 + k, "sample_words_mean_se": 0.25}
         stats(it / "evaluate", {})
         (it / "evaluate" / "metrics.json").write_text(json.dumps(row))
         (it / "evaluate" / "qualitative.jsonl").write_text("".join(
@@ -94,6 +96,35 @@ def test_the_run_page_holds_figures_samples_lineage_and_times(run_dir):
     assert "<tr><td>2</td><td>1</td><td>6</td><td>4</td><td>2</td><td>13</td></tr>" in times  # seconds, and the total
     assert "S(1): 3" in html and "iter_001/train/model" in html
     assert "handmade" in html and "fingerprint" in html
+
+
+def panels_of(html):
+    return [p for attr in re.findall(r'data-panels="([^"]*)"', html) for p in attr.split()]
+
+
+def test_every_metric_draws_errors_as_bands_and_tables_constants(run_dir):
+    from collapsebench.analysis import figures as F
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = sorted({k for r in rows for k in r} - {"iteration", "curate/synthetic_fraction"})
+    groups = F.metric_groups(rows, metrics)
+    assert not [m for m in groups.drawn if m.endswith("_se")]
+    assert groups.errors == {"holdout_perplexity": "holdout_perplexity_se", "sample_words_mean": "sample_words_mean_se"}
+    assert groups.constants == {"holdout_tokens": 647.0, "lang_distinct_words_true_sample": 120.0}
+    series = F.line_series([{"cell": "c", "metric": "m", "iteration": k, "mean": 10.0 * k, "ci_low": float("nan"),
+                             "ci_high": float("nan"), "n": 1} for k in (1, 2)], "m", [F.CellInfo("c")])
+    banded = F.with_errors(series, {1: 0.5, 2: 1.0})
+    assert banded[0].low == [9.5, 19.0] and banded[0].high == [10.5, 21.0]
+    columns, table = F.numbers_table([F.Panel("m", banded)])
+    assert columns == ["iteration", "m"] and table == [["1", "10 [9.5, 10.5]"], ["2", "20 [19, 21]"]]
+
+    html = write_report(RunLayout(run_dir)).read_text()
+    panels = panels_of(html)
+    assert "holdout_perplexity" in panels and "sample_words_mean" in panels
+    assert not [p for p in panels if p.endswith("_se") or p in groups.constants]
+    constants = html[html.index('id="constants-table"'):html.index("</table>", html.index('id="constants-table"'))]
+    assert "holdout_tokens" in constants and "647" in constants and "lang_distinct_words_true_sample" in constants
+    assert 'class="fig full"' in html and 'class="figure-numbers"' in html  # headline full width, numbers beside
 
 
 def test_the_page_escapes_what_runs_wrote(run_dir):
@@ -149,6 +180,19 @@ def test_the_page_in_a_headless_browser(run_dir):
         page.wait_for_load_state("load")
         widths = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
         assert len(widths) >= 3 and all(w > 100 for w in widths)
+        # the panels the page names: no standard error of its own, no constant; constants in their table
+        panels = page.eval_on_selector_all("figure[data-panels]", "fs => fs.map(f => f.dataset.panels)")
+        named = [p for attr in panels for p in attr.split()]
+        assert "holdout_perplexity" in named and not [p for p in named if p.endswith("_se") or p == "holdout_tokens"]
+        assert "holdout_tokens" in page.inner_text("#constants-table")
+        # a headline figure spans the page's width; another has its numbers beside it
+        full = page.eval_on_selector("figure.full img", "i => i.getBoundingClientRect().width")
+        body = page.eval_on_selector("body", "b => b.clientWidth")
+        assert full > 0.8 * body
+        beside = page.eval_on_selector("#metrics ~ figure .figure-numbers",
+                                       "t => t.getBoundingClientRect().left > t.closest('figure').querySelector('img')"
+                                       ".getBoundingClientRect().left")
+        assert beside
 
         def shown():
             return page.eval_on_selector_all("#sb-rows tr", "rows => rows.map(r => [r.dataset.iteration, r.dataset.status])")

@@ -1,7 +1,8 @@
 """The command line: run, resume, sweep, status, compare, validate, ls, phase, plan, report, schema,
 knowledge-items.
 
-`--help`, `validate`, `status`, `ls` and `plan` import no torch."""
+`--help`, `validate`, `status`, `ls` and `plan` import no torch. (Over 300 lines: a function a verb
+and the parser of its arguments, each short; what a verb does lives in the module it calls.)"""
 
 from __future__ import annotations
 
@@ -17,26 +18,41 @@ from typing import TYPE_CHECKING
 
 from collapsebench import __version__
 from collapsebench.allocator import tune
-from collapsebench.console import console
+from collapsebench.console import console, setup_logging
+from collapsebench.environment import record as record_environment
 from collapsebench.errors import UserError
 
 if TYPE_CHECKING:
+    from collapsebench.config import Config
     from collapsebench.layout import CellStatus
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from collapsebench.config import load_config
-    from collapsebench.loop import run_experiment
+    from collapsebench.validate import check_installed
 
     config = load_config(args.config, args.overrides)
-    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                   allow_download=args.allow_download)
+    check_installed(config, strict=True)
+    return _drive(config, args)
+
+
+def _drive(config: Config, args: argparse.Namespace) -> int:
+    """Run (or continue) ``config``; its run directory records the environment it ran in, even when
+    a step fails (``environment.json``, see :mod:`collapsebench.environment`)."""
+    from collapsebench.layout import RunLayout
+    from collapsebench.loop import run_experiment
+
+    try:
+        run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
+                       allow_download=args.allow_download)
+    finally:
+        if RunLayout(config.run_dir()).exists():
+            record_environment(config.run_dir())
     return 0
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from collapsebench.layout import RunLayout, SweepLayout
-    from collapsebench.loop import run_experiment
 
     if SweepLayout(args.run_dir).exists():
         from collapsebench.sweep.runner import run_sweep
@@ -46,9 +62,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     config = RunLayout(args.run_dir).load_config()
     if Path(config.run_dir()) != Path(args.run_dir).resolve():
         config = config.model_copy(update={"output_dir": str(Path(args.run_dir).resolve())})
-    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                   allow_download=args.allow_download)
-    return 0
+    return _drive(config, args)
 
 
 def _sweep_exit(statuses: Mapping[str, CellStatus]) -> int:
@@ -115,6 +129,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from collapsebench.config import load_config
     from collapsebench.validate import validate_config
 
@@ -126,6 +142,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         console.print(f"  [green]ok[/] {line}", highlight=False)
     for name in report.downloads:  # checkable here; `run` refuses until they are in the local cache
         console.print(f"  [yellow]needs download:[/] {name}")
+    for note in report.installs:  # a GPU plug-in's backend, installed where it runs; `run` refuses here
+        console.print(f"  [yellow]needs install where it runs:[/] {escape(note)}", highlight=False)
     if not args.no_backend:
         import yaml
 
@@ -149,16 +167,17 @@ def _cmd_check_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
+    from collapsebench.console import narrow, plain
     from collapsebench.errors import did_you_mean
     from collapsebench.registry import ALL
 
     if args.registry and not any(args.registry in (name, reg.kind) for name, reg in ALL.items()):
         raise UserError(f"unknown registry '{args.registry}'{did_you_mean(args.registry, ALL)}; known: {', '.join(ALL)}")
-    table = Table()
-    for column in ("registry", "name", "summary", "arguments", "needs"):
-        table.add_column(column, no_wrap=column in ("registry", "name"))  # names are what users copy: never cut
+    rows = []  # (registry, name, summary, arguments, needs)
     for reg_name, reg in ALL.items():
         if args.registry and args.registry not in (reg_name, reg.kind):
             continue
@@ -167,7 +186,25 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             arguments = ", ".join(f"{a.name}" + (f": {a.annotation}" if a.annotation else "")
                                   + (f" = {a.default}" if a.default is not None else "") for a in desc.arguments)
             needs = " ".join(n for n, on in (("torch", entry.torch), ("gpu", entry.gpu)) if on)
-            table.add_row(reg_name, name, desc.summary, arguments, needs)
+            rows.append((reg_name, name, escape(plain(desc.summary)), escape(arguments), needs))
+    if narrow():  # one entry a paragraph: name, then its summary, arguments and needs indented below
+        heading = None
+        for reg_name, name, summary, arguments, needs in rows:
+            if not args.registry and reg_name != heading:
+                heading = reg_name
+                console.print(f"\n[bold underline]{reg_name}[/]")
+            console.print(f"[bold]{name}[/]" + (f"  [dim](needs {needs})[/]" if needs else ""), highlight=False)
+            for label, text in (("", summary), ("arguments: ", arguments)):
+                if text:
+                    console.print(Padding(f"{label}{text}", (0, 0, 0, 4), expand=False), highlight=False, soft_wrap=False)
+        return 0
+    table = Table()
+    columns = ("name", "summary", "arguments", "needs") if args.registry else \
+        ("registry", "name", "summary", "arguments", "needs")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("registry", "name"))  # names are what users copy: never cut
+    for row in rows:
+        table.add_row(*(row[1:] if args.registry else row))
     console.print(table)
     return 0
 
@@ -324,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip building the backends' argument objects (which imports torch in a child process)")
     p.set_defaults(fn=_cmd_validate)
 
-    p = sub.add_parser("check-backends", help=argparse.SUPPRESS)
+    p = sub.add_parser("check-backends")  # validate's child process; no help=: argparse lists a suppressed help
     p.add_argument("config")
     p.set_defaults(fn=_cmd_check_backends)
 
@@ -337,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("step", metavar="ITER.PHASE")
     p.set_defaults(fn=_cmd_phase)
 
-    p = sub.add_parser("task", help=argparse.SUPPRESS)  # what executors' workers run
+    p = sub.add_parser("task")  # what executors' workers run; hidden from --help like check-backends
     p.add_argument("spec")
     p.set_defaults(fn=_cmd_task)
 
@@ -364,9 +401,26 @@ def build_parser() -> argparse.ArgumentParser:
 STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse, taking ``key=value`` overrides from anywhere on the line for the verbs that have them.
+
+    argparse fills a ``nargs="*"`` positional from one run of positionals only, so an override after
+    an option (``validate c.yaml --no-backend iterations=3``) would be left over; here each leftover
+    that is an override joins the overrides, in the order given (a later one wins)."""
+    args, rest = parser.parse_known_args(argv)
+    extra = [a for a in rest if not a.startswith("-") and "=" in a] if hasattr(args, "overrides") else []
+    unknown = [a for a in rest if a not in extra]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     tune()  # before torch allocates: this process and the workers it starts
-    args = build_parser().parse_args(argv)
+    setup_logging()
+    args = parse_args(build_parser(), sys.argv[1:] if argv is None else argv)
     try:
         return int(args.fn(args))
     except UserError as exc:

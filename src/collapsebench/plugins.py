@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.config import Config
-from collapsebench.errors import UserError
+from collapsebench.errors import UserError, missing_backend
 from collapsebench.io import digest
 
 _loaded: set[str] = set()
@@ -29,6 +29,8 @@ def import_object(target: str, *, what: str = "plug-in") -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise UserError(f"{what} '{target}': module '{module_name}' not found") from None
+        if (error := missing_backend(exc.name, what)) is not None:  # e.g. the slurm executor without submitit
+            raise error from None
         raise
     obj: Any = module
     try:

@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from collapsebench.config import PHASES
 from collapsebench.console import console
@@ -38,7 +41,7 @@ def cell(entry: dict[str, Any] | None, committed: bool, active: bool, phase: str
     return "[dim]pending[/]"
 
 
-def status_table(run_dir: str | Path) -> Table:
+def status_table(run_dir: str | Path) -> RenderableType:
     run = RunLayout(run_dir)
     config = run.load_config()
     state = run.read_state()
@@ -46,7 +49,7 @@ def status_table(run_dir: str | Path) -> Table:
     metrics = {row["iteration"]: row for row in run.read_metrics()}
     shown = [k for k in headline_metrics(config) if any(k in r for r in metrics.values())]
     alert = sorted({k for r in metrics.values() for k in r if k.endswith("_alert_level")})
-    table = Table("iter", *PHASES, *shown, *alert, title=f"{config.name}  ({run.path})")
+    rows: list[list[str]] = []
     by_iter: dict[int, list[str]] = {}
     for step in steps(config.iterations):
         entry = state["steps"].get(step_key(step))
@@ -57,8 +60,48 @@ def status_table(run_dir: str | Path) -> Table:
         row = metrics.get(k, {})
         extra = [f"{row[m]:.4g}" if isinstance(row.get(m), float) else "" for m in shown]
         extra += [ALERTS.get(int(row[m]), "") if isinstance(row.get(m), (int, float)) else "" for m in alert]
-        table.add_row("0 (real)" if k == 0 else str(k), *cells, *extra)
-    return table
+        rows.append(["0 (real)" if k == 0 else str(k), *cells, *extra])
+    return status_view(f"{config.name}  ({run.path})", [*shown, *alert], rows)
+
+
+# Metric columns go by a short name and a legend: a full key as a header is cut even at 120 columns.
+ABBREVIATIONS = {"holdout_perplexity": "ppl", "holdout_cross_entropy": "CE"}
+TABLE_WIDTH = 100  # what the run's table needs without folding every cell
+
+
+def abbreviate(metric: str) -> str:
+    if metric in ABBREVIATIONS:
+        return ABBREVIATIONS[metric]
+    if metric.endswith("_alert_level"):
+        return f"alert {abbreviate(metric.removesuffix('_alert_level'))}"
+    return metric
+
+
+def status_view(title: str, metrics: list[str], rows: list[list[str]]) -> RenderableType:
+    """The run's rows (iteration, one cell a phase, then the metrics) as a table, or, on a terminal
+    narrower than the table needs, as one paragraph an iteration; either way with the legend of the
+    abbreviated metric names, so that nothing is cut."""
+    headers = [abbreviate(m) for m in metrics]
+    legend = "; ".join(f"{h} = {m}" for h, m in zip(headers, metrics, strict=True) if h != m)
+    parts: list[RenderableType] = []
+    if console.width < TABLE_WIDTH:
+        parts.append(Text.from_markup(f"[bold]{escape(title)}[/]"))
+        for row in rows:
+            values = "  ".join(f"{h} {v}" for h, v in zip(headers, row[1 + len(PHASES):], strict=True) if v)
+            parts.append(Text.from_markup(f"[bold]iteration {row[0]}[/]" + (f"   {values}" if values else "")))
+            for phase, text in zip(PHASES, row[1:1 + len(PHASES)], strict=True):
+                if text:
+                    parts.append(Padding(Text.from_markup(f"{phase:<9} {text}"), (0, 0, 0, 2), expand=False))
+    else:
+        table = Table("iter", *PHASES, *headers, title=escape(title))
+        for column in table.columns:
+            column.overflow = "fold"
+        for row in rows:
+            table.add_row(*row)
+        parts.append(table)
+    if legend:
+        parts.append(Text(legend, style="dim"))
+    return Group(*parts)
 
 
 def failure_lines(run_dir: str | Path) -> list[str]:

@@ -4,18 +4,26 @@
 registered plug-in; its arguments bind to its signature and pass their annotated types and domains;
 the plug-ins fit together (text plug-ins on text data, a generator for the model the trainer
 makes, ...); input files exist and hold the configured column; hub models and datasets are in the
-local cache (else they are listed as downloads). :func:`check_backends` then builds the backends'
+local cache (else they are listed as downloads); and, first, that the optional backends the chosen
+plug-ins import (trl, vllm, lm-eval, ray, submitit, wandb, httpx) are installed, so a missing one
+is one message naming the extra to install before any cell starts. :func:`check_backends` then builds the backends'
 own argument objects (``TrainingArguments``, ``GenerationConfig``), which imports torch: ``validate``
 runs it in a child process, ``run`` in its own.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from collapsebench import registry as R
 from collapsebench.config import Config
-from collapsebench.errors import UserError
+from collapsebench.errors import EXTRAS, UserError, missing_backend
 from collapsebench.plugins import import_object, load_plugins
 from collapsebench.registry import choices
 
@@ -25,6 +33,7 @@ class Report:
     checked: list[str] = field(default_factory=list)  # "key: plug-in -> module:attr"
     downloads: list[str] = field(default_factory=list)  # hub names not in the local cache
     prepare: list[str] = field(default_factory=list)  # "prepare[i]: folder (ready | to build | kept ...)"
+    installs: list[str] = field(default_factory=list)  # GPU plug-ins' backends not installed here
 
 
 def validate_config(config: Config) -> Report:
@@ -32,13 +41,14 @@ def validate_config(config: Config) -> Report:
     from collapsebench.prepare import check_prepare
 
     load_plugins(config)
-    report = Report(prepare=check_prepare(config))
+    report = Report(prepare=check_prepare(config), installs=check_installed(config))
     for key, reg, spec in choices(config):
         kwargs = reg.check_kwargs(spec.name, spec.kwargs, key=key)
         entry = reg.entry(spec.name, key=key)
         if entry.preflight is not None:
-            report.downloads += import_object(entry.preflight, what=f"preflight of {reg.kind} '{spec.name}'")(
-                config, kwargs)
+            preflight = import_object(entry.preflight, what=f"preflight of {reg.kind} '{spec.name}'")
+            with backend_errors(f"{key}: {reg.kind} '{spec.name}'"):
+                report.downloads += preflight(config, kwargs)
         report.checked.append(f"{key}: {spec.name} -> {reg.target(spec.name)}")
     check_fit(config)
     report.downloads += model_downloads(config)
@@ -84,6 +94,84 @@ def check_backends(config: Config) -> list[str]:
         check = reg.entry(spec.name, key=key).check
         if check is not None:
             kwargs = reg.check_kwargs(spec.name, spec.kwargs, key=key)
-            import_object(check, what=f"check of {reg.kind} '{spec.name}'")(config, kwargs)
+            checker = import_object(check, what=f"check of {reg.kind} '{spec.name}'")
+            with backend_errors(f"{key}: {reg.kind} '{spec.name}'"):
+                checker(config, kwargs)
             done.append(f"{key}: {spec.name} arguments build")
     return done
+
+
+def check_installed(config: Config, *, strict: bool = False) -> list[str]:
+    """Refuse, in one message, a chosen plug-in whose module imports an optional backend that is not
+    installed. The plug-ins import their backends inside the functions that use them (so that
+    ``validate`` imports no torch), so the module's source is read, not run; an import guarded by
+    ``except ImportError`` is the module's own business and is left out.
+
+    A plug-in that needs a GPU (vllm) is validated on one machine and run on another, so unless
+    ``strict`` (``run``, ``sweep``: it runs from here) its missing backend is returned as a note."""
+    load_plugins(config)  # their registrations first (once a process)
+    notes = []
+    for key, reg, spec in choices(config):
+        module = reg.target(spec.name).partition(":")[0]
+        for root in sorted(backend_imports(module)):
+            if installed(root):
+                continue
+            error = missing_backend(root, f"{key}: {reg.kind} '{spec.name}'") or UserError(root)
+            if strict or not reg.entry(spec.name).gpu:
+                raise error
+            notes.append(str(error))
+    return notes
+
+
+@functools.cache
+def backend_imports(module: str) -> set[str]:
+    """The optional backends (keys of ``errors.EXTRAS``) that ``module``'s source imports unguarded."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return set()  # reported by the registry with the plug-in's name
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        return set()
+    with open(found.origin, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    guarded = {id(node) for block in ast.walk(tree) if isinstance(block, ast.Try)
+               and any(_catches_import_error(h) for h in block.handlers)
+               for stmt in block.body for node in ast.walk(stmt)}
+    guarded |= {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                for stmt in block.body for node in ast.walk(stmt)}
+    roots = set()
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.Import):
+            roots |= {a.name.partition(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.partition(".")[0])
+    return roots & set(EXTRAS)
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError", "Exception") for n in names)
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (None in ``sys.modules`` blocks it)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@contextmanager
+def backend_errors(what: str) -> Iterator[None]:
+    """A backend that fails to import while a check runs becomes the one missing-backend message."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (error := missing_backend(exc.name, what)) is not None:
+            raise error from None
+        raise

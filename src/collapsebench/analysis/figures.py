@@ -3,14 +3,17 @@
 Each figure has a data builder (``line_series``, ``histograms``, ...) that returns what is drawn,
 so tests check the numbers a figure shows and not only that a file exists, and a drawing function
 that returns a matplotlib ``Figure``. Figures are sized for a paper (6.4 x 3.6 in, 9 pt text)
-and carry axis labels with units, a legend and a title; ``save`` writes PNG and SVG.
+and carry axis labels with units, a legend and a title; ``save`` writes PNG and SVG. (Over 300
+lines: every figure's data and drawing stay beside the one house style they share.)
 
 * metric vs iteration: one line per cell (mean over seeds) with its bootstrap 95% band, clean
   baselines dashed in their cell's colour;
 * per-document perplexity histograms across generations, with the real data's as reference;
 * time to failure per cell (each seed; never-failed seeds shown as censored);
 * ECE per iteration with the early-warning markers (warning, critical);
-* small multiples (diversity metrics with the real data's value as reference, every metric);
+* small multiples (diversity metrics with the real data's value as reference, every metric: a
+  metric's standard error ``X_se`` as the band of ``X``, constants left to a table, see
+  :func:`metric_groups`; :func:`numbers_table` gives the numbers a figure draws);
 * time per phase and iteration.
 """
 
@@ -153,6 +156,72 @@ class Panel:
     metric: str
     series: list[Series]
     references: dict[str, float] = field(default_factory=dict)  # label -> value (e.g. "real data")
+
+
+# ------------------------------------------------------------------------------------ every metric
+
+SE_SUFFIX = "_se"  # ``X_se``: the standard error of metric ``X``, drawn as X's band
+
+
+@dataclass(frozen=True)
+class MetricGroups:
+    """How the metrics of a run are shown: a panel each, a band on another's panel, or a table row."""
+
+    drawn: list[str]  # a panel each
+    errors: dict[str, str]  # metric -> its standard-error key
+    constants: dict[str, float]  # the same value at every evaluated iteration (a flat line says nothing)
+
+
+def metric_groups(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> MetricGroups:
+    """Split ``metrics`` of ``metrics.jsonl`` rows: a key ``X_se`` whose ``X`` is there belongs to
+    ``X``; a metric with one value at two or more iterations is a constant (a count such as
+    ``holdout_tokens``); the rest are drawn."""
+    names = set(metrics)
+    errors = {m: m + SE_SUFFIX for m in metrics if m + SE_SUFFIX in names}
+    belongs = set(errors.values())
+    drawn, constants = [], {}
+    for m in metrics:
+        if m in belongs:
+            continue
+        values = [float(r[m]) for r in rows if isinstance(r.get(m), (int, float)) and not isinstance(r.get(m), bool)]
+        if len(values) >= 2 and all(v == values[0] for v in values):  # NaN is unequal to itself: drawn
+            constants[m] = values[0]
+        else:
+            drawn.append(m)
+    return MetricGroups(drawn, errors, constants)
+
+
+def with_errors(series: Sequence[Series], errors: Mapping[int, float]) -> list[Series]:
+    """The lines with their band set to mean +- one standard error at the iterations that have one
+    (a single run has no spread over seeds to draw)."""
+    out = []
+    for s in series:
+        low = [m - errors[x] if math.isfinite(errors.get(x, math.nan)) else lo for x, m, lo in zip(s.x, s.mean, s.low)]
+        high = [m + errors[x] if math.isfinite(errors.get(x, math.nan)) else hi
+                for x, m, hi in zip(s.x, s.mean, s.high)]
+        out.append(Series(s.label, s.x, s.mean, low, high, s.n, s.dashed, s.color))
+    return out
+
+
+def numbers_table(panels: Sequence[Panel]) -> tuple[list[str], list[list[str]]]:
+    """The numbers a figure draws, for a table beside it: a row per iteration, a column per line
+    (metric, and the cell where there are several), each value with its band."""
+    columns, values = ["iteration"], []
+    for panel in panels:
+        for s in panel.series:
+            columns.append(panel.metric if len(panel.series) == 1 else f"{panel.metric} ({s.label})")
+            values.append({x: (m, lo, hi) for x, m, lo, hi in zip(s.x, s.mean, s.low, s.high)})
+    rows = []
+    for x in sorted({x for v in values for x in v}):
+        row = [str(x)]
+        for v in values:
+            m, lo, hi = v.get(x, (math.nan, math.nan, math.nan))
+            text = "" if not math.isfinite(m) else f"{m:.4g}"
+            if text and math.isfinite(lo) and math.isfinite(hi) and hi > lo:
+                text += f" [{lo:.4g}, {hi:.4g}]"
+            row.append(text)
+        rows.append(row)
+    return columns, rows
 
 
 # ------------------------------------------------------------------------------------ drawing

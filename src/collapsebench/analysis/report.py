@@ -2,8 +2,10 @@
 
 The run page (``<run>/report/report.html``, written when a run ends and by ``collapsebench
 report``): a header with the config summary and fingerprint; the headline figures (holdout
-perplexity or KL vs iteration, per-document perplexity histograms); the time to failure of each
-failure rule; every metric; a sample browser (each iteration's accepted and rejected samples, the
+perplexity or KL vs iteration, per-document perplexity histograms) at full width; the time to
+failure of each failure rule; every metric (a metric's standard error ``X_se`` as the band of ``X``,
+constant counts in a table); each figure with the numbers it draws beside it and the metrics it
+draws named in the page (``data-panels``); a sample browser (each iteration's accepted and rejected samples, the
 validator's reason, and each sample's lineage: the model that produced it and its prompt); the
 qualitative prompts side by side across iterations; the time per phase; the images evaluations
 wrote. It also writes a card (``README.md``) into every committed dataset and model folder
@@ -13,7 +15,7 @@ The sweep page (``compare``'s ``report.html``): the headline figures with bands 
 failure, calibration and diversity, every metric, the statistics (with the correction named) and
 the cells with links to their own pages. The headline figures are those of the metrics the
 evaluations declare as their headline (:func:`collapsebench.registry.headline_metrics`). Over 300
-lines: both pages share their figure and sample builders, kept beside the pages that use them.
+lines: both pages share the template, the config summary and the figure entries.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ EMPTY: dict[str, Any] = {  # what a page has nothing of: the run page has no cel
     "chain": "", "evaluated": None, "stopped_at": None, "stopped_by": None, "crossings": [], "keys": [], "rows": [],
     "lineage": [], "samples": [], "samples_limit": 0, "q_iterations": [], "q_prompts": [], "durations": {},
     "images": [], "cards": [], "cells": [], "stats": [], "tests": [], "notes": [], "correction": "",
-    "reference": None, "shared": None, "axes": [], "phases": PHASES}
+    "reference": None, "shared": None, "axes": [], "phases": PHASES, "constants": {}}
 
 
 def render(**context: Any) -> str:
@@ -201,38 +203,62 @@ def qualitative(run: RunLayout) -> tuple[list[int], list[dict[str, Any]]]:
     return iterations, [by_prompt[i] for i in sorted(by_prompt)]
 
 
-def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(section, caption, data URI) of the run page's figures."""
+def figure(section: str, caption: str, uri: str, panels: Sequence[F.Panel] = (),
+           table: bool = True) -> dict[str, Any]:
+    """A figure of a page: where it goes, its caption and image, the metrics it draws (named in the
+    page as ``data-panels``) and, unless ``table`` is off, the numbers it draws."""
+    columns, rows = F.numbers_table(panels) if panels and table else ([], [])
+    return {"section": section, "caption": caption, "uri": uri, "panels": [p.metric for p in panels],
+            "columns": columns, "rows": rows}
+
+
+def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                                                      dict[str, float]]:
+    """The run page's figures (see :func:`figure`) and its constant metrics (shown as a table)."""
     from collapsebench.analysis.stats import records_from_rows, summarize
 
     label = config.name
     headline = headline_of([config])
-    metrics = evaluation_metrics(rows, headline)
+    groups = F.metric_groups(rows, evaluation_metrics(rows, headline))
     summary = summarize(records_from_rows(label, config.seed, rows))
     cells = [F.CellInfo(label)]
-    out: list[tuple[str, str, str]] = []
-    for metric in [m for m in metrics if m in headline]:
-        fig = F.line_figure(F.line_series(summary, metric, cells), metric, title=f"{label}: {metric}")
-        out.append(("headline", f"{metric} vs iteration", F.png_data_uri(fig)))
+
+    def lines(metric: str) -> list[F.Series]:
+        series = F.line_series(summary, metric, cells)
+        se = groups.errors.get(metric)
+        if se is None:
+            return series
+        return F.with_errors(series, {int(r["iteration"]): float(r[se]) for r in rows
+                                      if isinstance(r.get(se), (int, float))})
+
+    out: list[dict[str, Any]] = []
+    for metric in [m for m in groups.drawn if m in headline]:
+        panel = F.Panel(metric, lines(metric))
+        fig = F.line_figure(panel.series, metric, title=f"{label}: {metric}")
+        band = " (band: +- one standard error)" if metric in groups.errors else ""
+        out.append(figure("headline", f"{metric} vs iteration{band}", F.png_data_uri(fig), [panel]))
     panels, title, xlabel = histogram_data([Member(label, config.seed, run, config)])
     if panels:
-        out.append(("headline", title, F.png_data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
-    for metric in [m for m in metrics if m.endswith("_ece")]:
+        out.append(figure("headline", title, F.png_data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
+    for metric in [m for m in groups.drawn if m.endswith("_ece")]:
         alerts = {label: {int(r["iteration"]): int(r[f"{metric}_alert_level"]) for r in rows
                           if isinstance(r.get(f"{metric}_alert_level"), (int, float))}}
-        fig = F.ece_figure(F.line_series(summary, metric, cells), alerts, metric)
-        out.append(("calibration", f"{metric} with early-warning markers", F.png_data_uri(fig)))
-    diversity = [F.Panel(m, F.line_series(summary, m, cells), real_reference({run.path: rows}, m))
-                 for m in DIVERSITY if m in metrics]
+        panel = F.Panel(metric, lines(metric))
+        fig = F.ece_figure(panel.series, alerts, metric)
+        out.append(figure("calibration", f"{metric} with early-warning markers", F.png_data_uri(fig), [panel]))
+    diversity = [F.Panel(m, lines(m), real_reference({run.path: rows}, m)) for m in DIVERSITY if m in groups.drawn]
     if diversity:
-        out.append(("diversity", "diversity vs iteration (dotted: the real data)",
-                    F.png_data_uri(F.panels_figure(diversity, title="diversity vs iteration"))))
-    rest = [F.Panel(m, F.line_series(summary, m, cells)) for m in metrics if m not in headline]
+        out.append(figure("diversity", "diversity vs iteration (dotted: the real data)",
+                          F.png_data_uri(F.panels_figure(diversity, title="diversity vs iteration")), diversity))
+    rest = [F.Panel(m, lines(m)) for m in groups.drawn if m not in headline]
     for start in range(0, len(rest), 12):
         chunk = rest[start:start + 12]
-        out.append(("metrics", ", ".join(p.metric for p in chunk),
-                    F.png_data_uri(F.panels_figure(chunk, title="every metric vs iteration", band=False))))
-    return out
+        banded = [p.metric for p in chunk if p.metric in groups.errors]
+        caption = "every metric vs iteration" + (f" (band: +- one standard error, for {', '.join(banded)})"
+                                                 if banded else "")
+        out.append(figure("metrics", caption, F.png_data_uri(F.panels_figure(chunk, title="every metric vs iteration")),
+                          chunk))
+    return out, groups.constants
 
 
 def write_report(run: RunLayout) -> Path | None:
@@ -246,10 +272,10 @@ def write_report(run: RunLayout) -> Path | None:
     state = run.read_state()
     write_cards(run, config, rows)
     durations = _durations(state)
-    figures = run_figures(run, config, rows)
-    if durations:
-        figures.append(("time", "seconds per phase and iteration",
-                        F.png_data_uri(F.phase_time_figure(durations, PHASES))))
+    figures, constants = run_figures(run, config, rows)
+    if durations:  # its numbers are the time table below it
+        figures.append(figure("time", "seconds per phase and iteration",
+                              F.png_data_uri(F.phase_time_figure(durations, PHASES))))
     keys = ["iteration"] + sorted({k for r in rows for k in r if k != "iteration"})
     q_iterations, q_prompts = qualitative(run)
     images = [(f"{p.parent.parent.name}: {p.name}", F.file_data_uri(p))
@@ -263,7 +289,7 @@ def write_report(run: RunLayout) -> Path | None:
         evaluated=max(r["iteration"] for r in rows), iterations=config.iterations,
         stopped_at=failure.get("stopped_at"), stopped_by=failure.get("stopped_by"),
         crossings=[c.as_dict() for c in time_to_failure(run, config)] if config.stop_when else [],
-        figures=figures, keys=keys, rows=rows, lineage=lineage(run, config),
+        figures=figures, constants=constants, keys=keys, rows=rows, lineage=lineage(run, config),
         samples=sample_rows(run, config), samples_limit=SAMPLES_PER_ITERATION,
         q_iterations=q_iterations, q_prompts=q_prompts, durations=durations, images=images,
         cards=[os.path.relpath(p, out.parent) for p in sorted(run.path.glob("iter_*/*/*/README.md"))]))
@@ -306,7 +332,7 @@ def write_sweep_report(comparison: Comparison, figures: Sequence[tuple[str, str,
         kind="sweep", title=title, path=", ".join(str(s.path) for s in c.sweeps) or str(first.run.path),
         summary=mark_axes(config_summary(first.config), [a for s in c.sweeps for a in s.manifest().get("axes", [])]),
         identity=identity(first.config, without=("seed",)),
-        iterations=first.config.iterations, figures=[(s, cap, F.file_data_uri(p)) for s, cap, p in figures],
+        iterations=first.config.iterations, figures=[figure(s, cap, F.file_data_uri(p)) for s, cap, p in figures],
         cells=cells, stats=_last_iteration_rows(c.summary), tests=_last_iteration_rows(c.tests), notes=notes,
         correction=c.correction, reference=c.reference, shared=shared,
         axes=[a for s in c.sweeps for a in s.manifest().get("axes", [])]))

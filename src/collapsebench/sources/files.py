@@ -89,13 +89,10 @@ def warn_if_lumpy(ctx: PhaseContext, ds: Dataset, sample_by: str, size: int) -> 
     """Say so when a text file became a few huge documents."""
     longest = max((len(t) for b in ds.select_columns(["text"]).iter(batch_size=10_000) for t in b["text"]), default=0)
     if longest > LUMPY_ROW_CHARS:
-        from collapsebench.console import console
-
         message = (f"data.source: {len(ds)} documents from {size} bytes with sample_by: {sample_by}; the longest has "
                    f"{longest} characters. If documents should be lines, set data.source.sample_by: line "
                    "(blank lines that hold spaces do not separate paragraphs)")
         ctx.log.warning(message)
-        console.print(f"[yellow]warning:[/] {message}")
 
 
 def hub_source(ctx: PhaseContext, path: str, config_name: str | None = None, split: str = "train",

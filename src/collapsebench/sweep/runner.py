@@ -29,6 +29,7 @@ from rich.markup import escape
 from collapsebench.api import Resources, Task
 from collapsebench.config import Config, Spec, SweepConfig, config_from_dict, load_raw
 from collapsebench.console import console
+from collapsebench.environment import record as record_environment
 from collapsebench.errors import UserError
 from collapsebench.failure import rules_digest
 from collapsebench.io import atomic_write, write_json
@@ -38,7 +39,7 @@ from collapsebench.registry import executors, fingerprints
 from collapsebench.run import RunDir, now
 from collapsebench.sweep.grid import Cell, cell_raw, expand, spec_from_options, zip_groups
 from collapsebench.sweep.share import SharedSteps
-from collapsebench.validate import validate_config
+from collapsebench.validate import check_installed, validate_config
 
 LOG_FILE = "sweep.log"
 FINISHED = ("done", "stopped")
@@ -76,6 +77,7 @@ def create(config_path: str | Path, overrides: Sequence[str] = (), *, grid: Sequ
         try:
             configs.append(cell_config(sweep.path, base, spec, cell))
             validate_config(configs[-1])
+            check_installed(configs[-1], strict=True)  # the cells run from here
         except UserError as exc:
             raise UserError(f"sweep cell '{cell.label}' (seed {cell.seed}): {exc}") from None
     if configs and configs[0].contrasts is not None:  # the declared claims name cells of this grid
@@ -135,6 +137,8 @@ def run_cell(sweep_dir: str, cell: str) -> None:
         write_json(run.path / CELL_ERROR_FILE, {"error": f"{type(exc).__name__}: {exc}".splitlines()[0],
                                                 "time": now()})
         raise
+    finally:
+        record_environment(run.path)
 
 
 def shared_steps(sweep: SweepLayout) -> set[str]:
