@@ -435,7 +435,9 @@ prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix", data=TEX
 prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True, data=TEXT)
 prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True, data=TEXT,
                     preflight=f"{_B}.prompts.builtin:preflight_prompt_dataset")
-prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts", data=TEXT)
+prompt_sources.lazy("parts_from_real", f"{_B}.prompts.builtin:parts_from_real", data=TEXT)
+prompt_sources.lazy("parts_from_previous_generation", f"{_B}.prompts.builtin:parts_from_previous_generation",
+                    data=TEXT)
 
 validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja", data=TEXT)
 validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True, data=TEXT,
