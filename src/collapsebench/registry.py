@@ -490,7 +490,8 @@ evaluations.lazy("classifier_score", f"{_B}.evaluations.classifier_audit:classif
 evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True, data=TEXT, model="lm")
 evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR)
 
-item_builders.lazy("facts", f"{_B}.evaluations.knowledge_items:facts")
+item_builders.lazy("kr_test", f"{_B}.evaluations.kr_test:kr_test")
+item_builders.lazy("next_mention", f"{_B}.evaluations.knowledge_items:next_mention")
 item_builders.lazy("cloze", f"{_B}.evaluations.knowledge_items:cloze")
 
 executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
