@@ -74,6 +74,10 @@ def test_cli_writes_items(tmp_path, capsys):
     rows = read_jsonl(out, {"context": str, "true": str, "false": str})
     assert len(rows) == 2
     assert cli(["knowledge-items", str(tmp_path / "docs.xml"), str(out)]) == 2
+    src.write_text("\n".join(PARAGRAPHS))
+    assert cli(["knowledge-items", str(src), str(out), "--kind", "kr_test", "--n", "4", "--min-words", "3"]) == 0
+    rows = read_jsonl(out, {"context": str, "true": str, "false": str, "edit": list})
+    assert len(rows) == 4 and all(r["true"] != r["false"] for r in rows)
 
 
 def test_item_file_errors_name_the_line(tmp_path):
