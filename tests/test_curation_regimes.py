@@ -84,7 +84,7 @@ def test_fresh_real_parts_by_a_column_mean_the_same_in_training_and_evaluation(m
     """part_by: the parts are the values of a column of the data (a source, a slice), so the
     training parts and the held-out groups of perplexity's group_by (and the knowledge items'
     slices) are the same groups, not shuffled positions that correspond to nothing."""
-    from collapsebench.prompts.builtin import real_parts
+    from collapsebench.prompts.builtin import parts_from_real
 
     slices = ["wiki", "news", "code"] * 10  # 30 rows, interleaved: parts by position would mix them
     real = add_lineage(datasets.Dataset.from_dict({"text": [f"{s} doc {i}" for i, s in enumerate(slices)],
@@ -102,7 +102,7 @@ def test_fresh_real_parts_by_a_column_mean_the_same_in_training_and_evaluation(m
     assert {source_of[i] for i, o in zip(second["id"], second["origin"]) if o == "real"} == {"news"}
     parts = pq.read_table(ctx2.out_dir / "parts.parquet").to_pydict()
     assert sorted(set(zip(parts["part"], parts["role"]))) == [(0, "regenerated"), (1, "fresh")]
-    prompts = real_parts(make_ctx(iteration=2, phase="generate"), 20, _WordTokenizer(), part_by="source", tokens=2)
+    prompts = parts_from_real(make_ctx(iteration=2, phase="generate"), 20, _WordTokenizer(), part_by="source", tokens=2)
     assert set(prompts["parent"]) == set(real.filter(lambda r: r["source"] in ("code", "news"))["id"])
 
 

@@ -42,6 +42,22 @@ def test_ece_bins_by_hand():
     assert expected_calibration_error(np.array([1.0]), np.array([1])) == pytest.approx(0.0)
 
 
+def test_ece_ten_equal_width_bins_by_hand_edges_included():
+    """004's ECE: "ten equal-width bins based on confidence", sum_m |B_m|/N |acc(B_m) - conf(B_m)|.
+    A confidence on an edge opens the upper bin ([0.1, 0.2) holds 0.1); 1.0 is in the last bin."""
+    conf = np.array([0.05, 0.1, 0.15, 0.3, 0.7, 0.85, 0.9, 1.0])
+    correct = np.array([0, 1, 0, 1, 1, 0, 1, 1])
+    by_hand = (1 / 8 * abs(0 - 0.05)              # [0.0, 0.1): 0.05, wrong
+               + 2 / 8 * abs(1 / 2 - 0.125)       # [0.1, 0.2): 0.1 right, 0.15 wrong
+               + 1 / 8 * abs(1 - 0.3)             # [0.3, 0.4)
+               + 1 / 8 * abs(1 - 0.7)             # [0.7, 0.8)
+               + 1 / 8 * abs(0 - 0.85)            # [0.8, 0.9)
+               + 2 / 8 * abs(1 - 0.95))           # [0.9, 1.0]: 0.9 and 1.0, both right
+    assert by_hand == pytest.approx(2.75 / 8)
+    assert expected_calibration_error(conf, correct) == pytest.approx(by_hand)
+    assert expected_calibration_error(conf, correct, n_bins=1) == pytest.approx(abs(correct.mean() - conf.mean()))
+
+
 def test_choice_probabilities_normalise_ragged_items():
     probs = choice_probabilities([[math.log(1), math.log(3)], [-1000.0, -1000.0, -1000.0]])
     assert probs[0] == pytest.approx([0.25, 0.75])

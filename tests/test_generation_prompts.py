@@ -1,4 +1,5 @@
-"""Prompt sources: unconditional, real prefixes (start / uniform, K = 0), real blocks, prompt datasets."""
+"""Prompt sources: unconditional, real prefixes (start / uniform, K = 0), real blocks, prompt datasets,
+the parts regenerated from the real documents or from their previous generation."""
 
 import json
 
@@ -106,3 +107,56 @@ def test_prompts_never_come_from_the_holdout(gen_base, tmp_path):
         only = tmp_path / "held_out.txt"
         only.write_text("\n".join(sorted(held_out)) + "\n")
         prompt_dataset(ctx, None, tok, path=str(only), sample_by="line")
+
+
+def _regenerations(ctx, tok, iteration, parents, texts):
+    """Commit iteration ``iteration``'s samples: one regeneration per parent, with its token ids."""
+    import datasets
+
+    datasets.Dataset.from_dict({
+        "id": [f"g{iteration}-{i}" for i in range(len(parents))], "origin": ["synthetic"] * len(parents),
+        "generation": [iteration] * len(parents), "parent": parents, "text": texts,
+        "input_ids": tok(texts, add_special_tokens=False)["input_ids"],
+    }).save_to_disk(str(ctx.phase_dir(iteration, "generate") / "samples"))
+
+
+def test_parts_from_previous_generation_prompts_each_part_with_the_text_it_was_trained_on(gen_base, tmp_path):
+    """003's Algorithm 1: after training M_i on [D_0^(i), ..., D_i^(0)], D_k^(i+1-k) <= M_i(D_k^(i-k)).
+    At iteration 3 of 3 parts, parts 0 and 1 are prompted from iteration 2's regeneration of each
+    document (what D(3) held), part 2 (fresh in D(3)) from the real document; the parent stays the
+    real document, the part that is replaced. ``parts_from_real`` prompts every part from the real
+    document whatever the model trained on."""
+    from collapsebench.api import PhaseContext
+
+    base = gen_ctx(gen_base, tmp_path)
+    ctx = PhaseContext(config=base.config, run_dir=base.run_dir, iteration=3, phase="generate", seed=7,
+                       out_dir=base.run_dir / "iter_003" / "generate.tmp")
+    ctx.out_dir.mkdir(parents=True)
+    tok = P_tok(ctx)
+    real = ctx.real()
+    n = len(real)
+    earlier = real.select(range(2 * n // 3))  # parts 0 and 1 by position
+    regen_text = {i: f"regenerated {j} of the document" for j, i in enumerate(earlier["id"])}
+    _regenerations(ctx, tok, 2, list(regen_text), list(regen_text.values()))
+    docs = _docs(ctx)
+    prompts = P.parts_from_previous_generation(ctx, n, tok, parts=3, tokens=2)
+    assert sorted(prompts["parent"]) == sorted(real["id"])
+    for prompt, parent in zip(prompts["prompt"], prompts["parent"]):
+        source = regen_text.get(parent, docs[parent])  # the previous generation; real for the fresh part
+        assert prompt == tok.decode(tok(source, add_special_tokens=False)["input_ids"][:2])
+    from_real = P.parts_from_real(ctx, n, tok, parts=3, tokens=2)
+    real_prompt = dict(zip(from_real["parent"], from_real["prompt"]))
+    assert all(prompt == tok.decode(tok(docs[parent], add_special_tokens=False)["input_ids"][:2])
+               for parent, prompt in real_prompt.items())
+    changed = {parent for prompt, parent in zip(prompts["prompt"], prompts["parent"]) if prompt != real_prompt[parent]}
+    assert changed <= set(regen_text) and len(changed) > len(regen_text) // 2
+    # a document of an earlier part that iteration 2 did not regenerate has no previous generation
+    _regenerations(ctx, tok, 2, list(regen_text)[1:], list(regen_text.values())[1:])
+    with pytest.raises(UserError, match="parts_from_previous_generation"):
+        P.parts_from_previous_generation(ctx, n, tok, parts=3, tokens=2)
+
+
+def P_tok(ctx):
+    from collapsebench.models.loading import load_tokenizer
+
+    return load_tokenizer(ctx.model_dir(1))

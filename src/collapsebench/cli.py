@@ -214,9 +214,15 @@ def _cmd_knowledge_items(args: argparse.Namespace) -> int:
     from collapsebench.evaluations.knowledge_items import build_cloze_items, load_texts, model_scorer
 
     texts = load_texts(Path(args.input), args.text_field)
-    scorer = model_scorer(args.model) if args.model else None
-    items = build_cloze_items(texts, n_items=args.n, seed=args.seed, n_words=args.n_words,
-                              min_words=args.min_words, scorer=scorer, n_candidates=args.candidates)
+    if args.kind == "kr_test":
+        from collapsebench.evaluations.kr_test import kr_items
+
+        items = kr_items([str(t) for t in texts], ["all"] * len(texts), min_context_words=args.min_words,
+                         seed=args.seed)[:args.n]
+    else:
+        scorer = model_scorer(args.model) if args.model else None
+        items = build_cloze_items(texts, n_items=args.n, seed=args.seed, n_words=args.n_words,
+                                  min_words=args.min_words, scorer=scorer, n_candidates=args.candidates)
     write_jsonl(Path(args.output), items)
     console.print(f"wrote {len(items)} items to {args.output}")
     return 0
@@ -290,13 +296,15 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _knowledge_items_args(p: argparse.ArgumentParser) -> None:
-    """The cloze item builder: input documents, output items and how they are drawn."""
+    """The cloze (or KR-test) item builder: input documents, output items and how they are drawn."""
     p.add_argument("input", help=".txt (one document per line), .jsonl/.json, .csv, .parquet or a dataset folder")
     p.add_argument("output", help="the JSONL item file to write")
+    p.add_argument("--kind", choices=["cloze", "kr_test"], default="cloze",
+                   help="cloze: last-word items; kr_test: a true sentence against it with one fact changed")
     p.add_argument("--n", type=int, default=500, help="number of items")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-words", type=int, default=1, help="words in each continuation")
-    p.add_argument("--min-words", type=int, default=5, help="shortest usable sentence")
+    p.add_argument("--min-words", type=int, default=5, help="shortest usable sentence (kr_test: context)")
     p.add_argument("--text-field", default="text")
     p.add_argument("--model", help="causal LM folder that picks the most confusable of --candidates distractors")
     p.add_argument("--candidates", type=int, default=8)

@@ -61,7 +61,6 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     if conf.size == 0:
         return math.nan
     bins = np.clip(np.floor(conf * n_bins).astype(int), 0, n_bins - 1)
-    np.bincount(bins, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
     hit_sum = np.bincount(bins, weights=hit, minlength=n_bins)
     return float(np.abs(hit_sum - conf_sum).sum() / conf.size)

@@ -1,20 +1,27 @@
 """Knowledge retention: does the model still prefer the true continuation of a fact?
 
 An item is ``{"context": str, "true": str, "false": str, "slice": str (optional)}``. The model
-answers it correctly when log P(true | context) > log P(false | context). Reported: accuracy
-overall, per slice and on the first slice (chance is 0.5), and calibration (ECE, overconfidence)
-of the two-way normalised probabilities softmax(log P(true), log P(false)).
+answers it correctly when log P(true | context) > log P(false | context), the summed
+log-probability of each continuation's tokens, as the published KR-test scores it ("We compute the
+log probability of the model for two sequences: Context + Factually correct completion, Context +
+Factually incorrect completion"). ``score: mean`` compares the mean per-token log-probabilities
+instead (length-normalised): a false continuation with fewer tokens than the true one no longer
+wins by being short. Reported: accuracy overall, per slice and on the first slice (chance is 0.5),
+and calibration (ECE, overconfidence) of the two-way normalised probabilities softmax(score(true),
+score(false)).
 
 The items come from a JSON-lines file (``path``) or are built from the run's real training data by
-an item builder (``items``: the ``item_builders`` registry; ``facts``, several questions about each
-paragraph's names, numbers and dates, and ``cloze``; see
+an item builder (``items``: the ``item_builders`` registry): ``kr_test``, the published test (a
+true sentence of a paragraph against the same sentence with one fact changed,
+:mod:`collapsebench.evaluations.kr_test`); ``next_mention``, the paragraph up to a name, number or
+date against a same-type mention from another paragraph; ``cloze`` (see
 :mod:`collapsebench.evaluations.knowledge_items`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,7 +29,7 @@ from collapsebench.api import PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.evaluations.calibration import CRITICAL_RISE, WARNING_RISE, add_ece_alert, expected_calibration_error
 from collapsebench.models.loading import cached_causal_lm
-from collapsebench.models.scoring import continuation_logprobs
+from collapsebench.models.scoring import continuation_scores
 
 # ------------------------------------------------------------------------------------ metrics
 
@@ -54,13 +61,15 @@ def knowledge_metrics(lp_true: np.ndarray, lp_false: np.ndarray, slices: Sequenc
 
 def knowledge(ctx: PhaseContext, path: str | None = None, *, items: str | dict[str, Any] | None = None,
               prefix: str = "knowledge", batch_size: int = 16, n_bins: int = 10, model: str | None = None,
-              baseline: str | None = None, warning_rise: float = WARNING_RISE,
+              score: Literal["sum", "mean"] = "sum", baseline: str | None = None, warning_rise: float = WARNING_RISE,
               critical_rise: float = CRITICAL_RISE) -> dict[str, float]:
     """Evaluation: knowledge retention of the iteration's model (or ``model``) on the items of a
     JSON-lines file (``path``) or of an item builder over the real training data (``items``: a
-    name or ``{name: ..., <kwargs>}`` of the ``item_builders`` registry, e.g. ``{name: facts,
-    slices: parts}``). Writes ``<prefix>_items.jsonl`` (per-item log-probabilities and verdicts)
-    to ``ctx.out_dir``; the ECE alert compares with the ``baseline`` run when given."""
+    name or ``{name: ..., <kwargs>}`` of the ``item_builders`` registry, e.g. ``{name: kr_test,
+    slices: parts}``). ``score``: ``sum`` (summed log-probability of the continuation's tokens, the
+    published scoring) or ``mean`` (per token). Writes ``<prefix>_items.jsonl`` (per-item
+    log-probabilities, token counts and verdicts) to ``ctx.out_dir``; the ECE alert compares with
+    the ``baseline`` run when given."""
     from collapsebench.config import Spec
     from collapsebench.evaluations.common import read_jsonl, write_jsonl
     from collapsebench.registry import item_builders
@@ -76,14 +85,17 @@ def knowledge(ctx: PhaseContext, path: str | None = None, *, items: str | dict[s
             raise UserError(f"knowledge.items: the item builder '{spec.name}' found nothing to ask about")
     lm, tok = cached_causal_lm(ctx, model or ctx.model_dir())
     contexts = [it["context"] for it in rows]
-    lp = np.asarray(continuation_logprobs(lm, tok, contexts + contexts,
-                                          [it["true"] for it in rows] + [it["false"] for it in rows],
-                                          batch_size=batch_size), dtype=np.float64)
+    sums, counts = continuation_scores(lm, tok, contexts + contexts,
+                                       [it["true"] for it in rows] + [it["false"] for it in rows],
+                                       batch_size=batch_size)
+    lp = sums / np.maximum(counts, 1) if score == "mean" else sums.astype(np.float64)
     lp_true, lp_false = lp[: len(rows)], lp[len(rows):]
     has_slices = any("slice" in it for it in rows)
     slices = [str(it.get("slice", "default")) for it in rows] if has_slices else None
     write_jsonl(ctx.out_dir / f"{prefix}_items.jsonl", (
-        {**it, "logprob_true": float(t), "logprob_false": float(f), "correct": bool(t > f)}
-        for it, t, f in zip(rows, lp_true, lp_false)))
+        {**it, "logprob_true": float(st), "logprob_false": float(sf), "tokens_true": int(nt), "tokens_false": int(nf),
+         "correct": bool(t > f)}
+        for it, st, sf, nt, nf, t, f in zip(rows, sums[: len(rows)], sums[len(rows):], counts[: len(rows)],
+                                             counts[len(rows):], lp_true, lp_false)))
     metrics = knowledge_metrics(lp_true, lp_false, slices, prefix=prefix, n_bins=n_bins)
     return add_ece_alert(ctx, metrics, f"{prefix}_ece", baseline=baseline, warning=warning_rise, critical=critical_rise)

@@ -4,14 +4,17 @@ Item builders are plug-ins of the ``item_builders`` registry, ``fn(ctx, **kw) ->
 item is ``{"context", "true", "false", "slice"}`` (plus what the builder records about it). The
 built-ins read the run's real training split, a sample of documents per slice:
 
-* ``facts`` (:func:`fact_items`): several questions about each paragraph's content, as the
-  published knowledge-retention test asks (it asks 5 per paragraph). No named-entity model is
-  assumed; a documented rule finds the paragraph's facts (:func:`mentions`): dates (``3 March
-  1921``, ``March 3, 1921``, ``June 1912``), years (1500-2099), other numbers, and names (runs of
-  capitalised words; a run that begins a sentence loses its first word, whose capital may be the
-  sentence's). A question is the paragraph up to a mention (the context, at least
-  ``min_context_words`` words), the mention (true) and a mention of the same type from another
-  paragraph that does not occur in this one (false), drawn with a seed.
+* ``next_mention`` (:func:`next_mention_items`): several questions about each paragraph's
+  content (5 per paragraph, as the published knowledge-retention test asks), each the paragraph
+  up to a fact against a same-type mention from another paragraph. Not the published test, whose
+  false answer is the same sentence with one fact changed (``kr_test``,
+  :mod:`collapsebench.evaluations.kr_test`). No named-entity model is assumed; a documented rule
+  finds the paragraph's facts (:func:`mentions`): dates (``3 March 1921``, ``March 3, 1921``,
+  ``June 1912``), years (1500-2099), other numbers, and names (runs of capitalised words; a run
+  that begins a sentence loses its first word, whose capital may be the sentence's). A question is
+  the paragraph up to a mention (the context, at least ``min_context_words`` words), the mention
+  (true) and a mention of the same type from another paragraph that does not occur in this one
+  (false), drawn with a seed.
 * ``cloze`` (:func:`build_cloze_items`): last-word cloze, one sentence of a document with its last
   word(s) as the true continuation and a sentence-final word of another document as the false
   one; also the command ``collapsebench knowledge-items`` (cloze items from any text file).
@@ -51,7 +54,7 @@ PATTERNS = (  # in order of precedence: an earlier kind claims its span
 Scorer = Callable[[str, list[str]], Sequence[float]]
 
 
-# ------------------------------------------------------------------------------------ facts
+# ------------------------------------------------------------------------------------ next mention
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def mentions(paragraph: str) -> list[Mention]:
     return sorted(found, key=lambda m: m.start)
 
 
-def fact_items(paragraphs: Sequence[str], slices: Sequence[str], *, per_paragraph: int = 5,
+def next_mention_items(paragraphs: Sequence[str], slices: Sequence[str], *, per_paragraph: int = 5,
                min_context_words: int = 5, seed: int = 0) -> list[dict[str, Any]]:
     """Up to ``per_paragraph`` questions about each paragraph (see the module docstring): items
     with ``context``, ``true``, ``false``, ``type``, ``slice`` and ``paragraph`` (its index)."""
@@ -260,13 +263,14 @@ def training_slices(ctx: PhaseContext, slices: str | None, documents: int,
     return texts, labels, ids
 
 
-def facts(ctx: PhaseContext, *, slices: str | None = None, per_paragraph: int = 5, documents: int = 200,
-          min_context_words: int = 5, seed: int | None = None) -> list[dict[str, Any]]:
+def next_mention(ctx: PhaseContext, *, slices: str | None = None, per_paragraph: int = 5, documents: int = 200,
+                 min_context_words: int = 5, seed: int | None = None) -> list[dict[str, Any]]:
     """Item builder: up to ``per_paragraph`` questions about the names, numbers and dates of each of
-    up to ``documents`` real training paragraphs per slice (see the module docstring)."""
+    up to ``documents`` real training paragraphs per slice, the next mention against a mention from
+    another paragraph (see the module docstring)."""
     seed = ctx.config.seed if seed is None else seed
     texts, labels, ids = training_slices(ctx, slices, documents, seed)
-    items = fact_items(texts, labels, per_paragraph=per_paragraph, min_context_words=min_context_words, seed=seed)
+    items = next_mention_items(texts, labels, per_paragraph=per_paragraph, min_context_words=min_context_words, seed=seed)
     for item in items:
         item["parent"] = ids[item.pop("paragraph")]
     return items

@@ -82,6 +82,13 @@ def continuation_logprobs(model: Model, tokenizer: Tokenizer, contexts: Sequence
 
     The context and continuation are tokenised separately and joined, so the continuation's
     tokens are exactly those of ``continuation`` (include its leading space if it needs one)."""
+    return continuation_scores(model, tokenizer, contexts, continuations, batch_size=batch_size)[0]
+
+
+def continuation_scores(model: Model, tokenizer: Tokenizer, contexts: Sequence[str], continuations: Sequence[str], *,
+                        batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`continuation_logprobs` and the number of continuation tokens scored in each pair (for
+    a per-token mean, i.e. the log of the tokens' geometric-mean probability)."""
     if len(contexts) != len(continuations):
         raise ValueError("contexts and continuations differ in length")
     bos = bos_id(tokenizer)
@@ -94,4 +101,5 @@ def continuation_logprobs(model: Model, tokenizer: Tokenizer, contexts: Sequence
         sequences.append(seq)
         n_cont.append(min(len(k), len(seq) - 1))
     scores = token_logprobs_batched(model, sequences, tokenizer.pad_token_id, batch_size)
-    return np.array([s[len(s) - n:].sum() if n else 0.0 for s, n in zip(scores, n_cont)])
+    sums = np.array([s[len(s) - n:].sum() if n else 0.0 for s, n in zip(scores, n_cont)])
+    return sums, np.asarray(n_cont, dtype=np.int64)

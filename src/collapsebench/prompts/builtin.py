@@ -2,8 +2,9 @@
 dataset of ``n`` rows with ``prompt`` (text) and ``parent`` (source document / prompt id, or "").
 
 No prompt is held-out evaluation data: the sources built on real documents (``real_prefix``,
-``real_blocks``, ``real_parts``) read the training split only, and ``prompt_dataset`` leaves out
-the rows that are held-out documents (compared by fingerprint).
+``real_blocks``, ``parts_from_real``, ``parts_from_previous_generation``) read the training split
+only (the last one also the previous iteration's samples), and ``prompt_dataset`` leaves out the
+rows that are held-out documents (compared by fingerprint).
 
 Finite sources (``prompt_dataset``, ``real_blocks``; registered with ``finite=True``) also accept
 ``n=None``: all their prompts, in order. When ``generate.num_samples`` is null, that count (times
@@ -22,10 +23,10 @@ import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.config import Config
-from collapsebench.data import text_hashes
+from collapsebench.data import string_column, text_hashes
 from collapsebench.errors import UserError
 from collapsebench.io import digest
-from collapsebench.regimes.parts import part_index
+from collapsebench.regimes.parts import part_index, regenerated
 from collapsebench.sources.files import BUILDERS, hub_source, local_or_hub, local_source
 from collapsebench.templating import RenderError, compile_template, render_rows
 
@@ -187,28 +188,83 @@ def outside_holdout(ctx: PhaseContext, prompts: Dataset, path: str) -> Dataset:
 
 
 
-def real_parts(ctx: PhaseContext, n: int, tokenizer: Tokenizer, parts: int | None = None,
-               tokens: int = 16, part_by: str | None = None) -> Dataset:
-    """Regenerate the real documents of every part the model has seen (parts 0..k-1 at iteration k,
-    see :mod:`collapsebench.regimes.parts`; ``parts`` and ``part_by`` as the regime's): each
-    document's first ``tokens`` tokens are its prompt and its id the sample's ``parent``; the
-    documents are cycled to fill ``n`` samples."""
+def _parts_seen(ctx: PhaseContext, n: int, parts: int | None, part_by: str | None,
+                name: str) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """(real split, part of every real row, the rows of parts 0..k-1 at iteration k in order): the
+    documents a ``parts_from_*`` source regenerates, at least ``n`` of them."""
     real = ctx.real()
     index, names = part_index(real, parts, part_by, default=ctx.config.iterations, key="generate.prompts")
     rows = np.flatnonzero(index < min(ctx.iteration, len(names)))
     if n < len(rows):
         raise UserError(f"generate.num_samples: {n} samples cannot regenerate the {len(rows)} documents of parts "
-                        f"0..{ctx.iteration - 1} (generate.prompts: real_parts); raise it to at least {len(rows)}")
+                        f"0..{ctx.iteration - 1} (generate.prompts: {name}); raise it to at least {len(rows)}")
+    return real, index, rows
+
+
+def _prefix_prompts(ctx: PhaseContext, docs: Dataset, n: int, tokenizer: Tokenizer, tokens: int,
+                    key: str) -> Dataset:
+    """The first ``tokens`` tokens of each of ``docs`` (columns: the text field, ``id``) as its
+    prompt, its ``id`` the parent; the documents cycled to fill ``n`` prompts."""
     field = ctx.text_field
 
     def cut(batch: dict[str, list]) -> dict[str, list]:
         ids = tokenizer(batch[field], add_special_tokens=False)["input_ids"]
         return {"prompt": tokenizer.batch_decode([x[:tokens] for x in ids]), "parent": batch["id"]}
 
-    picked = real.select(rows[np.arange(n) % len(rows)]).select_columns([field, "id"])
-    key = digest([n, tokens, parts, part_by])
+    picked = docs.select(np.arange(n) % len(docs))
     return picked.map(cut, batched=True, batch_size=1000, remove_columns=[field, "id"],
-                      cache_file_name=str(ctx.cache_dir / f"real_parts_{key}.arrow"))
+                      cache_file_name=str(ctx.cache_dir / f"{key}.arrow"))
+
+
+def parts_from_real(ctx: PhaseContext, n: int, tokenizer: Tokenizer, parts: int | None = None,
+                    tokens: int = 16, part_by: str | None = None) -> Dataset:
+    """Regenerate every part the model has seen (parts 0..k-1 at iteration k, see
+    :mod:`collapsebench.regimes.parts`; ``parts`` and ``part_by`` as the regime's) from the REAL
+    documents: each document's first ``tokens`` tokens are its prompt and its id the sample's
+    ``parent``, at every iteration; the documents are cycled to fill ``n`` samples. Not the
+    published recursion (the split's previous generation is the prompt there): that is
+    :func:`parts_from_previous_generation`."""
+    real, _, rows = _parts_seen(ctx, n, parts, part_by, "parts_from_real")
+    docs = real.select(rows).select_columns([ctx.text_field, "id"])
+    return _prefix_prompts(ctx, docs, n, tokenizer, tokens, f"parts_from_real_{digest([n, tokens, parts, part_by])}")
+
+
+def parts_from_previous_generation(ctx: PhaseContext, n: int, tokenizer: Tokenizer, parts: int | None = None,
+                                   tokens: int = 16, part_by: str | None = None) -> Dataset:
+    """Regenerate every part the model has seen from its PREVIOUS GENERATION, the text the model
+    was trained on (Algorithm 1 of the knowledge-retention setting: after training M_i on
+    [D_0^(i), ..., D_i^(0)], D_k^(i+1-k) <= M_i(D_k^(i-k)) for k = 0..i). At iteration k the fresh
+    part k-1 is prompted from its real documents (generation 0); every earlier part from the
+    regeneration of each document that iteration k-1 made, the one ``fresh_real`` put into D(k)
+    (the first sample per ``parent``), read as the token ids it was trained on (``input_ids``;
+    its text tokenised when a sample has none). The prompt is the first ``tokens`` of them; the
+    parent stays the real document's id, so the regime replaces the same document again.
+    ``parts``, ``part_by`` as the regime's; documents cycled to fill ``n``. With ``keep_prompt:
+    true`` a regeneration starts with its prompt, so a prefix of ``tokens`` tokens is carried
+    unchanged from generation to generation: only ``keep_prompt: false`` (the continuation alone
+    is the regenerated text) makes the prompts generated text (docs/generation.md)."""
+    import datasets
+
+    real, index, rows = _parts_seen(ctx, n, parts, part_by, "parts_from_previous_generation")
+    field = ctx.text_field
+    docs = real.select(rows).select_columns([field, "id"])
+    prefixes = [x[:tokens] for x in tokenizer(list(docs[field]), add_special_tokens=False)["input_ids"]]
+    earlier = np.flatnonzero(index[rows] < ctx.iteration - 1)
+    if len(earlier):
+        regen, position = regenerated(ctx.samples(ctx.iteration - 1), string_column(docs.select(earlier)))
+        if len(regen) < len(earlier):
+            raise UserError(
+                f"generate.prompts (parts_from_previous_generation): iteration {ctx.iteration - 1}'s samples "
+                f"regenerate {len(regen)} of the {len(earlier)} documents of parts 0..{ctx.iteration - 2}; each "
+                "needs its previous generation (generate.num_samples at least the documents of the parts seen)")
+        ids = (regen["input_ids"] if "input_ids" in regen.column_names
+               else tokenizer(list(regen[field]), add_special_tokens=False)["input_ids"])
+        for j, x in zip(earlier[position], ids):
+            prefixes[j] = list(x)[:tokens]
+    cycle = np.arange(n) % len(rows)
+    parents = list(docs["id"])
+    return datasets.Dataset.from_dict({"prompt": tokenizer.batch_decode([prefixes[j] for j in cycle]),
+                                       "parent": [parents[j] for j in cycle]})
 
 
 def preflight_prompt_dataset(config: Config, kwargs: dict[str, Any]) -> list[str]:

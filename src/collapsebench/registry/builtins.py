@@ -61,7 +61,9 @@ prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix", data=TEX
 prompt_sources.lazy("real_blocks", f"{_B}.prompts.builtin:real_blocks", finite=True, data=TEXT)
 prompt_sources.lazy("prompt_dataset", f"{_B}.prompts.builtin:prompt_dataset", finite=True, data=TEXT,
                     preflight=f"{_B}.prompts.builtin:preflight_prompt_dataset")
-prompt_sources.lazy("real_parts", f"{_B}.prompts.builtin:real_parts", data=TEXT)
+prompt_sources.lazy("parts_from_real", f"{_B}.prompts.builtin:parts_from_real", data=TEXT)
+prompt_sources.lazy("parts_from_previous_generation", f"{_B}.prompts.builtin:parts_from_previous_generation",
+                    data=TEXT)
 
 validators.lazy("jinja", f"{_B}.validators.builtin:jinja", check=f"{_B}.validators.builtin:check_jinja", data=TEXT)
 validators.lazy("classifier", f"{_B}.validators.builtin:classifier", torch=True, data=TEXT,
@@ -122,7 +124,8 @@ evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", tor
                  scores=BOTH)
 evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR, headline=("holdout_loglik_mean", "fitted_var"))
 
-item_builders.lazy("facts", f"{_B}.evaluations.knowledge_items:facts")
+item_builders.lazy("kr_test", f"{_B}.evaluations.kr_test:kr_test")
+item_builders.lazy("next_mention", f"{_B}.evaluations.knowledge_items:next_mention")
 item_builders.lazy("cloze", f"{_B}.evaluations.knowledge_items:cloze")
 
 executors.lazy("inline", f"{_B}.executors.local:InlineExecutor")
