@@ -72,6 +72,7 @@ class Entry(Generic[T]):
     data: str | None = None  # "text" or "vector": the data it works on (None: any)
     model: str | None = None  # trainers: the kind of model made; others: the kind needed (None: any)
     pool: str | None = None  # validators: "module:function(ctx, scores, **kw)" deciding over a round's pool
+    batched: bool = False  # works on in-memory ArrowRows: a run of such plug-ins may be batched (collapsebench.batch)
     builtin: bool = False
 
     @property
@@ -106,7 +107,8 @@ class Registry(Generic[T]):
     # ------------------------------------------------------------------------------ registration
     def register(self, name: str | None = None, *, override: bool = False, torch: bool = False, gpu: bool = False,
                  check: str | None = None, preflight: str | None = None, finite: bool = False,
-                 data: str | None = None, model: str | None = None, pool: str | None = None) -> Callable[[T], T]:
+                 data: str | None = None, model: str | None = None, pool: str | None = None,
+                 batched: bool = False) -> Callable[[T], T]:
         """Decorator: ``@registry.register("name")`` (default: the function's name).
 
         A name that is taken (a built-in included) is refused unless ``override=True``."""
@@ -116,17 +118,17 @@ class Registry(Generic[T]):
             if not key:
                 raise ValueError(f"{self.kind}: give a name to register {obj!r}")
             self._add(Entry(key, obj, torch=torch, gpu=gpu, check=check, preflight=preflight, finite=finite,
-                            data=data, model=model, pool=pool), override)
+                            data=data, model=model, pool=pool, batched=batched), override)
             return obj
 
         return deco
 
     def lazy(self, name: str, target: str, *, torch: bool = False, gpu: bool = False, check: str | None = None,
              preflight: str | None = None, finite: bool = False, data: str | None = None,
-             model: str | None = None, pool: str | None = None) -> None:
+             model: str | None = None, pool: str | None = None, batched: bool = False) -> None:
         """Register ``"module:attr"`` under ``name`` without importing it (the built-ins)."""
         self._add(Entry(name, target, torch=torch, gpu=gpu, check=check, preflight=preflight, finite=finite,
-                        data=data, model=model, pool=pool, builtin=True), False)
+                        data=data, model=model, pool=pool, batched=batched, builtin=True), False)
 
     def _add(self, entry: Entry[T], override: bool) -> None:
         old = self._entries.get(entry.name)
@@ -405,30 +407,32 @@ ALL: dict[str, Registry[Any]] = {
 }
 
 # Built-in entries, lazy so that `collapsebench ls` and `validate` import no heavy library.
-# data: the data a plug-in works on; model: the model a trainer makes or a plug-in needs.
+# data: the data a plug-in works on; model: the model a trainer makes or a plug-in needs; batched: it works on
+# in-memory ArrowRows, so a run made of such plug-ins may be batched (collapsebench.batch).
 _B = "collapsebench"
 TEXT, VECTOR = "text", "vector"
 data_sources.lazy("local", f"{_B}.sources.files:local_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_local")
 data_sources.lazy("hub", f"{_B}.sources.files:hub_source", data=TEXT, preflight=f"{_B}.sources.files:preflight_hub")
 data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source", data=TEXT)
 data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source", data=VECTOR,
-                  preflight=f"{_B}.toy.gaussian:preflight_source")
+                  preflight=f"{_B}.toy.gaussian:preflight_source", batched=True)
 data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source", data=VECTOR,
-                  preflight=f"{_B}.toy.mixture:preflight_source")
+                  preflight=f"{_B}.toy.mixture:preflight_source", batched=True)
 data_sources.lazy("digits", f"{_B}.toy.vae:digits_source", data=VECTOR)
 
-regimes.lazy("replace", f"{_B}.regimes.mixing:replace", preflight=f"{_B}.regimes.mixing:preflight_replace")
-regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate")
-regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample")
-regimes.lazy("grow", f"{_B}.regimes.mixing:grow")
-regimes.lazy("clean_fraction", f"{_B}.regimes.mixing:clean_fraction")
+regimes.lazy("replace", f"{_B}.regimes.mixing:replace", preflight=f"{_B}.regimes.mixing:preflight_replace",
+              batched=True)
+regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate", batched=True)
+regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample", batched=True)
+regimes.lazy("grow", f"{_B}.regimes.mixing:grow", batched=True)
+regimes.lazy("clean_fraction", f"{_B}.regimes.mixing:clean_fraction", batched=True)
 regimes.lazy("fresh_real", f"{_B}.regimes.parts:fresh_real", data=TEXT)
 
 preprocessors.lazy("template", f"{_B}.preprocessors.text:template", data=TEXT)
 preprocessors.lazy("length_filter", f"{_B}.preprocessors.text:length_filter", data=TEXT)
 preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup", data=TEXT)
 preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize", data=TEXT)
-preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely", data=VECTOR)
+preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely", data=VECTOR, batched=True)
 
 prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional")  # the default: any data
 prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix", data=TEXT)
@@ -452,9 +456,9 @@ trainers.lazy("causal_lm", f"{_B}.trainers.causal_lm:train_causal_lm", torch=Tru
               check=f"{_B}.trainers.causal_lm:check_config")
 trainers.lazy("sft", f"{_B}.trainers.sft:train_sft", torch=True, data=TEXT, model="lm",
               check=f"{_B}.trainers.sft:check_config")
-trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle", data=VECTOR, model="gaussian")
-trainers.lazy("gmm", f"{_B}.toy.mixture:gmm", data=VECTOR, model="gmm")
-trainers.lazy("kde", f"{_B}.toy.mixture:kde", data=VECTOR, model="kde")
+trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle", data=VECTOR, model="gaussian", batched=True)
+trainers.lazy("gmm", f"{_B}.toy.mixture:gmm", data=VECTOR, model="gmm", batched=True)
+trainers.lazy("kde", f"{_B}.toy.mixture:kde", data=VECTOR, model="kde", batched=True)
 trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True, data=VECTOR, model="vae")
 
 generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, data=TEXT, model="lm",
@@ -463,9 +467,9 @@ generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu
                 check=f"{_B}.generators.vllm_engine:check_config")
 generators.lazy("vllm_ray", f"{_B}.generators.vllm_ray:generate", torch=True, gpu=True, data=TEXT, model="lm",
                 check=f"{_B}.generators.vllm_ray:check_config")
-generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator", data=VECTOR, model="gaussian")
-generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator", data=VECTOR, model="gmm")
-generators.lazy("kde", f"{_B}.toy.mixture:kde_generator", data=VECTOR, model="kde")
+generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator", data=VECTOR, model="gaussian", batched=True)
+generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator", data=VECTOR, model="gmm", batched=True)
+generators.lazy("kde", f"{_B}.toy.mixture:kde_generator", data=VECTOR, model="kde", batched=True)
 generators.lazy("vae", f"{_B}.toy.vae:vae_generator", torch=True, data=VECTOR, model="vae")
 
 evaluations.lazy("perplexity", f"{_B}.evaluations.perplexity:perplexity", torch=True, data=TEXT, model="lm")
@@ -486,7 +490,7 @@ evaluations.lazy("judge_pairwise", f"{_B}.evaluations.judges:judge_pairwise", da
 evaluations.lazy("classifier_score", f"{_B}.evaluations.classifier_audit:classifier_score", torch=True, data=TEXT,
                  preflight=f"{_B}.evaluations.classifier_audit:preflight")
 evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True, data=TEXT, model="lm")
-evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR)
+evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR, batched=True)
 
 item_builders.lazy("facts", f"{_B}.evaluations.knowledge_items:facts")
 item_builders.lazy("cloze", f"{_B}.evaluations.knowledge_items:cloze")

@@ -32,10 +32,11 @@ from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.failure import rules_digest
 from collapsebench.io import atomic_write, write_json
+from collapsebench.journal import now
 from collapsebench.layout import CELL_ERROR_FILE, CellStatus, RunLayout, SweepLayout
 from collapsebench.loop import run_experiment
 from collapsebench.registry import executors
-from collapsebench.run import RunDir, now
+from collapsebench.run import RunDir
 from collapsebench.sweep.grid import Cell, cell_raw, expand, spec_from_options, zip_groups
 from collapsebench.sweep.share import SharedSteps
 from collapsebench.validate import validate_config
@@ -146,7 +147,8 @@ def _needs_run(sweep: SweepLayout, cell: dict[str, Any], status: CellStatus) -> 
     if status.state == "done":
         return False
     if status.state == "stopped":  # continue only if the rules that stopped it changed
-        recorded = (sweep.run(cell).read_state().get("failure") or {}).get("rules_digest")
+        failure = sweep.run(cell).read_state().failure
+        recorded = failure.rules_digest if failure else None
         return recorded != rules_digest(_manifest_config(sweep, cell))
     return True
 
@@ -170,18 +172,36 @@ def schedule(configs: dict[str, Config]) -> list[str]:
 
 
 class Progress:
-    """Sweep-level progress from the cells' journals: counts by state, steps done, ETA."""
+    """Sweep-level progress from the cells' journals: counts by state, steps done, ETA.
+
+    A cell that this session does not run, or that has ended in it, is not read again: the
+    driver polls while the cells run, on the same cores."""
 
     def __init__(self, sweep: SweepLayout, cells: list[dict[str, Any]]):
         self.sweep, self.cells = sweep, cells
         self.start = time.time()
+        self.settled: dict[str, CellStatus] = {}
+        self.started: set[str] = set()  # cells seen running (or waiting to) in this session
         self.first = self.statuses()
         self.steps_at_start = sum(s.steps_done for s in self.first.values())
         self.reported: set[str] = set()
         self.last_line = ""
 
+    def settle(self, todo: list[str]) -> None:
+        """The cells this session does not run keep their first status."""
+        self.settled.update({cid: status for cid, status in self.first.items() if cid not in todo})
+
     def statuses(self) -> dict[str, CellStatus]:
-        return {c["id"]: self.sweep.cell_status(c) for c in self.cells}
+        out = {}
+        for cell in self.cells:
+            cid = cell["id"]
+            status = self.settled.get(cid) or self.sweep.cell_status(cell)
+            if status.state in ("running", "pending", "incomplete"):
+                self.started.add(cid)
+            elif cid in self.started:
+                self.settled[cid] = status  # ended in this session
+            out[cid] = status
+        return out
 
     def line(self, statuses: dict[str, CellStatus]) -> str:
         count = {state: sum(1 for s in statuses.values() if s.state == state)
@@ -224,6 +244,7 @@ def run_sweep(sweep_dir: str | Path, *, poll: float = 2.0, report: bool = True) 
         cells = {c["id"]: c for c in manifest["cells"]}
         progress = Progress(sweep, list(cells.values()))
         todo = [cid for cid in cells if _needs_run(sweep, cells[cid], progress.first[cid])]
+        progress.settle(todo)
         order = schedule({cid: _manifest_config(sweep, cells[cid]) for cid in todo})
         console.print(f"sweep {sweep.path}: {len(cells)} cells, {len(cells) - len(todo)} finished, "
                       f"running {len(order)} on {spec.executor.name}", highlight=False)
@@ -268,9 +289,9 @@ def shared_summary(sweep: SweepLayout) -> dict[str, Any]:
     """Steps each cell adopted from another, and the seconds those steps took where they ran."""
     rows = []
     for cell in sweep.cells():
-        for key, entry in sweep.run(cell).read_state().get("steps", {}).items():
-            if entry.get("executor") == "shared":
-                rows.append({"cell": cell["dir"], "step": key, "saved_s": float(entry.get("saved_s") or 0.0)})
+        for key, record in sweep.run(cell).read_state().records():
+            if record.shared:
+                rows.append({"cell": cell["dir"], "step": key, "saved_s": float(record.saved_s or 0.0)})
     return {"steps": len(rows), "seconds_saved": round(sum(r["saved_s"] for r in rows), 3), "rows": rows}
 
 
