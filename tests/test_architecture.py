@@ -2,7 +2,7 @@
 (module level, inside functions and under TYPE_CHECKING alike):
 
 * layers: cli -> driver (run, loop, batch, validate, status, analysis, sweep) -> phases -> plug-in packages ->
-  contract (api, registry, plugins, data, layout, failure) -> config -> core (errors, io, console,
+  contract (api, registry, plugins, data, layout, journal, failure) -> config -> core (errors, io, console,
   templating, allocator). An import may go down or stay in its layer, never up;
 * no import cycle between modules, nor between the packages of one layer;
 * ``analysis`` reads run directories through ``layout``, never through the driver;
@@ -28,7 +28,7 @@ LAYER_OF = {
     "errors": "core", "io": "core", "console": "core", "templating": "core", "allocator": "core",
     "config": "config",
     "api": "contract", "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",
-    "failure": "contract",
+    "failure": "contract", "journal": "contract",
     "sources": "plugin", "models": "plugin", "trainers": "plugin", "losses": "plugin", "generators": "plugin",
     "prompts": "plugin", "validators": "plugin", "regimes": "plugin", "preprocessors": "plugin",
     "evaluations": "plugin", "executors": "plugin", "trackers": "plugin", "toy": "plugin",
