@@ -10,6 +10,8 @@ that several cells share are computed once. Re-running the sweep (the same comma
 SWEEP_DIR``) submits only the cells that are not done: missing, interrupted or failed ones, and
 stopped ones whose failure rules changed. The driver watches the cells' journals while they run
 and prints progress (done / running / failed, ETA) and each failure as soon as a cell records it.
+(Over 300 lines: the manifest, one cell's task, the driver and its progress read top to bottom as
+one story; each part is short.)
 """
 
 from __future__ import annotations
