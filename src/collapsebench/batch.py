@@ -48,7 +48,7 @@ from collapsebench.redo import release
 from collapsebench.run import RunDir
 
 BATCH_S = 1.0  # seconds of work between commits: at most this much is redone after a kill
-SWITCH = "COLLAPSEBENCH_BATCH"  # "0": every step through the general driver
+SWITCH = "COLLAPSEBENCH_BATCH"  # "0": no run is batched (every step committed as it ends)
 
 
 
