@@ -5,7 +5,7 @@
 Prints: modules over 300 and over 450 lines, the longest functions, string-key accesses to the
 run journal outside the journal's own module, built-in plug-in names tested outside their
 plug-ins, module-path task targets (``"collapsebench.x:y"`` strings that are not registry entries)
-and the number of places that write a step's journal entry. Each figure is a plain text search or
+and the functions that open a step's journal entry (paths through the step bookkeeping). Each figure is a plain text search or
 an ``ast`` walk, so the numbers before and after a change come from the same command.
 """
 
@@ -22,8 +22,10 @@ NOT_THE_JOURNAL = re.compile(r"state\[\"_data_files\"\]")  # a `datasets` folder
 BUILTIN_NAMES = re.compile(r'== "(replace|grow|causal_lm|sft|knowledge|accumulate|accumulate_subsample|fresh_real)"')
 TASK_TARGET = re.compile(r'"collapsebench\.[a-z_.]*:[a-z_]*"')
 REGISTRY_ENTRY = re.compile(r"\.lazy\(|_B\}|preflight=|check=|pool=")
-# the calls that open, fail or finish a step's journal entry
-BOOKKEEPING = re.compile(r"\b(start_entry|fail_entry|finish_entry)\(|\[\"steps\"\]\[[^]]+\] = ")
+# what opens the journal entry of a step about to run: the entry helper of old, an entry written by
+# hand into the journal's steps, or the typed journal's start
+BOOKKEEPING = re.compile(r"\bstart_entry\(|\[\"steps\"\]\[[^]]+\] = \{|\bstate\.start\(")
+JOURNAL_MODULES = ("journal.py", "run.py")  # where the entries themselves are defined
 
 
 def lines_of(path: Path) -> list[str]:
@@ -46,6 +48,26 @@ def functions(path: Path) -> list[tuple[int, str]]:
 
     walk(tree, "")
     return found
+
+
+def bookkeeping_paths(files: list[Path], root: Path) -> list[str]:
+    """The functions (outside the journal's own modules) that open a step's journal entry: each is
+    one path through the step bookkeeping."""
+    found = []
+    for path in files:
+        if path.name in JOURNAL_MODULES:
+            continue
+        text = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(text))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = "\n".join(text[node.lineno - 1:node.end_lineno])
+                inner = [n for n in ast.walk(node) if n is not node and isinstance(n, (ast.FunctionDef,
+                                                                                          ast.AsyncFunctionDef))]
+                if BOOKKEEPING.search(body) and not any(BOOKKEEPING.search(
+                        "\n".join(text[n.lineno - 1:n.end_lineno])) for n in inner):
+                    found.append(f"{path.relative_to(root.parent)}:{node.name}")
+    return sorted(found)
 
 
 def grep(files: list[Path], pattern: re.Pattern[str], root: Path, skip: re.Pattern[str] | None = None) -> list[str]:
@@ -72,7 +94,7 @@ def shape(root: Path) -> dict[str, object]:
         "journal_string_keys": grep(journal_module, JOURNAL_KEYS, root, skip=NOT_THE_JOURNAL),
         "builtin_names_tested": grep(files, BUILTIN_NAMES, root),
         "task_target_strings": grep(files, TASK_TARGET, root, skip=REGISTRY_ENTRY),
-        "bookkeeping_sites": grep(journal_module, BOOKKEEPING, root, skip=re.compile(r"^\s*def ")),
+        "bookkeeping_paths": bookkeeping_paths(files, root),
     }
 
 

@@ -59,6 +59,10 @@ def _overhead(r: dict[str, Any]) -> str:
 BENCHMARKS = [
     Benchmark("toy_gaussian", ["--seeds", "1", "--quick", "--cli-repeats", "1", "--out", "{out}/toy_gaussian"], [],
               "toy_gaussian.json", _toy),
+    Benchmark("toy_sweep", ["--iterations", "20", "--out", "{out}/toy_sweep.json"], [], "toy_sweep.json",
+              lambda r: (f"sweep {r['sweep_s']:.1f} s vs standalone {r['standalone_sum_s']:.1f} s: "
+                         f"{r['sweep_over_standalone_per_worker']:.2f}x per worker, CPU "
+                         f"{r['sweep_cpu_over_standalone_cpu']:.2f}x")),
     Benchmark("curation_scale", ["--sizes", "100000", "--out", "{out}/curation_scale"], [], "curation_scale.json",
               _curation),
     Benchmark("generation", ["--quick", "--out", "{out}/generation.json"], [], "generation.json",

@@ -38,8 +38,7 @@ def sweep(out: Path, iterations: int, workers: int, share: bool) -> dict[str, ob
     subprocess.run(argv, check=True, env={**os.environ, "COLLAPSEBENCH_PROGRESS": "0"})
     wall = time.perf_counter() - start
     layout = SweepLayout(out)
-    step_seconds = sum(float(e.get("duration_s") or 0.0) for c in layout.cells()
-                       for e in layout.run(c).read_state()["steps"].values())
+    step_seconds = sum(float(r.duration_s or 0.0) for c in layout.cells() for _, r in layout.run(c).read_state().records())
     metrics = {c["dir"]: [{k: v for k, v in r.items() if not any(x in k for x in VOLATILE)}
                           for r in layout.run(c).read_metrics()] for c in layout.cells()}
     shared = shared_summary(layout)

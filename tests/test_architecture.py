@@ -2,7 +2,7 @@
 (module level, inside functions and under TYPE_CHECKING alike):
 
 * layers: cli -> driver (run, loop, batch, validate, prepare, status, analysis, sweep) -> phases -> plug-in packages ->
-  contract (api, tasks, context, registry, plugins, data, layout, failure) -> config -> core (errors, io, console,
+  contract (api, tasks, context, registry, plugins, data, layout, journal, failure) -> config -> core (errors, io, console,
   templating, allocator). An import may go down or stay in its layer, never up;
 * no import cycle between modules, nor between the packages of one layer;
 * ``analysis`` reads run directories through ``layout``, never through the driver;
@@ -32,7 +32,7 @@ LAYER_OF = {
     "config": "config",
     "api": "contract", "tasks": "contract", "context": "contract",
     "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",
-    "failure": "contract",
+    "failure": "contract", "journal": "contract",
     "sources": "plugin", "models": "plugin", "trainers": "plugin", "losses": "plugin", "generators": "plugin",
     "prompts": "plugin", "validators": "plugin", "regimes": "plugin", "preprocessors": "plugin",
     "evaluations": "plugin", "executors": "plugin", "trackers": "plugin", "toy": "plugin",

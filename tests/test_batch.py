@@ -95,6 +95,23 @@ def test_applies_only_to_built_in_vector_plug_ins_inline(tmp_path):
         assert not batch.applies(config_from_dict({**base, **change})), change
 
 
+def test_batching_follows_the_plug_ins_declaration(tmp_path, monkeypatch):
+    """A plug-in that declares batched=True (it works on ArrowRows) is batched, built-in or not."""
+    from collapsebench.registry import evaluations
+    from collapsebench.toy.evaluate import toy_stats
+
+    monkeypatch.setattr(evaluations, "_entries", dict(evaluations._entries))
+    evaluations.register("my_stats", batched=True)(toy_stats)
+    evaluations.register("my_undeclared_stats")(toy_stats)
+    base = toy("gaussian_accumulate", tmp_path / "r", "iterations=2").dump()
+    assert not batch.applies(config_from_dict({**base, "evaluate": {"evaluations": ["my_undeclared_stats"]}}))
+    config = config_from_dict({**base, "evaluate": {"evaluations": ["my_stats"]}})
+    assert batch.applies(config)
+    run_experiment(config, quiet=True)
+    steps = json.loads((tmp_path / "r" / "state.json").read_text())["steps"]
+    assert all(entry["batched"] is True for entry in steps.values()) and len(rows(tmp_path / "r")) == 2
+
+
 # ----------------------------------------------------------------------------- resume
 
 

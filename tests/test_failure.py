@@ -61,8 +61,8 @@ def test_the_earliest_stopping_rule_stops():
         {"metric": "ppl", "above": 1.5, "relative_to": "first"}, {"metric": "kr", "below": 0.75},
         {"metric": "d2", "below": 0.45, "stop": False}]})
     entry = journal_entry(config, [first_crossing(r, ROWS) for r in config.stop_when])
-    assert entry["stopped_at"] == 3 and entry["stopped_by"] == "kr < 0.75"
-    assert [c["iteration"] for c in entry["time_to_failure"]] == [4, 3, 2]
+    assert entry.stopped_at == 3 and entry.stopped_by == "kr < 0.75"
+    assert [c.iteration for c in entry.time_to_failure] == [4, 3, 2]
 
 
 def toy(tmp_path, *overrides):

@@ -64,14 +64,14 @@ def test_validate_lists_the_steps_and_run_builds_them_once(recipe, tmp_path, cap
 
 def test_a_changed_recipe_rebuilds_its_folder(recipe, tmp_path):
     assert main(["run", str(recipe)]) == 0
-    first = json.loads((tmp_path / "standins" / "made" / MARKER).read_text())["fingerprint"]
+    first = json.loads((tmp_path / "standins" / "made" / MARKER).read_text())["digest"]
     cfg = yaml.safe_load(recipe.read_text())
     cfg["prepare"][1]["kwargs"]["text"] = "changed"
     write(recipe, cfg)
     assert main(["run", str(recipe)]) == 0
     made = tmp_path / "standins" / "made"
     assert made.joinpath("made.txt").read_text().startswith("changed")
-    assert json.loads((made / MARKER).read_text())["fingerprint"] != first
+    assert json.loads((made / MARKER).read_text())["digest"] != first
     assert not (tmp_path / "standins" / "made.old").exists() and not (tmp_path / "standins" / "made.tmp").exists()
 
 

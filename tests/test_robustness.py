@@ -182,8 +182,8 @@ def test_a_worker_left_by_a_killed_driver_is_stopped_before_its_step_runs(tmp_pa
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         run = run_experiment(config, quiet=True)
         assert holder.wait(timeout=30) == -signal.SIGTERM  # stopped, not waited for
-        state = run.read_state()
-        assert state["steps"]["2.train"]["stopped_orphan"] == holder.pid
+        record = run.read_state().step("2.train")
+        assert record is not None and record.stopped_orphan == holder.pid
         assert [r["iteration"] for r in run.read_metrics()] == [1, 2, 3]
     finally:
         if holder.poll() is None:

@@ -62,13 +62,15 @@ def test_slurm_jobs_take_the_executor_settings_under_the_phase_resources(tmp_pat
 def test_a_slurm_job_runs_its_tasks_in_order_and_a_requeue_goes_on_from_the_next(tmp_path):
     pytest.importorskip("submitit")
     from collapsebench.api import Task
+    from collapsebench.executors import run_task_file
     from collapsebench.executors.slurm import TaskJob
+    from collapsebench.io import atomic_write
 
     def write(name: str) -> str:
-        return str(Task(key=name, target="collapsebench.io:atomic_write", run_dir=str(tmp_path),
+        return str(Task(key=name, target=atomic_write, run_dir=str(tmp_path),
                         kwargs={"path": str(tmp_path / name), "data": name}).write_spec())
 
-    missing = str(Task(key="bad", target="collapsebench.executors:run_task_file", run_dir=str(tmp_path),
+    missing = str(Task(key="bad", target=run_task_file, run_dir=str(tmp_path),
                        kwargs={"path": str(tmp_path / "nowhere.json")}).write_spec())
     job = TaskJob([write("a"), write("b"), missing, write("c")])
     results = job()

@@ -26,32 +26,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from collapsebench.config import Config, FailureRule
 from collapsebench.errors import UserError
 from collapsebench.io import digest
+from collapsebench.journal import Crossing, FailureRecord
 from collapsebench.layout import RunLayout
 
 Row = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Crossing:
-    """One rule evaluated on one run: ``iteration`` is the time to failure (None: not failed up to
-    ``evaluated_to``), ``value`` the metric there and ``ratio`` its ratio to the reference."""
-
-    rule: str
-    metric: str
-    stop: bool
-    iteration: int | None
-    value: float | None
-    ratio: float | None
-    evaluated_to: int | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def describe(rule: FailureRule) -> str:
@@ -135,9 +118,10 @@ def rules_digest(config: Config) -> str:
     return digest([rule.model_dump(mode="json") for rule in config.stop_when])
 
 
-def journal_entry(config: Config, found: Sequence[Crossing]) -> dict[str, Any]:
+def journal_entry(config: Config, found: Sequence[Crossing]) -> FailureRecord:
     """What the driver records under ``failure`` in ``state.json``."""
     crossed = [c for c in found if c.stop and c.iteration is not None]
     stopping = min(crossed, key=lambda c: c.iteration or 0) if crossed else None
-    return {"rules_digest": rules_digest(config), "time_to_failure": [c.as_dict() for c in found],
-            "stopped_at": stopping.iteration if stopping else None, "stopped_by": stopping.rule if stopping else None}
+    return FailureRecord(rules_digest=rules_digest(config), time_to_failure=list(found),
+                         stopped_at=stopping.iteration if stopping else None,
+                         stopped_by=stopping.rule if stopping else None)

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collapsebench import journal
 from collapsebench.config import PHASES, Config, config_from_dict, read_yaml
 from collapsebench.errors import UserError
 from collapsebench.io import FileLock, is_committed, read_stats
+from collapsebench.journal import RunState
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.json"
@@ -111,14 +113,9 @@ class RunLayout:
             raise UserError(f"{self.path} is not a collapsebench run directory (no {CONFIG_FILE})")
         return config_from_dict(read_yaml(self.config_file.read_text()), str(self.config_file))
 
-    def read_state(self) -> dict[str, Any]:
-        if not self.state_file.exists():
-            return {"version": 1, "steps": {}}
-        try:
-            state: dict[str, Any] = json.loads(self.state_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{self.state_file} is corrupt: {exc}") from None
-        return state
+    def read_state(self) -> RunState:
+        """The journal (:mod:`collapsebench.journal`; an empty one before the first step)."""
+        return journal.read(self.state_file)
 
     def is_committed(self, iteration: int, phase: str) -> bool:
         return is_committed(self.phase_dir(iteration, phase))
@@ -209,11 +206,11 @@ class SweepLayout:
         done = sum(1 for step in steps(iterations) if run.is_committed(*step))
         evaluated = [k for k in run.evaluated_iterations() if k <= iterations]
         last = max(evaluated, default=0)
-        stopped = (state.get("failure") or {}).get("stopped_at")
+        stopped = state.failure.stopped_at if state.failure else None
         error_file = run.path / CELL_ERROR_FILE
-        failed = [e for e in state.get("steps", {}).values() if e.get("status") == "failed"]
+        failed = state.failed_steps()
         if run.is_locked():
-            return CellStatus("running", done, total, last, failed[-1].get("error") if failed else None)
+            return CellStatus("running", done, total, last, failed[-1].error if failed else None)
         if error_file.exists():
             error = json.loads(error_file.read_text()).get("error", "")
             return CellStatus("failed", done, total, last, error)
@@ -222,5 +219,5 @@ class SweepLayout:
         if stopped is not None:
             return CellStatus("stopped", done, total, last, stopped_at=int(stopped))
         if failed:
-            return CellStatus("failed", done, total, last, failed[-1].get("error"))
+            return CellStatus("failed", done, total, last, failed[-1].error)
         return CellStatus("incomplete" if done else "pending", done, total, last)

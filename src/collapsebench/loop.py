@@ -1,4 +1,14 @@
-"""The driver: for each iteration, for each phase: skip (committed) | execute | record in the journal."""
+"""The driver: for each iteration, for each phase: skip (committed) | run the step | record it.
+
+Every step that is not committed goes through one path, :class:`StepRunner`, whether it is computed
+here, run on an executor, or adopted from another run of a sweep (a shared step): that path stops
+a worker a killed driver left on the step, records the attempt in the journal, completes the step,
+records its end (done, with its stats, or failed, with the error), and hands it to the run's commit
+policy. The policy decides when finished work becomes committed: :class:`Immediate` (each step as
+it ends: its folder, the journal, the metrics) or :class:`collapsebench.batch.Batched` (vector
+worlds: sealed steps committed together). After each evaluation the failure rules (``stop_when``,
+:mod:`collapsebench.failure`) may end the run.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +23,48 @@ from collapsebench.config import Config
 from collapsebench.console import console, metrics_line
 from collapsebench.errors import UserError
 from collapsebench.failure import journal_entry, time_to_failure
+from collapsebench.io import phase_seed, publish_folder, read_stats
+from collapsebench.journal import Adopted, RunState, StepRecord, now
 from collapsebench.layout import Step, step_key, steps
 from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
 from collapsebench.prepare import ensure_prepared
 from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
 from collapsebench.registry import executors, headline_metrics, trackers
-from collapsebench.run import RunDir, fail_entry, finish_entry, now, start_entry, step_summary
+from collapsebench.run import RunDir
 
 
 class SharedSteps(Protocol):
     """Steps computed once for several runs (a sweep's cells): ``run`` either adopts a committed copy
-    of the step with the same fingerprint from another run (returning where it came from) or calls
-    ``execute`` and offers the result to the others (returning None)."""
+    of the step with the same fingerprint from another run, sealed in this run's work folder
+    (returning where it came from), or calls ``execute`` and then ``publish`` (which commits what is
+    finished) and offers the result to the others (returning None)."""
 
-    def run(self, run_dir: Path, step: Step, fingerprint: str, execute: Callable[[], None]) -> dict[str, Any] | None: ...
+    def run(self, run_dir: Path, step: Step, fingerprint: str, execute: Callable[[], None],
+            publish: Callable[[], None]) -> Adopted | None: ...
+
+
+class CommitPolicy(Protocol):
+    """When the steps the runner finishes become committed (see the module docstring). ``compute``
+    returns the step's stats and whether its folder is only sealed (committed later by the policy)."""
+
+    batched: bool
+
+    def __enter__(self) -> CommitPolicy: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def executor(self, step: Step) -> str: ...
+
+    def started(self, step: Step, record: StepRecord) -> None: ...
+
+    def compute(self, step: Step, record: StepRecord) -> tuple[dict[str, Any], bool]: ...
+
+    def finished(self, step: Step, record: StepRecord, sealed: bool) -> None: ...
+
+    def failed(self, step: Step, record: StepRecord) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 def preflight(config: Config, *, allow_download: bool = False) -> None:
@@ -69,32 +106,28 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
         run.save_config(config)
         run.rebuild_metrics()  # from the committed folders: repairs a driver killed mid-bookkeeping
         load_plugins(config)
-        state.setdefault("name", config.name)
-        state.setdefault("created", now())
+        state.name = state.name or config.name
+        state.created = state.created or now()
         fps = plan.fingerprints
-        if shared is None and batch.applies(config):  # a vector world: its steps at NumPy speed, in batches
-            stop = (lambda k: _failed(run, state, config, k, quiet)) if config.stop_when else None
-            batch.run_batched(run, state, config, fps, quiet, stop=stop)
+        policy: CommitPolicy = (batch.Batched(run, state, config, quiet) if batch.applies(config)
+                                else Immediate(run, state, config, quiet))
+        runner = StepRunner(run, state, config, fps, policy, shared, quiet)
         trackers = Trackers(config, run)
-        for step in steps(config.iterations):
-            key = step_key(step)
-            if run.is_committed(*step):
-                entry = state["steps"].get(key, {})
-                if entry.get("status") != "done":  # killed between the commit and the journal write
-                    stats = run.committed_stats(*step)
-                    state["steps"][key] = {**entry, "status": "done", "fingerprint": fps[key],
-                                           "seed": stats.get("seed"), "stats": step_summary(stats)}
-                    run.write_state(state)
-            else:
-                if shared is not None:
-                    _execute_or_share(run, state, config, step, fps[key], quiet, shared)
+        with policy:
+            for step in steps(config.iterations):
+                if run.is_committed(*step):
+                    if state.repair(step_key(step), fps[step_key(step)], run.committed_stats(*step)):
+                        run.write_state(state)  # killed between the commit and the journal write
+                    release(run, step)
                 else:
-                    _execute(run, state, config, step, fps[key], quiet)
+                    runner.run(step)
+                    if step[1] == "evaluate":
+                        trackers.log(step[0])
                 if step[1] == "evaluate":
-                    trackers.log(step[0])
-            release(run, step)
-            if step[1] == "evaluate" and _failed(run, state, config, step[0], quiet):
-                break
+                    if config.stop_when:
+                        policy.flush()  # the rules read the committed metrics
+                    if _failed(run, state, config, step[0], quiet):
+                        break
         trackers.finish()
         if not quiet:
             console.print(f"[green]done[/]: {run.path}")
@@ -104,38 +137,19 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
         run.unlock()
 
 
-def _failed(run: RunDir, state: dict[str, Any], config: Config, iteration: int, quiet: bool) -> bool:
+def _failed(run: RunDir, state: RunState, config: Config, iteration: int, quiet: bool) -> bool:
     """Record every failure rule's time to failure (up to ``iteration``) in the journal; True when a
     rule with ``stop: true`` has failed, so the run ends here."""
     if not config.stop_when:
-        if state.pop("failure", None) is not None:
+        if state.set_failure(None):
             run.write_state(state)
         return False
     entry = journal_entry(config, time_to_failure(run, config, upto=iteration))
-    if entry != state.get("failure"):
-        state["failure"] = entry
+    if state.set_failure(entry):
         run.write_state(state)
-    if entry["stopped_at"] is not None and not quiet:
-        console.print(f"[yellow]stopped[/] at iteration {entry['stopped_at']}: {entry['stopped_by']}")
-    return entry["stopped_at"] is not None
-
-
-def _execute_or_share(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool,
-                      shared: SharedSteps) -> None:
-    """Adopt the step from another run with the same fingerprint, or compute it (and offer it)."""
-    key = step_key(step)
-    source = shared.run(run.path, step, fingerprint, lambda: _execute(run, state, config, step, fingerprint, quiet))
-    if source is None:
-        return
-    stats = run.committed_stats(*step)
-    state["steps"][key] = {"status": "done", "started": now(), "finished": now(), "duration_s": 0.0,
-                           "seed": stats.get("seed"), "fingerprint": fingerprint, "executor": "shared",
-                           "stats": step_summary(stats), **source}
-    run.write_state(state)
-    if step[1] == "evaluate":
-        run.rebuild_metrics(step[0])
-    if not quiet:
-        console.print(f"[bold]{key}[/] shared from {source.get('shared_from')}")
+    if entry.stopped_at is not None and not quiet:
+        console.print(f"[yellow]stopped[/] at iteration {entry.stopped_at}: {entry.stopped_by}")
+    return entry.stopped_at is not None
 
 
 class Trackers:
@@ -179,35 +193,93 @@ def run_step(config: Config, run: RunDir, step: Step) -> None:
         if phase in SPLITS and executor.coordinates_in_driver:
             execute(run.path, iteration, phase, executor=executor)
             return
-        task = Task(key=step_key(step), target="collapsebench.phases:execute", run_dir=str(run.path),
+        task = Task(key=step_key(step), target=execute, run_dir=str(run.path),
                     kwargs={"run_dir": str(run.path), "iteration": iteration, "phase": phase})
         executor.wait([executor.submit(task, phase_resources(config, phase))])
     finally:
-        close = getattr(executor, "close", None)  # executors written before close() joined the contract have none
-        if close is not None:
-            close()
+        executor.close()
 
 
-def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fingerprint: str, quiet: bool) -> None:
-    iteration, phase = step
-    key = step_key(step)
-    spec = config.executor_for(phase)
-    entry = start_entry(state, config, step, fingerprint, spec.name)
-    run.write_state(state)
-    if not quiet:
-        console.print(f"[bold]{key}[/] ({spec.name}) ...")
-    orphan = run.stop_worker(iteration, phase)
-    if orphan is not None:
-        entry["stopped_orphan"] = orphan  # a worker left by a killed driver, stopped before its folder is reused
-    try:
-        run_step(config, run, step)
-    except BaseException as exc:
-        fail_entry(entry, exc)
-        run.write_state(state)
-        raise
-    finish_entry(entry, run.committed_stats(iteration, phase))
-    run.write_state(state)
-    if phase == "evaluate":
-        rows = run.rebuild_metrics(iteration)
-        if not quiet and rows:
-            console.print("  " + metrics_line(rows[-1], headline_metrics(config)))
+# ------------------------------------------------------------------------------------ one step, one path
+
+
+class StepRunner:
+    """The one path of every step that is not committed: the bookkeeping is done here once, and the
+    commit policy decides when the finished step is committed (see the module docstring)."""
+
+    def __init__(self, run: RunDir, state: RunState, config: Config, fingerprints: dict[str, str],
+                 policy: CommitPolicy, shared: SharedSteps | None, quiet: bool):
+        self.run_dir, self.state, self.config, self.fingerprints = run, state, config, fingerprints
+        self.policy, self.shared, self.quiet = policy, shared, quiet
+
+    def run(self, step: Step) -> None:
+        key = step_key(step)
+        record = self.state.start(key, seed=phase_seed(self.config.seed, *step), fingerprint=self.fingerprints[key],
+                                  executor=self.policy.executor(step), batched=self.policy.batched)
+        self.policy.started(step, record)
+        try:
+            record.stopped_orphan = self.run_dir.stop_worker(*step)  # a worker a killed driver left
+            if self.shared is None:
+                self._compute(step, record)
+                return
+            adopted = self.shared.run(self.run_dir.path, step, self.fingerprints[key],
+                                      lambda: self._compute(step, record), self.policy.flush)
+            if adopted is not None:  # sealed in our work folder
+                record.adopt(adopted, read_stats(self.run_dir.tmp_dir(*step)))
+                if not self.quiet:
+                    console.print(f"[bold]{key}[/] shared from {adopted.shared_from}")
+                self.policy.finished(step, record, True)
+        except BaseException as exc:
+            if record.running:  # not when committing a finished step failed
+                record.fail(exc)
+                self.policy.failed(step, record)
+            raise
+
+    def _compute(self, step: Step, record: StepRecord) -> None:
+        stats, sealed = self.policy.compute(step, record)
+        record.finish(stats)
+        self.policy.finished(step, record, sealed)
+
+
+class Immediate:
+    """The commit policy of most runs: each step runs on its executor (which commits it) and is
+    recorded as it starts and as it ends; an adopted step is committed at once."""
+
+    batched = False
+
+    def __init__(self, run: RunDir, state: RunState, config: Config, quiet: bool):
+        self.run, self.state, self.config, self.quiet = run, state, config, quiet
+
+    def __enter__(self) -> Immediate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def executor(self, step: Step) -> str:
+        return self.config.executor_for(step[1]).name
+
+    def started(self, step: Step, record: StepRecord) -> None:
+        self.run.write_state(self.state)
+        if not self.quiet:
+            console.print(f"[bold]{step_key(step)}[/] ({record.executor}) ...")
+
+    def compute(self, step: Step, record: StepRecord) -> tuple[dict[str, Any], bool]:
+        run_step(self.config, self.run, step)
+        return self.run.committed_stats(*step), False
+
+    def finished(self, step: Step, record: StepRecord, sealed: bool) -> None:
+        if sealed:
+            publish_folder(self.run.tmp_dir(*step), self.run.phase_dir(*step))
+        self.run.write_state(self.state)
+        if step[1] == "evaluate":
+            rows = self.run.rebuild_metrics(step[0])
+            if not self.quiet and rows:
+                console.print("  " + metrics_line(rows[-1], headline_metrics(self.config)))
+        release(self.run, step)
+
+    def failed(self, step: Step, record: StepRecord) -> None:
+        self.run.write_state(self.state)
+
+    def flush(self) -> None:
+        pass  # every step is committed as it ends

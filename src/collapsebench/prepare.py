@@ -84,7 +84,7 @@ def is_ready(config: Config, step: PrepareStep) -> bool:
     if not marker.exists():
         return False
     try:
-        return bool(json.loads(marker.read_text()).get("fingerprint") == fingerprint(config, step))
+        return bool(json.loads(marker.read_text()).get("digest") == fingerprint(config, step))
     except (OSError, ValueError):
         return False
 
@@ -104,7 +104,7 @@ def _build(config: Config, step: PrepareStep, key: str, out: Path, run: Callable
     else:
         tmp.mkdir(parents=True)
         _function(config, step, key)(tmp, Path(config.config_dir or "."), **step.kwargs)
-    atomic_write(tmp / MARKER, json.dumps({"fingerprint": fingerprint(config, step), "step": step.model_dump(mode="json")}))
+    atomic_write(tmp / MARKER, json.dumps({"digest": fingerprint(config, step), "step": step.model_dump(mode="json")}))
     old = out.with_name(f"{out.name}.old")
     if out.exists():
         out.rename(old)  # the stale folder, removed once the new one is in place

@@ -19,6 +19,7 @@ from typing import Any
 
 from collapsebench.config import PHASES, Config
 from collapsebench.errors import UserError
+from collapsebench.journal import CommittedStats, RunState
 from collapsebench.layout import CELL_ERROR_FILE, JOBS_FILE, RunLayout, Step, iter_name, parse_step, step_key, step_order
 from collapsebench.registry import fingerprints
 
@@ -72,7 +73,7 @@ def make_plan(run: RunLayout, config: Config, start: Step | None) -> Plan:
             plan.redo[key] = f"beyond iterations = {config.iterations}"
         elif start is not None and step_order(step) >= step_order(start):
             plan.redo[key] = f"--from {step_key(start)}"
-        elif run.committed_stats(*step).get("fingerprint") != plan.fingerprints[key]:
+        elif CommittedStats.of(run.committed_stats(*step)).fingerprint != plan.fingerprints[key]:
             plan.redo[key] = "stale: " + (", ".join(changed[:6]) + " changed" if changed else "its inputs changed")
         else:
             plan.keep.append(key)
@@ -115,7 +116,7 @@ def confirm(plan: Plan, run: RunLayout, yes: bool, ask: bool) -> None:
                     "commit), or choose a new output_dir.")
 
 
-def supersede(run: RunLayout, plan: Plan, state: dict[str, Any]) -> Path | None:
+def supersede(run: RunLayout, plan: Plan, state: RunState) -> Path | None:
     """Move the folders of the steps to redo into ``superseded/<time>/`` and drop their journal
     entries; return that folder."""
     if not plan.redo:
@@ -128,7 +129,7 @@ def supersede(run: RunLayout, plan: Plan, state: dict[str, Any]) -> Path | None:
                 dest = target / iter_name(iteration) / folder.name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(folder, dest)
-        state["steps"].pop(key, None)
+        state.drop(key)
     return target
 
 

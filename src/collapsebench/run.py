@@ -1,8 +1,9 @@
 """The run directory as the driver writes it: config snapshot, journal (``state.json``), lock,
 removal of steps, and ``metrics.jsonl``. Everything read-only lives in :mod:`collapsebench.layout`.
 
-The journal records, per (iteration, phase), status, times, seed, fingerprint and stats. Only the
-driver writes it, atomically; phases prove their completion by their committed folders.
+The journal (:mod:`collapsebench.journal`) records, per (iteration, phase), status, times, seed,
+fingerprint and stats. Only the driver writes it, atomically; phases prove their completion by their
+committed folders.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import shutil
 import signal
 import socket
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from collapsebench import journal
 from collapsebench.config import Config
 from collapsebench.errors import UserError
-from collapsebench.io import STALE_S, FileLock, atomic_write, phase_seed
+from collapsebench.io import STALE_S, FileLock, atomic_write
+from collapsebench.journal import RunState
 from collapsebench.layout import LOCK_FILE, RunLayout
 
 
@@ -37,12 +39,8 @@ class RunDir(RunLayout):
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.config_file, yaml.safe_dump(config.dump(), sort_keys=False))
 
-    def write_state(self, state: dict[str, Any]) -> None:
-        # one step per line: readable, and encoded by json's C encoder (indent= would not use it)
-        head = {k: v for k, v in state.items() if k != "steps"}
-        lines = [f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True, default=float)}" for k, v in state["steps"].items()]
-        body = json.dumps(head, sort_keys=True)[:-1] + (", " if head else "") + '"steps": {\n' + ",\n".join(lines) + "\n}}\n"
-        atomic_write(self.state_file, body)
+    def write_state(self, state: RunState) -> None:
+        atomic_write(self.state_file, journal.dumps(state))
 
     def lock(self) -> None:
         """Hold the run directory's lock (released when the process dies): one driver at a time."""
@@ -99,35 +97,3 @@ class RunDir(RunLayout):
             rows = [kept.get(k) or self.metrics_row(k) for k in evaluated if k <= iteration]
         atomic_write(self.metrics_file, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         return rows
-
-
-def now() -> float:
-    return round(time.time(), 3)
-
-
-def step_summary(stats: dict[str, Any]) -> dict[str, Any]:
-    """What the journal keeps of a step's ``stats.json``."""
-    return {k: v for k, v in stats.items() if k in ("metrics", "seconds", "resumed_from", "shards_resumed", "init",
-                                                     "init_from")}
-
-
-# ------------------------------------------------------------------------------------ journal entries
-
-def start_entry(state: dict[str, Any], config: Config, step: tuple[int, str], fingerprint: str,
-                executor: str) -> dict[str, Any]:
-    """The journal entry of a step that starts now (in ``state``, not yet written)."""
-    key = f"{step[0]}.{step[1]}"
-    entry = {"status": "running", "started": now(), "seed": phase_seed(config.seed, *step), "fingerprint": fingerprint,
-             "executor": executor, "attempts": state["steps"].get(key, {}).get("attempts", 0) + 1}
-    state["steps"][key] = entry
-    return entry
-
-
-def finish_entry(entry: dict[str, Any], stats: dict[str, Any]) -> None:
-    entry.update(status="done", finished=now(), duration_s=round(now() - entry["started"], 3), stats=step_summary(stats))
-
-
-def fail_entry(entry: dict[str, Any], exc: BaseException) -> None:
-    """A failed step: the error, and the traceback of a bug (a user error's message says it all)."""
-    entry.update(status="failed", finished=now(), error=f"{type(exc).__name__}: {exc}",
-                 traceback=None if isinstance(exc, UserError) else traceback.format_exc(limit=5))

@@ -4,7 +4,6 @@ latest metrics, read from the journal and the committed folders (no torch)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -14,6 +13,7 @@ from rich.text import Text
 
 from collapsebench.config import PHASES
 from collapsebench.console import console
+from collapsebench.journal import StepRecord
 from collapsebench.layout import RunLayout, SweepLayout, step_key, steps
 from collapsebench.registry import headline_metrics
 
@@ -21,23 +21,23 @@ ALERTS = {0: "[green]ok[/]", 1: "[yellow]warning[/]", 2: "[bold red]critical[/]"
 COUNTS = {"curate": ("size", "real_size"), "generate": ("samples",), "train": ("loss",)}
 
 
-def cell(entry: dict[str, Any] | None, committed: bool, active: bool, phase: str) -> str:
+def cell(record: StepRecord | None, committed: bool, active: bool, phase: str) -> str:
     if committed:
-        stats = (entry or {}).get("stats", {})
         text = "[green]done[/]"
-        if "duration_s" in (entry or {}):
-            text += f" {entry['duration_s']:.1f}s"  # type: ignore[index]
+        if record is not None and record.duration_s is not None:
+            text += f" {record.duration_s:.1f}s"
+        metrics = (record.stats.metrics if record is not None and record.stats is not None else None) or {}
         for key in COUNTS.get(phase, ()):
-            value = stats.get("metrics", {}).get(key)
+            value = metrics.get(key)
             if value is not None:
                 text += f" {key}={value:.4g}" if isinstance(value, float) else f" n={value}"
         return text
-    if entry is None:
+    if record is None:
         return "[dim]pending[/]"
-    if entry.get("status") == "running":
+    if record.running:
         return "[yellow]running[/]" if active else "[red]interrupted[/]"
-    if entry.get("status") == "failed":
-        return f"[red]failed[/] {entry.get('error', '')[:40]}"
+    if record.failed:
+        return f"[red]failed[/] {(record.error or '')[:40]}"
     return "[dim]pending[/]"
 
 
@@ -52,8 +52,8 @@ def status_table(run_dir: str | Path) -> RenderableType:
     rows: list[list[str]] = []
     by_iter: dict[int, list[str]] = {}
     for step in steps(config.iterations):
-        entry = state["steps"].get(step_key(step))
-        by_iter.setdefault(step[0], []).append(cell(entry, run.is_committed(*step), active, step[1]))
+        record = state.step(step_key(step))
+        by_iter.setdefault(step[0], []).append(cell(record, run.is_committed(*step), active, step[1]))
     for k, cells in by_iter.items():
         if k == 0:
             cells = cells + [""] * (len(PHASES) - 1)
@@ -106,14 +106,14 @@ def status_view(title: str, metrics: list[str], rows: list[list[str]]) -> Render
 
 def failure_lines(run_dir: str | Path) -> list[str]:
     """The time to failure of each failure rule, as the driver recorded it."""
-    failure = RunLayout(run_dir).read_state().get("failure") or {}
+    failure = RunLayout(run_dir).read_state().failure
     lines = []
-    for c in failure.get("time_to_failure", []):
-        if c["iteration"] is not None:
-            lines.append(f"[red]failed[/] at iteration {c['iteration']}: {escape(c['rule'])} (value {c['value']:.4g})"
-                         + (" - run stopped" if failure.get("stopped_at") == c["iteration"] and c["stop"] else ""))
+    for c in failure.time_to_failure if failure else []:
+        if c.iteration is not None:
+            lines.append(f"[red]failed[/] at iteration {c.iteration}: {escape(c.rule)} (value {c.value or 0.0:.4g})"
+                         + (" - run stopped" if failure and failure.stopped_at == c.iteration and c.stop else ""))
         else:
-            lines.append(f"[green]not failed[/] up to iteration {c['evaluated_to']}: {escape(c['rule'])}")
+            lines.append(f"[green]not failed[/] up to iteration {c.evaluated_to}: {escape(c.rule)}")
     return lines
 
 

@@ -73,9 +73,8 @@ class Task:
     task in the run's logs; ``context``: (iteration, phase) whose context the target takes first."""
 
     key: str
-    # The function; a "module:qualname" string is the form read back from a spec file, imported by
-    # the worker. LEGACY: loop.py and sweep/runner.py still build their tasks from such strings;
-    # pass the functions there and only spec files will carry strings.
+    # The function; a "module:qualname" string is the form read back from a spec file (imported by
+    # the worker), and the one form a script run as __main__ can name its own functions by.
     target: Callable[..., Any] | str
     kwargs: Mapping[str, Any]
     run_dir: str

@@ -20,9 +20,9 @@ def cell_rows(sweep: SweepLayout) -> list[dict[str, Any]]:
         latest = rows[-1] if rows else {}
         headline = headline_metrics(run.load_config()) if run.exists() else []
         metric = next((m for m in headline if isinstance(latest.get(m), (int, float))), "")
-        failure = run.read_state().get("failure") if run.exists() else None
-        ttf = "; ".join(f"{c['rule']}: {c['iteration'] if c['iteration'] is not None else '>' + str(c['evaluated_to'])}"
-                        for c in (failure or {}).get("time_to_failure", []))
+        failure = run.read_state().failure if run.exists() else None
+        ttf = "; ".join(f"{c.rule}: {c.iteration if c.iteration is not None else '>' + str(c.evaluated_to)}"
+                        for c in (failure.time_to_failure if failure else []))
         out.append({"label": cell["label"], "seed": cell["seed"], "dir": cell["dir"], "state": status.state,
                     "steps": f"{status.steps_done}/{status.steps_total}", "iteration": status.last_iteration,
                     "metric": metric, "value": latest.get(metric) if metric else None, "time_to_failure": ttf,

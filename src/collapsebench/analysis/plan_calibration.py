@@ -70,9 +70,14 @@ def measure(run_dir: Path, fraction: float, documents: int, per_doc: float, mode
     """A calibration run's phase seconds (its journal) and work (the plan's FLOPs of its own config,
     with the tokens it counted)."""
     run = RunLayout(run_dir)
-    steps = run.read_state()["steps"]
-    seconds = {p: steps.get(f"1.{p}", {}).get("duration_s", 0.0) for p in PHASES}
-    seconds["prepare"] = steps.get("0.curate", {}).get("duration_s", 0.0)
+    state = run.read_state()
+
+    def duration(key: str) -> float:
+        record = state.step(key)
+        return (record.duration_s or 0.0) if record is not None else 0.0
+
+    seconds = {p: duration(f"1.{p}") for p in PHASES}
+    seconds["prepare"] = duration("0.curate")
     train = run.committed_stats(1, "train")
     real = run.committed_stats(0, "curate")["metrics"]["real_size"]
     tokens = train.get("blocks", 0) * train.get("block_size", 0) / max(real, 1)

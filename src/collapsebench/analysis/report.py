@@ -41,6 +41,7 @@ from collapsebench.analysis.runs import (
 from collapsebench.config import PHASES, Config, identity
 from collapsebench.failure import time_to_failure
 from collapsebench.io import atomic_write
+from collapsebench.journal import RunState
 from collapsebench.layout import RunLayout, parse_step
 from collapsebench.registry import fingerprints
 
@@ -129,12 +130,12 @@ def config_summary(config: Config) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------ the run page
 
 
-def _durations(state: dict[str, Any]) -> dict[int, dict[str, float]]:
+def _durations(state: RunState) -> dict[int, dict[str, float]]:
     out: dict[int, dict[str, float]] = {}
-    for key, entry in state.get("steps", {}).items():
-        if entry.get("status") == "done":
+    for key, record in state.records():
+        if record.done:
             iteration, phase = parse_step(key)
-            out.setdefault(iteration, {})[phase] = float(entry.get("duration_s") or 0.0)
+            out.setdefault(iteration, {})[phase] = float(record.duration_s or 0.0)
     return out
 
 
@@ -280,14 +281,14 @@ def write_report(run: RunLayout) -> Path | None:
     q_iterations, q_prompts = qualitative(run)
     images = [(f"{p.parent.parent.name}: {p.name}", F.file_data_uri(p))
               for p in sorted(run.path.glob("iter_*/evaluate/*.png"))]
-    failure = state.get("failure") or {}
+    failure = state.failure
     out = run.report_dir / "report.html"
     out.parent.mkdir(exist_ok=True)
     atomic_write(out, render(
         kind="run", title=config.name, path=str(run.path), summary=config_summary(config),
         identity=identity(config), chain=fingerprints(config)[f"{config.iterations}.evaluate"],
         evaluated=max(r["iteration"] for r in rows), iterations=config.iterations,
-        stopped_at=failure.get("stopped_at"), stopped_by=failure.get("stopped_by"),
+        stopped_at=failure.stopped_at if failure else None, stopped_by=failure.stopped_by if failure else None,
         crossings=[c.as_dict() for c in time_to_failure(run, config)] if config.stop_when else [],
         figures=figures, constants=constants, keys=keys, rows=rows, lineage=lineage(run, config),
         samples=sample_rows(run, config), samples_limit=SAMPLES_PER_ITERATION,

@@ -30,23 +30,26 @@ data_sources.lazy("hub", f"{_B}.sources.files:hub_source", data=TEXT, preflight=
 data_sources.lazy("ground_truth_language", f"{_B}.sources.language:ground_truth_language_source", data=TEXT,
                   plan=f"{_B}.sources.language:plan_language", size_arg="n_documents")
 data_sources.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_source", data=VECTOR,
-                  preflight=f"{_B}.toy.gaussian:preflight_source", plan=f"{_B}.toy.common:plan_rows", size_arg="n")
+                  preflight=f"{_B}.toy.gaussian:preflight_source", plan=f"{_B}.toy.common:plan_rows", size_arg="n",
+                  batched=True)
 data_sources.lazy("gaussian_mixture", f"{_B}.toy.mixture:gaussian_mixture_source", data=VECTOR,
-                  preflight=f"{_B}.toy.mixture:preflight_source", plan=f"{_B}.toy.common:plan_rows", size_arg="n")
+                  preflight=f"{_B}.toy.mixture:preflight_source", plan=f"{_B}.toy.common:plan_rows", size_arg="n",
+                  batched=True)
 data_sources.lazy("digits", f"{_B}.toy.vae:digits_source", data=VECTOR, plan=f"{_B}.toy.vae:plan_digits", size_arg="n")
 
 # needs: what a regime draws from S(k-1) (generation's default target); mix_args: the arguments that only
 # say how synthetic data is mixed in, so iteration 1 (no synthetic data yet) leaves them out of its fingerprint
 _S = f"{_B}.regimes.sizes"
 regimes.lazy("replace", f"{_B}.regimes.mixing:replace", preflight=f"{_B}.regimes.mixing:preflight_replace",
-             needs=f"{_S}:replace_need", mix_args=("alpha",), plan=f"{_S}:replace_plan", baseline=f"{_S}:replace_baseline")
+             needs=f"{_S}:replace_need", mix_args=("alpha",), plan=f"{_S}:replace_plan", baseline=f"{_S}:replace_baseline",
+             batched=True)
 regimes.lazy("accumulate", f"{_B}.regimes.mixing:accumulate", needs=f"{_S}:real_size_need",
-             plan=f"{_S}:accumulate_plan")
+             plan=f"{_S}:accumulate_plan", batched=True)
 regimes.lazy("accumulate_subsample", f"{_B}.regimes.mixing:accumulate_subsample", needs=f"{_S}:real_size_need",
-             plan=f"{_S}:size_plan")
-regimes.lazy("grow", f"{_B}.regimes.mixing:grow", needs=f"{_S}:grow_need", plan=f"{_S}:grow_plan")
+             plan=f"{_S}:size_plan", batched=True)
+regimes.lazy("grow", f"{_B}.regimes.mixing:grow", needs=f"{_S}:grow_need", plan=f"{_S}:grow_plan", batched=True)
 regimes.lazy("clean_fraction", f"{_B}.regimes.mixing:clean_fraction", needs=f"{_S}:real_size_need",
-             mix_args=("alpha",), plan=f"{_S}:size_plan")
+             mix_args=("alpha",), plan=f"{_S}:size_plan", batched=True)
 regimes.lazy("fresh_real", f"{_B}.regimes.parts:fresh_real", data=TEXT, parts=f"{_B}.regimes.parts:fresh_parts",
              plan=f"{_S}:size_plan")
 
@@ -54,7 +57,7 @@ preprocessors.lazy("template", f"{_B}.preprocessors.text:template", data=TEXT)
 preprocessors.lazy("length_filter", f"{_B}.preprocessors.text:length_filter", data=TEXT)
 preprocessors.lazy("dedup", f"{_B}.preprocessors.text:dedup", data=TEXT)
 preprocessors.lazy("tokenize", f"{_B}.preprocessors.text:tokenize", data=TEXT)
-preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely", data=VECTOR)
+preprocessors.lazy("truncate_likely", f"{_B}.toy.truncation:truncate_likely", data=VECTOR, batched=True)
 
 prompt_sources.lazy("unconditional", f"{_B}.prompts.builtin:unconditional")  # the default: any data
 prompt_sources.lazy("real_prefix", f"{_B}.prompts.builtin:real_prefix", data=TEXT)
@@ -80,9 +83,9 @@ trainers.lazy("causal_lm", f"{_B}.trainers.causal_lm:train_causal_lm", torch=Tru
               check=f"{_B}.trainers.causal_lm:check_config", token_ids=f"{_B}.trainers.causal_lm:encode_documents")
 trainers.lazy("sft", f"{_B}.trainers.sft:train_sft", torch=True, data=TEXT, model="lm",
               check=f"{_B}.trainers.sft:check_config", chat=f"{_B}.trainers.sft:trains_on_chat")
-trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle", data=VECTOR, model="gaussian")
-trainers.lazy("gmm", f"{_B}.toy.mixture:gmm", data=VECTOR, model="gmm")
-trainers.lazy("kde", f"{_B}.toy.mixture:kde", data=VECTOR, model="kde")
+trainers.lazy("gaussian_mle", f"{_B}.toy.gaussian:gaussian_mle", data=VECTOR, model="gaussian", batched=True)
+trainers.lazy("gmm", f"{_B}.toy.mixture:gmm", data=VECTOR, model="gmm", batched=True)
+trainers.lazy("kde", f"{_B}.toy.mixture:kde", data=VECTOR, model="kde", batched=True)
 trainers.lazy("vae", f"{_B}.toy.vae:vae", torch=True, data=VECTOR, model="vae")
 
 generators.lazy("transformers", f"{_B}.generators.hf:generate", torch=True, data=TEXT, model="lm",
@@ -91,9 +94,9 @@ generators.lazy("vllm", f"{_B}.generators.vllm_engine:generate", torch=True, gpu
                 check=f"{_B}.generators.vllm_engine:check_config")
 generators.lazy("vllm_ray", f"{_B}.generators.vllm_ray:generate", torch=True, gpu=True, data=TEXT, model="lm",
                 check=f"{_B}.generators.vllm_ray:check_config")
-generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator", data=VECTOR, model="gaussian")
-generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator", data=VECTOR, model="gmm")
-generators.lazy("kde", f"{_B}.toy.mixture:kde_generator", data=VECTOR, model="kde")
+generators.lazy("gaussian", f"{_B}.toy.gaussian:gaussian_generator", data=VECTOR, model="gaussian", batched=True)
+generators.lazy("gmm", f"{_B}.toy.mixture:gmm_generator", data=VECTOR, model="gmm", batched=True)
+generators.lazy("kde", f"{_B}.toy.mixture:kde_generator", data=VECTOR, model="kde", batched=True)
 generators.lazy("vae", f"{_B}.toy.vae:vae_generator", torch=True, data=VECTOR, model="vae")
 
 # headline: the metrics that say first how a run is going (status, compare, the console line);
@@ -122,7 +125,8 @@ evaluations.lazy("classifier_score", f"{_B}.evaluations.classifier_audit:classif
                  preflight=f"{_B}.evaluations.classifier_audit:preflight", scores=BOTH)
 evaluations.lazy("qualitative", f"{_B}.evaluations.qualitative:qualitative", torch=True, data=TEXT, model="lm",
                  scores=BOTH)
-evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR, headline=("holdout_loglik_mean", "fitted_var"))
+evaluations.lazy("toy_stats", f"{_B}.toy.evaluate:toy_stats", data=VECTOR, headline=("holdout_loglik_mean", "fitted_var"),
+                 batched=True)
 
 item_builders.lazy("kr_test", f"{_B}.evaluations.kr_test:kr_test")
 item_builders.lazy("next_mention", f"{_B}.evaluations.knowledge_items:next_mention")

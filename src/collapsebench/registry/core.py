@@ -66,6 +66,7 @@ class Declarations(TypedDict, total=False):
     headline: tuple[str, ...]  # evaluations: the metrics that say first how a run is going
     scores: tuple[str, ...]  # evaluations: "holdout" and/or "samples": the model passes it makes (plan)
     reference: str  # evaluations: the argument naming the iteration whose model scores every S(k)
+    batched: bool  # works on in-memory ArrowRows: a run made of such plug-ins may be batched (collapsebench.batch)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Entry(Generic[T]):
     headline: tuple[str, ...] = ()
     scores: tuple[str, ...] = ()
     reference: str | None = None
+    batched: bool = False
     builtin: bool = False
 
     @property

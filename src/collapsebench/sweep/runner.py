@@ -10,6 +10,8 @@ that several cells share are computed once. Re-running the sweep (the same comma
 SWEEP_DIR``) submits only the cells that are not done: missing, interrupted or failed ones, and
 stopped ones whose failure rules changed. The driver watches the cells' journals while they run
 and prints progress (done / running / failed, ETA) and each failure as soon as a cell records it.
+(Over 300 lines: the manifest, one cell's task, the driver and its progress read top to bottom as
+one story; each part is short.)
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from collapsebench.environment import record as record_environment
 from collapsebench.errors import UserError
 from collapsebench.failure import rules_digest
 from collapsebench.io import atomic_write, write_json
+from collapsebench.journal import now
 from collapsebench.layout import CELL_ERROR_FILE, CellStatus, RunLayout, SweepLayout
 from collapsebench.loop import run_experiment
 from collapsebench.registry import executors, fingerprints
-from collapsebench.run import RunDir, now
+from collapsebench.run import RunDir
 from collapsebench.sweep.grid import Cell, cell_raw, expand, spec_from_options, zip_groups
 from collapsebench.sweep.share import SharedSteps
 from collapsebench.validate import check_installed, validate_config
@@ -156,7 +159,8 @@ def _needs_run(sweep: SweepLayout, cell: dict[str, Any], status: CellStatus) -> 
     if status.state == "done":
         return False
     if status.state == "stopped":  # continue only if the rules that stopped it changed
-        recorded = (sweep.run(cell).read_state().get("failure") or {}).get("rules_digest")
+        failure = sweep.run(cell).read_state().failure
+        recorded = failure.rules_digest if failure else None
         return recorded != rules_digest(_manifest_config(sweep, cell))
     return True
 
@@ -180,18 +184,36 @@ def schedule(configs: dict[str, Config]) -> list[str]:
 
 
 class Progress:
-    """Sweep-level progress from the cells' journals: counts by state, steps done, ETA."""
+    """Sweep-level progress from the cells' journals: counts by state, steps done, ETA.
+
+    A cell that this session does not run, or that has ended in it, is not read again: the
+    driver polls while the cells run, on the same cores."""
 
     def __init__(self, sweep: SweepLayout, cells: list[dict[str, Any]]):
         self.sweep, self.cells = sweep, cells
         self.start = time.time()
+        self.settled: dict[str, CellStatus] = {}
+        self.started: set[str] = set()  # cells seen running (or waiting to) in this session
         self.first = self.statuses()
         self.steps_at_start = sum(s.steps_done for s in self.first.values())
         self.reported: set[str] = set()
         self.last_line = ""
 
+    def settle(self, todo: list[str]) -> None:
+        """The cells this session does not run keep their first status."""
+        self.settled.update({cid: status for cid, status in self.first.items() if cid not in todo})
+
     def statuses(self) -> dict[str, CellStatus]:
-        return {c["id"]: self.sweep.cell_status(c) for c in self.cells}
+        out = {}
+        for cell in self.cells:
+            cid = cell["id"]
+            status = self.settled.get(cid) or self.sweep.cell_status(cell)
+            if status.state in ("running", "pending", "incomplete"):
+                self.started.add(cid)
+            elif cid in self.started:
+                self.settled[cid] = status  # ended in this session
+            out[cid] = status
+        return out
 
     def line(self, statuses: dict[str, CellStatus]) -> str:
         count = {state: sum(1 for s in statuses.values() if s.state == state)
@@ -234,6 +256,7 @@ def run_sweep(sweep_dir: str | Path, *, poll: float = 2.0, report: bool = True) 
         cells = {c["id"]: c for c in manifest["cells"]}
         progress = Progress(sweep, list(cells.values()))
         todo = [cid for cid in cells if _needs_run(sweep, cells[cid], progress.first[cid])]
+        progress.settle(todo)
         order = schedule({cid: _manifest_config(sweep, cells[cid]) for cid in todo})
         console.print(f"sweep {sweep.path}: {len(cells)} cells, {len(cells) - len(todo)} finished, "
                       f"running {len(order)} on {spec.executor.name}", highlight=False)
@@ -256,7 +279,7 @@ def run_sweep(sweep_dir: str | Path, *, poll: float = 2.0, report: bool = True) 
 def _run_cells(sweep: SweepLayout, spec: SweepConfig, cells: list[dict[str, Any]], progress: Progress,
                poll: float) -> None:
     executor = executors.call(spec.executor.name, key="sweep.executor", kwargs=spec.executor.kwargs)
-    tasks = [Task(key=f"cell-{c['dir']}", target="collapsebench.sweep.runner:run_cell",
+    tasks = [Task(key=f"cell-{c['dir']}", target=run_cell,
                   kwargs={"sweep_dir": str(sweep.path), "cell": c["id"]}, run_dir=str(sweep.path / c["dir"]))
              for c in cells]
     errors: list[BaseException] = []
@@ -278,9 +301,9 @@ def shared_summary(sweep: SweepLayout) -> dict[str, Any]:
     """Steps each cell adopted from another, and the seconds those steps took where they ran."""
     rows = []
     for cell in sweep.cells():
-        for key, entry in sweep.run(cell).read_state().get("steps", {}).items():
-            if entry.get("executor") == "shared":
-                rows.append({"cell": cell["dir"], "step": key, "saved_s": float(entry.get("saved_s") or 0.0)})
+        for key, record in sweep.run(cell).read_state().records():
+            if record.shared:
+                rows.append({"cell": cell["dir"], "step": key, "saved_s": float(record.saved_s or 0.0)})
     return {"steps": len(rows), "seconds_saved": round(sum(r["saved_s"] for r in rows), 3), "rows": rows}
 
 

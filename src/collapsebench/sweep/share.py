@@ -19,9 +19,9 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from collapsebench.io import atomic_write, commit_folder
+from collapsebench.io import atomic_write, seal_folder
+from collapsebench.journal import Adopted, CommittedStats
 from collapsebench.layout import RunLayout, Step, step_key
 
 SHARED_DIR = ".shared"
@@ -52,9 +52,12 @@ class SharedSteps:
         self.root = Path(sweep_dir) / SHARED_DIR
         self.candidates = candidates  # "<step>-<fingerprint>" of the steps more than one cell has; None: any
 
-    def run(self, run_dir: Path, step: Step, fingerprint: str, execute: Callable[[], None]) -> dict[str, Any] | None:
-        """Adopt the step from the cell that committed it (returning where from and the seconds it
-        took there), or compute it with ``execute`` and record it for the others (returning None)."""
+    def run(self, run_dir: Path, step: Step, fingerprint: str, execute: Callable[[], None],
+            publish: Callable[[], None]) -> Adopted | None:
+        """Adopt the step from the cell that committed it, sealed in this cell's work folder for the
+        cell's commit policy to commit (returning where from and the seconds it took there), or
+        compute it with ``execute``, commit it with ``publish`` and record it for the others
+        (returning None)."""
         name = f"{step_key(step)}-{fingerprint}"
         if self.candidates is not None and name not in self.candidates:
             execute()
@@ -66,6 +69,7 @@ class SharedSteps:
                 source = self._committed(name, step, fingerprint, run_dir)
                 if source is None:
                     execute()
+                    publish()  # committed before the others may look for it
                     atomic_write(self.root / f"{name}.json", json.dumps({"run": str(run_dir)}))
                     return None
                 return self._adopt(source, RunLayout(run_dir), step)
@@ -79,17 +83,17 @@ class SharedSteps:
         source = RunLayout(json.loads(record.read_text())["run"])
         if source.path == Path(run_dir).resolve() or not source.is_committed(*step):
             return None
-        if source.committed_stats(*step).get("fingerprint") != fingerprint:  # redone since under another config
+        if CommittedStats.of(source.committed_stats(*step)).fingerprint != fingerprint:  # redone since under another config
             return None
         return source
 
     @staticmethod
-    def _adopt(source: RunLayout, run: RunLayout, step: Step) -> dict[str, Any]:
-        tmp, final = run.tmp_dir(*step), run.phase_dir(*step)
+    def _adopt(source: RunLayout, run: RunLayout, step: Step) -> Adopted:
+        tmp = run.tmp_dir(*step)
         if tmp.exists():
             shutil.rmtree(tmp)
         linked = link_tree(source.phase_dir(*step), tmp)
-        commit_folder(tmp, final, source.committed_stats(*step))
-        entry = source.read_state().get("steps", {}).get(step_key(step), {})
-        saved = entry.get("saved_s") if entry.get("executor") == "shared" else entry.get("duration_s")
-        return {"shared_from": str(source.phase_dir(*step)), "saved_s": float(saved or 0.0), "linked_bytes": linked}
+        seal_folder(tmp, source.committed_stats(*step))
+        record = source.read_state().step(step_key(step))
+        saved = None if record is None else record.saved_s if record.shared else record.duration_s
+        return Adopted(shared_from=str(source.phase_dir(*step)), saved_s=float(saved or 0.0), linked_bytes=linked)
