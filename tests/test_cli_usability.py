@@ -99,8 +99,12 @@ def test_status_reads_at_80_and_120_columns(width):
     from collapsebench.status import cell, status_view
 
     metrics = ["holdout_perplexity", "holdout_cross_entropy", "calibration_ece_alert_level"]
-    done = cell({"duration_s": 12.25, "stats": {"metrics": {"loss": 5.3571, "size": 1200}}}, True, False, "train")
-    failed = cell({"status": "failed", "error": "UserError: curate.regime: replace with alpha=0.5 needs more"},
+    from collapsebench.journal import StepRecord
+
+    record = StepRecord.from_json({"status": "done", "duration_s": 12.25, "stats": {"metrics": {"loss": 5.3571, "size": 1200}}})
+    done = cell(record, True, False, "train")
+    failed = cell(StepRecord.from_json({"status": "failed",
+                                        "error": "UserError: curate.regime: replace with alpha=0.5 needs more"}),
                   False, False, "curate")
     rows = [["0 (real)", done, "", "", "", "", "", ""],
             ["1", done, done, done, done, "244.7", "5.5", "[yellow]warning[/]"],

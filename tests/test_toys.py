@@ -323,8 +323,9 @@ def test_toy_configs_validate(path):
     from collapsebench.config import load_config
 
     first = path.read_text().splitlines()[0]
-    assert first == f"# collapsebench run configs/toy/{path.name}"
     config = load_config(path)
+    verb = "sweep" if config.sweep is not None else "run"  # a config with a grid is headed by its sweep
+    assert first.startswith(f"# collapsebench {verb} configs/toy/{path.name}")
     assert config.evaluate.evaluations[0].name == "toy_stats"
     trainers.check_kwargs(config.train.trainer.name, config.train.trainer.kwargs, key="train.trainer")
     generators.check_kwargs(config.generate.generator.name, config.generate.generator.kwargs, key="generate.generator")

@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.set_defaults(fn=_cmd_task)
 
-    p = sub.add_parser("worker", help=argparse.SUPPRESS)  # a long-lived worker: runs the tasks of its queue
+    p = sub.add_parser("worker")  # a long-lived worker: runs the tasks of its queue; hidden from --help too
     p.add_argument("queue")
     p.set_defaults(fn=_cmd_worker)
 

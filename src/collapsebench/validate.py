@@ -108,12 +108,16 @@ def check_installed(config: Config, *, strict: bool = False) -> list[str]:
     ``except ImportError`` is the module's own business and is left out.
 
     A plug-in that needs a GPU (vllm) is validated on one machine and run on another, so unless
-    ``strict`` (``run``, ``sweep``: it runs from here) its missing backend is returned as a note."""
+    ``strict`` (``run``, ``sweep``: it runs from here) its missing backend is returned as a note. A
+    plug-in given an interpreter of its own (``python:``, e.g. the vllm generator's workers in a
+    vLLM virtual environment) imports its backend there, not here: it is not checked."""
     load_plugins(config)  # their registrations first (once a process)
     notes = []
     for key, reg, spec in choices(config):
+        if spec.kwargs.get("python"):
+            continue
         module = reg.target(spec.name).partition(":")[0]
-        for root in sorted(backend_imports(module)):
+        for root in sorted(backend_imports(module) | set(reg.entry(spec.name).backends)):
             if installed(root):
                 continue
             error = missing_backend(root, f"{key}: {reg.kind} '{spec.name}'") or UserError(root)

@@ -66,6 +66,7 @@ class Declarations(TypedDict, total=False):
     headline: tuple[str, ...]  # evaluations: the metrics that say first how a run is going
     scores: tuple[str, ...]  # evaluations: "holdout" and/or "samples": the model passes it makes (plan)
     reference: str  # evaluations: the argument naming the iteration whose model scores every S(k)
+    backends: tuple[str, ...]  # optional modules it imports where it runs that its source does not show (workers)
     batched: bool  # works on in-memory ArrowRows: a run made of such plug-ins may be batched (collapsebench.batch)
 
 
@@ -95,6 +96,7 @@ class Entry(Generic[T]):
     headline: tuple[str, ...] = ()
     scores: tuple[str, ...] = ()
     reference: str | None = None
+    backends: tuple[str, ...] = ()
     batched: bool = False
     builtin: bool = False
 
