@@ -317,6 +317,24 @@ def test_bootstrap_interval_of_a_known_sample() -> None:
     assert row["ci_low"] <= wide["ci_low"] <= wide["ci_high"] <= row["ci_high"]
 
 
+def test_rows_summarised_together_get_the_interval_of_a_call_of_their_own() -> None:
+    # many (metric, iteration) rows share one bootstrap call per number of seeds; each row's interval
+    # must be the one scipy gives that row alone with the same seed
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(3)
+    values = {(m, k): rng.normal(size=5) for m in ("x", "y") for k in (1, 2, 3)}
+    records = [{"cell": "c", "seed": s, "metric": m, "iteration": k, "value": float(v[s])}
+               for (m, k), v in values.items() for s in range(5)]
+    rows = summarize(records, random_state=11)
+    assert len(rows) == 6
+    for row in rows:
+        alone = bootstrap((values[row["metric"], row["iteration"]],), np.mean, n_resamples=1000,
+                          confidence_level=0.95, method="percentile", vectorized=True,
+                          rng=np.random.default_rng(11)).confidence_interval
+        assert (row["ci_low"], row["ci_high"]) == (float(alone.low), float(alone.high))
+
+
 def test_two_seeds_interval_is_the_two_values() -> None:
     # resample means of [10, 20]: 10 (prob 1/4), 15 (1/2), 20 (1/4); the 2.5% and 97.5% points
     # of 1,000 resamples are 10 and 20 unless fewer than 25 of them are all-10 (or all-20),

@@ -178,12 +178,13 @@ def summarize(records: Iterable[Mapping[str, Any]], *, confidence: float = 0.95,
     for cell, metric, _ in groups:
         first.setdefault((cell, metric), len(first))
     order = sorted(groups, key=lambda key: (first[key[:2]], key[2]))
-    return [_summary_row(key, list(groups[key].values()), confidence, n_resamples, random_state)
-            for key in order]
+    rows = [_summary_row(key, list(groups[key].values())) for key in order]
+    _bootstrap_rows(rows, [np.asarray(list(groups[key].values()), dtype=float) for key in order], confidence,
+                    n_resamples, random_state)
+    return rows
 
 
-def _summary_row(key: Key, values: list[float], confidence: float, n_resamples: int,
-                 random_state: int) -> Row:
+def _summary_row(key: Key, values: list[float]) -> Row:
     cell, metric, iteration = key
     x = np.asarray(values, dtype=float)
     n = len(x)
@@ -193,25 +194,36 @@ def _summary_row(key: Key, values: list[float], confidence: float, n_resamples: 
         row["note"] = "1 seed: no spread"
         return row
     row["std"] = float(np.std(x, ddof=1))
-    row["ci_low"], row["ci_high"] = _bootstrap_ci(x, confidence, n_resamples, random_state)
     if n == 2:
         row["note"] = "2 seeds: the bootstrap interval is just the two values"
     return row
 
 
-def _bootstrap_ci(x: NDArray[np.float64], confidence: float, n_resamples: int,
-                  random_state: int) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean; a fresh generator per call, so it is reproducible.
+def _bootstrap_rows(rows: list[Row], values: list[NDArray[np.float64]], confidence: float, n_resamples: int,
+                    random_state: int) -> None:
+    """Set each row's percentile bootstrap CI of the mean (rows of two or more seeds).
 
-    All values equal: every resample is the sample itself, so both ends are the row's mean
-    (bit for bit: scipy applies the same np.mean to the same numbers)."""
+    Rows with the same number of seeds are resampled in one call of ``scipy.stats.bootstrap`` along
+    the last axis: a sweep summarises hundreds of (metric, iteration) rows, and one call each cost
+    seconds. Each call gets a fresh generator with the same seed, and the resampled positions depend
+    only on that seed and the number of seeds, so every row gets the interval a call of its own
+    would give, bit for bit. All values equal: every resample is the sample itself, so both ends are
+    the row's mean."""
+    by_n: dict[int, list[int]] = {}
+    for i, x in enumerate(values):
+        if len(x) >= 2:
+            by_n.setdefault(len(x), []).append(i)
+    if not by_n:
+        return
     from scipy.stats import bootstrap
 
-    res = bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                    method="percentile", vectorized=True,
-                    **_rng_argument(bootstrap, np.random.default_rng(random_state)))
-    ci = res.confidence_interval
-    return float(ci.low), float(ci.high)
+    for indices in by_n.values():
+        res = bootstrap((np.stack([values[i] for i in indices]),), np.mean, n_resamples=n_resamples,
+                        confidence_level=confidence, method="percentile", vectorized=True, axis=-1,
+                        **_rng_argument(bootstrap, np.random.default_rng(random_state)))
+        low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
+        for j, i in enumerate(indices):
+            rows[i]["ci_low"], rows[i]["ci_high"] = float(low[j]), float(high[j])
 
 
 def _rng_argument(function: Any, generator: np.random.Generator) -> dict[str, Any]:
