@@ -213,25 +213,25 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> l
     out: list[tuple[str, str, str]] = []
     for metric in [m for m in metrics if m in headline]:
         fig = F.line_figure(F.line_series(summary, metric, cells), metric, title=f"{label}: {metric}")
-        out.append(("headline", f"{metric} vs iteration", F.png_data_uri(fig)))
+        out.append(("headline", f"{metric} vs iteration", F.data_uri(fig)))
     panels, title, xlabel = histogram_data([Member(label, config.seed, run, config)])
     if panels:
-        out.append(("headline", title, F.png_data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
+        out.append(("headline", title, F.data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
     for metric in [m for m in metrics if m.endswith("_ece")]:
         alerts = {label: {int(r["iteration"]): int(r[f"{metric}_alert_level"]) for r in rows
                           if isinstance(r.get(f"{metric}_alert_level"), (int, float))}}
         fig = F.ece_figure(F.line_series(summary, metric, cells), alerts, metric)
-        out.append(("calibration", f"{metric} with early-warning markers", F.png_data_uri(fig)))
+        out.append(("calibration", f"{metric} with early-warning markers", F.data_uri(fig)))
     diversity = [F.Panel(m, F.line_series(summary, m, cells), real_reference({run.path: rows}, m))
                  for m in DIVERSITY if m in metrics]
     if diversity:
         out.append(("diversity", "diversity vs iteration (dotted: the real data)",
-                    F.png_data_uri(F.panels_figure(diversity, title="diversity vs iteration"))))
+                    F.data_uri(F.panels_figure(diversity, title="diversity vs iteration"))))
     rest = [F.Panel(m, F.line_series(summary, m, cells)) for m in metrics if m not in headline]
     for start in range(0, len(rest), 12):
         chunk = rest[start:start + 12]
         out.append(("metrics", ", ".join(p.metric for p in chunk),
-                    F.png_data_uri(F.panels_figure(chunk, title="every metric vs iteration", band=False))))
+                    F.data_uri(F.panels_figure(chunk, title="every metric vs iteration", band=False))))
     return out
 
 
@@ -249,7 +249,7 @@ def write_report(run: RunLayout) -> Path | None:
     figures = run_figures(run, config, rows)
     if durations:
         figures.append(("time", "seconds per phase and iteration",
-                        F.png_data_uri(F.phase_time_figure(durations, PHASES))))
+                        F.data_uri(F.phase_time_figure(durations, PHASES))))
     keys = ["iteration"] + sorted({k for r in rows for k in r if k != "iteration"})
     q_iterations, q_prompts = qualitative(run)
     images = [(f"{p.parent.parent.name}: {p.name}", F.file_data_uri(p))
