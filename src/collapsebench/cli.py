@@ -29,9 +29,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from collapsebench.loop import run_experiment
 
     config = load_config(args.config, args.overrides)
-    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                   allow_download=args.allow_download)
+    run = run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
+                         allow_download=args.allow_download)
+    _print_json(args, run.path)
     return 0
+
+
+def _print_json(args: argparse.Namespace, run_dir: Path) -> None:
+    """``--json``: the run's final summary as JSON on stdout (the progress stays on stderr)."""
+    if args.json:
+        from collapsebench.summary import final_summary
+
+        print(json.dumps(final_summary(run_dir), indent=2))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -46,8 +55,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     config = RunLayout(args.run_dir).load_config()
     if Path(config.run_dir()) != Path(args.run_dir).resolve():
         config = config.model_copy(update={"output_dir": str(Path(args.run_dir).resolve())})
-    run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                   allow_download=args.allow_download)
+    run = run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
+                         allow_download=args.allow_download)
+    _print_json(args, run.path)
     return 0
 
 
@@ -286,11 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment YAML file")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
     _redo_options(p)
+    p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
     p.set_defaults(fn=_cmd_run)
 
     p = sub.add_parser("resume", help="continue a run directory (or a sweep directory)")
     p.add_argument("run_dir")
     _redo_options(p)
+    p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
     p.set_defaults(fn=_cmd_resume)
 
     _sweep_args(sub.add_parser("sweep", help="run a grid of runs over config keys (cells under runs/NAME/)"))

@@ -10,7 +10,7 @@ from collapsebench import batch
 from collapsebench.analysis.report import write_report
 from collapsebench.api import Dataset, Task, Tracker, phase_resources
 from collapsebench.config import Config
-from collapsebench.console import console, metrics_line
+from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.failure import journal_entry, time_to_failure
 from collapsebench.layout import Step, step_key, steps
@@ -18,7 +18,7 @@ from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
 from collapsebench.prepare import ensure_prepared
 from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
-from collapsebench.registry import executors, headline_metrics, trackers
+from collapsebench.registry import executors, trackers
 from collapsebench.run import RunDir, fail_entry, finish_entry, now, start_entry, step_summary
 
 
@@ -96,9 +96,13 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
             if step[1] == "evaluate" and _failed(run, state, config, step[0], quiet):
                 break
         trackers.finish()
-        if not quiet:
-            console.print(f"[green]done[/]: {run.path}")
         write_report(run)
+        # --- terminal summary (collapsebench.summary): provisional wiring, to be redone in the driver rewrite
+        if not quiet:
+            from collapsebench.summary import print_summary
+
+            print_summary(run.path)
+        # --- end of provisional wiring
         return run
     finally:
         run.unlock()
@@ -209,5 +213,7 @@ def _execute(run: RunDir, state: dict[str, Any], config: Config, step: Step, fin
     run.write_state(state)
     if phase == "evaluate":
         rows = run.rebuild_metrics(iteration)
-        if not quiet and rows:
-            console.print("  " + metrics_line(rows[-1], headline_metrics(config)))
+        if not quiet and rows:  # --- provisional wiring of collapsebench.summary (see run_experiment)
+            from collapsebench.summary import print_progress
+
+            print_progress(run, config, iteration)
