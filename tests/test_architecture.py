@@ -38,7 +38,7 @@ LAYER_OF = {
     "evaluations": "plugin", "executors": "plugin", "trackers": "plugin", "toy": "plugin",
     "phases": "phases",
     "run": "driver", "loop": "driver", "redo": "driver", "validate": "driver", "status": "driver", "analysis": "driver",
-    "batch": "driver", "sweep": "driver", "prepare": "driver",
+    "batch": "driver", "sweep": "driver", "prepare": "driver", "summary": "driver",
     "cli": "cli", "__main__": "cli", "__init__": "core",
 }
 TORCH_FAMILY = {"torch", "transformers", "trl", "vllm", "accelerate", "deepspeed", "lm_eval", "tokenizers"}

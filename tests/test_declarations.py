@@ -15,7 +15,6 @@ import pytest
 
 from collapsebench.analysis.plan import make_plan
 from collapsebench.config import config_from_dict
-from collapsebench.console import metrics_line
 from collapsebench.loop import run_experiment
 from collapsebench.regimes.mixing import replace
 from collapsebench.registry import evaluations, fingerprints, headline_metrics, regimes, synthetic_need, trainers
@@ -29,7 +28,7 @@ COPIES: list[tuple[Any, str, Any, dict[str, Any]]] = [
     (regimes, "my_replace", replace, dict(preflight=f"{B}.regimes.mixing:preflight_replace",
                                           needs=f"{B}.regimes.sizes:replace_need", mix_args=("alpha",),
                                           plan=f"{B}.regimes.sizes:replace_plan",
-                                          baseline=f"{B}.regimes.sizes:replace_baseline")),
+                                          baseline=f"{B}.regimes.sizes:replace_baseline", batched=True)),
     (regimes, "bare_replace", replace, {}),  # the same code, nothing declared
     (trainers, "my_causal_lm", train_causal_lm, dict(torch=True, data="text", model="lm",
                                                      check=f"{B}.trainers.causal_lm:check_config",
@@ -134,7 +133,10 @@ def test_headline_metrics_come_from_the_evaluations_declarations(tmp_path):
         raw = tiny_config(tmp_path)
         raw["evaluate"]["evaluations"] = ["sample_stats", "my_perplexity", "perplexity"]
         assert headline_metrics(config_from_dict(raw)) == ["my_metric", "holdout_perplexity"]
-        row = {"a": 1.0, "b": 2.0, "holdout_perplexity": 3.0, "my_metric": 4.0}
-        assert metrics_line(row, ["my_metric", "holdout_perplexity"], limit=2) == "my_metric=4  holdout_perplexity=3"
+        from collapsebench.summary import iteration_line
+
+        rows = [{"iteration": 1, "a": 1.0, "b": 2.0, "holdout_perplexity": 3.0, "my_metric": 4.0}]
+        line = iteration_line(rows, config_from_dict(raw), 1)  # what the console prints after an iteration
+        assert "my_metric" in line and line.index("my_metric") < line.index("holdout_perplexity") and " a " not in line
     finally:
         evaluations._entries.pop("my_perplexity")

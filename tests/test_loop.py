@@ -60,7 +60,7 @@ def test_layout_journal_and_metrics(reference):
     assert rows[1]["curate/synthetic_fraction_tokens"] == pytest.approx(0.5, abs=0.02)
     assert rows[1]["curate/tokens"] == pytest.approx(rows[0]["curate/tokens"], rel=0.02)  # replace keeps the size in tokens
     page = (run.path / "report" / "report.html").read_text()  # self-contained: the figures are in the page
-    assert "holdout_perplexity vs iteration" in page and page.count('src="data:image/png;base64,') >= 3
+    assert "holdout_perplexity vs iteration" in page and page.count('src="data:image/svg+xml;base64,') >= 3
     # iteration 2's samples come from iteration 2's model, with lineage
     samples = __import__("datasets").load_from_disk(str(run.phase_dir(2, "generate") / "samples"))
     assert set(samples["generation"]) == {2} and set(samples["origin"]) == {"synthetic"}

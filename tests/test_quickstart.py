@@ -32,7 +32,7 @@ def test_quickstart_runs_small(tmp_path):
         assert 0 <= r["lang_tail_word_ratio"]
     assert got[1]["curate/synthetic_fraction"] == 1.0  # replace, alpha = 1
     page = (tmp_path / "run" / "report" / "report.html").read_text()
-    assert "holdout_perplexity vs iteration" in page and "data:image/png;base64," in page
+    assert "holdout_perplexity vs iteration" in page and "data:image/svg+xml;base64," in page
     assert pickles_in(tmp_path / "run") == []
 
 

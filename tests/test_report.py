@@ -78,7 +78,7 @@ def test_the_run_page_holds_figures_samples_lineage_and_times(run_dir):
     out = write_report(RunLayout(run_dir))
     html = out.read_text()
     assert "<link" not in html and 'src="http' not in html  # self-contained
-    assert html.count('src="data:image/png;base64,') >= 3  # the headline, every metric, time per phase
+    assert html.count('src="data:image/svg+xml;base64,') >= 3  # the headline, every metric, time per phase
     assert html.index('id="headline"') < html.index('id="metrics"') < html.index('id="samples"')
     samples = page_data(html)
     accepted = [s for s in samples if s["status"] == "accepted"]

@@ -38,7 +38,6 @@ from typing import Any
 from collapsebench import registry as R
 from collapsebench.api import PhaseContext
 from collapsebench.config import Config, Spec
-from collapsebench.console import console, metrics_line
 from collapsebench.data import ArrowRows, read_saved
 from collapsebench.io import deferred_sync, publish_folder, sync
 from collapsebench.journal import RunState, StepRecord
@@ -46,6 +45,7 @@ from collapsebench.layout import Step, step_key
 from collapsebench.phases import work
 from collapsebench.redo import release
 from collapsebench.run import RunDir
+from collapsebench.summary import print_progress
 
 BATCH_S = 1.0  # seconds of work between commits: at most this much is redone after a kill
 SWITCH = "COLLAPSEBENCH_BATCH"  # "0": no run is batched (every step committed as it ends)
@@ -175,6 +175,6 @@ def _commit(run: RunDir, state: RunState, pending: list[Step], staged: set[Step]
     for step in pending:
         release(run, step)
     if not quiet and rows:
-        console.print(f"[bold]{step_key(pending[0])} .. {step_key(pending[-1])}[/] (inline, batched)  "
-                      + metrics_line(rows[-1], R.headline_metrics(run.load_config())))
+        print_progress(run, run.load_config(), evaluated[-1],  # progress, ETA, headline metrics of the batch
+                       steps=f"{step_key(pending[0])} .. {step_key(pending[-1])} (inline, batched)")
     pending.clear()

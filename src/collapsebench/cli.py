@@ -38,17 +38,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _drive(config: Config, args: argparse.Namespace) -> int:
     """Run (or continue) ``config``; its run directory records the environment it ran in, even when
-    a step fails (``environment.json``, see :mod:`collapsebench.environment`)."""
+    a step fails (``environment.json``, see :mod:`collapsebench.environment`); ``--json`` then prints
+    the run's summary on stdout."""
     from collapsebench.layout import RunLayout
     from collapsebench.loop import run_experiment
 
     try:
-        run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                       allow_download=args.allow_download)
+        run = run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
+                             allow_download=args.allow_download)
     finally:
         if RunLayout(config.run_dir()).exists():
             record_environment(config.run_dir())
+    _print_json(args, run.path)
     return 0
+
+
+def _print_json(args: argparse.Namespace, run_dir: Path) -> None:
+    """``--json``: the run's final summary as JSON on stdout (the progress stays on stderr)."""
+    if args.json:
+        from collapsebench.summary import final_summary
+
+        print(json.dumps(final_summary(run_dir), indent=2))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -338,11 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment YAML file")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
     _redo_options(p)
+    p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
     p.set_defaults(fn=_cmd_run)
 
     p = sub.add_parser("resume", help="continue a run directory (or a sweep directory)")
     p.add_argument("run_dir")
     _redo_options(p)
+    p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
     p.set_defaults(fn=_cmd_resume)
 
     _sweep_args(sub.add_parser("sweep", help="run a grid of runs over config keys (cells under runs/NAME/)"))

@@ -6,9 +6,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from rich.console import Console
 
@@ -60,15 +59,6 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
 
 def _ignore(n: int = 1) -> None:
     """``advance`` when no bar is drawn."""
-
-
-def metrics_line(row: dict[str, Any], headline: Sequence[str] = (), limit: int = 6) -> str:
-    """``limit`` float metrics of a ``metrics.jsonl`` row, for the progress of a run: the ``headline``
-    ones first (those the run's evaluations declare), then the others in the row's order."""
-    first = [k for k in headline if isinstance(row.get(k), float)]
-    shown = [(k, row[k]) for k in first] + [(k, v) for k, v in row.items() if isinstance(v, float) and k not in first]
-    shown = shown[:limit]
-    return "  ".join(f"{k}={v:.4g}" for k, v in shown)
 
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`x`, :class:`~a.B`

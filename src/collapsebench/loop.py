@@ -20,7 +20,7 @@ from collapsebench import batch
 from collapsebench.analysis.report import write_report
 from collapsebench.api import Dataset, Task, Tracker, phase_resources
 from collapsebench.config import Config
-from collapsebench.console import console, metrics_line
+from collapsebench.console import console
 from collapsebench.errors import UserError
 from collapsebench.failure import journal_entry, time_to_failure
 from collapsebench.io import phase_seed, publish_folder, read_stats
@@ -30,8 +30,9 @@ from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
 from collapsebench.prepare import ensure_prepared
 from collapsebench.redo import check_from, check_run_dir, confirm, make_plan, release, supersede
-from collapsebench.registry import executors, headline_metrics, trackers
+from collapsebench.registry import executors, trackers
 from collapsebench.run import RunDir
+from collapsebench.summary import print_progress, print_summary
 
 
 class SharedSteps(Protocol):
@@ -129,9 +130,9 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
                     if _failed(run, state, config, step[0], quiet):
                         break
         trackers.finish()
-        if not quiet:
-            console.print(f"[green]done[/]: {run.path}")
         write_report(run)
+        if not quiet:
+            print_summary(run.path)  # first -> last per headline metric, time to failure, wall time, report
         return run
     finally:
         run.unlock()
@@ -275,7 +276,7 @@ class Immediate:
         if step[1] == "evaluate":
             rows = self.run.rebuild_metrics(step[0])
             if not self.quiet and rows:
-                console.print("  " + metrics_line(rows[-1], headline_metrics(self.config)))
+                print_progress(self.run, self.config, step[0])  # progress, ETA, headline metrics
         release(self.run, step)
 
     def failed(self, step: Step, record: StepRecord) -> None:

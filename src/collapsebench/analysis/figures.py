@@ -245,6 +245,20 @@ def _figure(figsize: tuple[float, float], rows: int = 1, cols: int = 1, *, squee
     return fig, fig.subplots(rows, cols, squeeze=squeeze)
 
 
+def _margins(fig: Any, *, left: float = 0.8, right: float = 0.2, top: float = 0.35, bottom: float = 0.5,
+             wspace: float = 0.0, hspace: float = 0.0) -> None:
+    """Fixed margins, in inches, sized for the house style's 8-9 pt text: the figures of a run's
+    report are laid out this way rather than by ``tight_layout``, which draws each figure once more
+    to measure its text and so cost a third of a vector world's report. ``wspace``/``hspace`` are
+    the gaps between panels."""
+    width, height = fig.get_size_inches()
+    rows, cols = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()
+    ax_w = (width - left - right - wspace * (cols - 1)) / cols
+    ax_h = (height - top - bottom - hspace * (rows - 1)) / rows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=wspace / ax_w, hspace=hspace / ax_h)
+
+
 def _draw_series(ax: Any, series: Sequence[Series], *, band: bool = True) -> None:
     for s in series:
         color = PALETTE[s.color % len(PALETTE)]
@@ -276,7 +290,7 @@ def line_figure(series: Sequence[Series], metric: str, *, title: str = "", seeds
     _legend(ax, len(series))
     if seeds_note:
         fig.text(0.01, 0.01, seeds_note, fontsize=FONT - 2, color="#555")
-    fig.tight_layout()
+    _margins(fig, bottom=0.65 if seeds_note else 0.5)
     return fig
 
 
@@ -307,7 +321,7 @@ def histogram_figure(panels: Mapping[str, tuple[np.ndarray, list[Histogram]]], *
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title)
-    fig.tight_layout()
+    _margins(fig, top=0.7, wspace=0.8, hspace=0.8)
     return fig
 
 
@@ -379,7 +393,7 @@ def panels_figure(panels: Sequence[Panel], *, title: str, band: bool = True) -> 
     if len(handles) > 1:
         fig.legend(handles, labels, frameon=False, loc="lower center", ncol=min(len(handles), 4), fontsize=FONT - 1)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08 if len(handles) > 1 else 0, 1, 1))
+    _margins(fig, left=0.6, top=0.75, bottom=0.8 if len(handles) > 1 else 0.45, wspace=0.6, hspace=0.95)
     return fig
 
 
@@ -404,7 +418,7 @@ def phase_time_figure(durations: Mapping[int, Mapping[str, float]], phases: Sequ
     ax.set_ylabel("seconds")
     ax.set_title("time per phase")
     ax.legend(frameon=False)
-    fig.tight_layout()
+    _margins(fig, bottom=0.55)
     return fig
 
 
@@ -422,11 +436,12 @@ def save(fig: Any, stem: Path, formats: Sequence[str] = ("png", "svg")) -> list[
     return out
 
 
-def png_data_uri(fig: Any) -> str:
-    """The figure as an embeddable ``data:image/png;base64,...`` URI."""
+def data_uri(fig: Any) -> str:
+    """The figure as an embeddable ``data:image/svg+xml;base64,...`` URI: vector graphics with the
+    text as text, half the time and under half the bytes of a 130 dpi PNG."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=130)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    fig.savefig(buffer, format="svg")
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def file_data_uri(path: Path) -> str:

@@ -57,6 +57,7 @@ GPUS: dict[str, dict[str, float]] = {
 # model FLOPs utilisation assumed per phase: training and batched scoring are compute-bound;
 # sampling token by token is bound by memory bandwidth
 MFU = {"curate": 0.0, "train": 0.40, "generate": 0.10, "evaluate": 0.30}
+UNKNOWN = "?"  # a figure plan cannot know (never 0, which would read as free)
 
 
 @dataclass
@@ -128,32 +129,64 @@ def print_plan(plan: Plan) -> None:
     else:
         console.print(f"model: none ({d['model_from']}); counts are rows")
     per = f", {d['tokens_per_document']:.3g} tokens each" if m and d["tokens_per_document"] else ""
-    console.print(f"data: {d['documents'] or '?'} documents ({d['real']} train, {d['holdout']} held out){per} "
-                  f"({d['estimated_by']}); {d['samples_per_iteration']} samples an iteration")
+    split = f" ({d['real']} train, {d['holdout']} held out)" if d["real"] is not None else ""
+    samples = d["samples_per_iteration"]
+    console.print(f"data: {d['documents'] or UNKNOWN} documents{split}{per} ({d['estimated_by']}); "
+                  f"{UNKNOWN if samples is None else samples} samples an iteration", markup=False)
     unit = "tokens" if m else "rows"
     table = Table("phase", "work", f"{unit} / iteration", f"{unit} / run", "FLOPs", "hours", "GPU-hours", "disk GB")
-    gpus = hw.get("gpus", 1)
+    gpus = hw.get("gpus", 1) if "mfu" in hw else 1
     work = {"curate": "rows curated", "train": "trained", "generate": "generated", "evaluate": "scored"}
-    total_s, total_f, total_d, timed_any = 0.0, 0.0, 0.0, False
     for p in plan.phases:
-        first, last = p.tokens[0] if p.tokens else 0, p.tokens[-1] if p.tokens else 0
+        hours = p.seconds / 3600 if p.seconds is not None else None
+        per_gpu = gpus if p.name != "curate" else 1
+        if p.tokens is None or p.flops is None:
+            table.add_row(p.name, work[p.name], UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
+            continue
+        first, last = (p.tokens[0], p.tokens[-1]) if p.tokens else (0.0, 0.0)
         per_iter = human(first) if abs(last - first) <= 1e-9 * max(first, 1) else f"{human(first)}-{human(last)}"
         flops = sum(p.flops)
-        hours = p.seconds / 3600 if p.seconds is not None else None
-        gpu_hours = hours * gpus if hours is not None and "mfu" in hw and p.name != "curate" else hours
         table.add_row(p.name, work[p.name], per_iter, human(sum(p.tokens)), human(flops) if flops else "-",
-                      f"{hours:.3g}" if hours is not None else "-", f"{gpu_hours:.3g}" if gpu_hours is not None else "-",
-                      f"{p.disk_gb:.3g}")
-        total_s += p.seconds or 0.0
-        total_f += flops
-        total_d += p.disk_gb
-        timed_any = timed_any or p.seconds is not None
-    hours = total_s / 3600
-    table.add_row("[bold]total[/]", "", "", "", human(total_f) if total_f else "-", f"{hours:.3g}" if timed_any else "-",
-                  f"{hours * (gpus if 'mfu' in hw else 1):.3g}" if timed_any else "-", f"{total_d:.3g}")
+                      _hours(hours), _hours(None if hours is None else hours * per_gpu), _gb(p.disk_gb))
+    totals, left_out = plan_totals(plan)
+    label = "[bold]total[/]" + ("*" if left_out else "")
+    known = len(left_out) < len(plan.phases)
+    table.add_row(label, "", "", "", human(totals["flops"]) if totals["flops"] else ("-" if known else UNKNOWN),
+                  _hours(totals["hours"]) if known else UNKNOWN, _hours(totals["gpu_hours"]) if known else UNKNOWN,
+                  _gb(totals["disk_gb"]) if known else UNKNOWN)
     console.print(table)
-    notes = [f"token cache {d['token_cache_gb']:.3g} GB"] + [p.note for p in plan.phases if p.note and m]
-    console.print("plus: " + "; ".join(notes))
+    notes = [f"token cache {d['token_cache_gb']:.3g} GB"] if d["token_cache_gb"] is not None else []
+    notes += [p.note for p in plan.phases if p.note and m and p.tokens is not None]
+    if notes:
+        console.print("plus: " + "; ".join(notes))
+    if left_out:
+        console.print(f"{UNKNOWN}: unknown ({d['estimated_by']}); * the totals leave out: {', '.join(left_out)}",
+                      markup=False)
+
+
+def _hours(hours: float | None) -> str:
+    return "-" if hours is None else f"{hours:.3g}"
+
+
+def _gb(gb: float | None) -> str:
+    return UNKNOWN if gb is None else f"{gb:.3g}"
+
+
+def plan_totals(plan: Plan) -> tuple[dict[str, float | None], list[str]]:
+    """The run's FLOPs, hours, GPU-hours and disk summed over the phases whose figures are known,
+    and the phases left out (unknown: the data's size is). Hours are None when no phase is timed."""
+    gpus = plan.hardware.get("gpus", 1) if "mfu" in plan.hardware else 1
+    known = [p for p in plan.phases if p.tokens is not None and p.flops is not None]
+    timed_phases = [p for p in known if p.seconds is not None]
+    seconds = sum(p.seconds or 0.0 for p in timed_phases)
+    gpu_seconds = sum((p.seconds or 0.0) * (gpus if p.name != "curate" else 1) for p in timed_phases)
+    totals: dict[str, float | None] = {
+        "flops": sum(sum(p.flops or []) for p in known),
+        "hours": seconds / 3600 if timed_phases else None,
+        "gpu_hours": gpu_seconds / 3600 if timed_phases else None,
+        "disk_gb": sum(p.disk_gb or 0.0 for p in known),
+    }
+    return totals, [p.name for p in plan.phases if p not in known]
 
 
 def main(config_path: str, overrides: list[str], *, gpu: str, gpus: int, mfu: list[str], params: float | None,
@@ -173,7 +206,8 @@ def main(config_path: str, overrides: list[str], *, gpu: str, gpus: int, mfu: li
                      tokens_per_document=tokens_per_document, chars_per_token=chars_per_token,
                      calibrate_with=(config_path, overrides) if calibrate else None, config_name=config_path)
     if as_json:
-        print(json.dumps(plan.as_dict(), indent=1, default=str))
+        totals, left_out = plan_totals(plan)
+        print(json.dumps({**plan.as_dict(), "totals": {**totals, "leaves_out": left_out}}, indent=1, default=str))
     else:
         print_plan(plan)
     return plan

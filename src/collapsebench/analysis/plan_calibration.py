@@ -83,6 +83,6 @@ def measure(run_dir: Path, fraction: float, documents: int, per_doc: float, mode
     tokens = train.get("blocks", 0) * train.get("block_size", 0) / max(real, 1)
     n = max(int(documents * fraction), 20)
     phases, _ = workload(run.load_config(), model, n, tokens or per_doc, chars_per_token)
-    work = {p.name: (p.tokens[0] if p.name == "curate" else p.flops[0]) for p in phases}
+    work = {p.name: ((p.tokens if p.name == "curate" else p.flops) or [0.0])[0] for p in phases}  # both known here
     work["prepare"] = float(n)  # iteration 0 prepares the real data once
     return {"fraction": fraction, "seconds": seconds, "work": work, "tokens_per_document": tokens}

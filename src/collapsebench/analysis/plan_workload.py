@@ -98,16 +98,19 @@ def config_model(config: Config, params: float | None) -> tuple[Model | None, st
 # ------------------------------------------------------------------------------------ the data
 
 def source_documents(config: Config, chars_per_token: float) -> tuple[int | None, float | None, str]:
-    """(documents, tokens per document, how they were estimated) of the real data: the data
-    source's declared ``plan`` hook, with its bound arguments; unknown without one, or when it
-    returns None."""
-    src = config.data.source
+    """(documents, tokens per document, how they were estimated) of the real data: the size the
+    config declares (``data.size``, as published), else the data source's declared ``plan`` hook,
+    with its bound arguments; unknown without either, or when the hook returns None."""
+    src, size = config.data.source, config.data.size
     entry = data_sources.entry(src.name, key="data.source")
     found = None
-    if entry.plan is not None:
+    if size is not None:
+        found = (size.documents, size.per_document, "data.size" + (f": {size.cite}" if size.cite else ""))
+    elif entry.plan is not None:
         found = hook(entry.plan)(config, data_sources.bind(src.name, src.kwargs, key="data.source"), chars_per_token)
     if found is None:
-        return None, None, f"unknown for data source '{src.name}' (give --documents and --tokens-per-document)"
+        return None, None, (f"unknown for data source '{src.name}': declare data.size (documents, tokens), or give "
+                            "--documents and --tokens-per-document")
     documents, per_doc, how = found
     return (None if documents is None else int(documents)), (None if per_doc is None else float(per_doc)), str(how)
 
@@ -116,12 +119,13 @@ def source_documents(config: Config, chars_per_token: float) -> tuple[int | None
 
 @dataclass
 class Phase:
-    """One phase over the run: tokens per iteration, FLOPs, time, disk."""
+    """One phase over the run: tokens per iteration, FLOPs, time, disk. None where unknown (the
+    data's size is, so every figure that scales with it): never a 0 that reads as free."""
 
     name: str
-    tokens: list[float] = field(default_factory=list)  # per iteration (curate: documents)
-    flops: list[float] = field(default_factory=list)
-    disk_gb: float = 0.0
+    tokens: list[float] | None = field(default_factory=list)  # per iteration (curate: documents)
+    flops: list[float] | None = field(default_factory=list)
+    disk_gb: float | None = 0.0
     seconds: float | None = None
     note: str = ""
 
@@ -150,7 +154,8 @@ def scoring_passes(config: Config) -> tuple[int, int]:
 
 def workload(config: Config, model: Model | None, documents: int | None, per_doc: float | None,
              chars_per_token: float) -> tuple[list[Phase], dict[str, Any]]:
-    """Tokens, FLOPs and disk of every phase, iteration by iteration."""
+    """Tokens, FLOPs and disk of every phase, iteration by iteration; all unknown (None) while the
+    documents, or a language model's tokens per document, are."""
     n_iter = config.iterations
     docs = documents or 0
     if config.data.max_documents:
@@ -174,34 +179,42 @@ def workload(config: Config, model: Model | None, documents: int | None, per_doc
     def attention(tokens: float, length: float) -> float:  # sum over a sequence of the context it attends to
         return attn * tokens * length / 2
 
+    tokens: dict[str, list[float]] = {p: [] for p in PHASES}
+    flops: dict[str, list[float]] = {p: [] for p in PHASES}
     for k in range(1, n_iter + 1):
         rows = regime(k, real, samples)
         trained = rows * per_doc * epochs
         generated = samples * gen.oversample * sample_len
         scored = passes[0] * holdout * per_doc + passes[1] * samples * sample_len
-        phases["curate"].tokens.append(rows)
-        phases["curate"].flops.append(0.0)
-        phases["train"].tokens.append(trained)
-        phases["train"].flops.append(6 * n * trained + 3 * attention(trained, block))
-        phases["generate"].tokens.append(generated)
-        phases["generate"].flops.append(2 * n * generated + attention(generated, sample_len))
-        phases["evaluate"].tokens.append(scored)
-        phases["evaluate"].flops.append(2 * n * scored + attention(scored, per_doc))
+        tokens["curate"].append(rows)
+        flops["curate"].append(0.0)
+        tokens["train"].append(trained)
+        flops["train"].append(6 * n * trained + 3 * attention(trained, block))
+        tokens["generate"].append(generated)
+        flops["generate"].append(2 * n * generated + attention(generated, sample_len))
+        tokens["evaluate"].append(scored)
+        flops["evaluate"].append(2 * n * scored + attention(scored, per_doc))
     if model is None:  # a toy setting: rows, not tokens
-        for p in phases.values():
-            p.flops = [0.0] * n_iter
-        phases["train"].tokens = list(phases["curate"].tokens)
-        phases["generate"].tokens = [float(samples)] * n_iter
-        phases["evaluate"].tokens = [float(holdout + samples)] * n_iter
+        flops = {p: [0.0] * n_iter for p in PHASES}
+        tokens["train"] = list(tokens["curate"])
+        tokens["generate"] = [float(samples)] * n_iter
+        tokens["evaluate"] = [float(holdout + samples)] * n_iter
+    for name, p in phases.items():
+        p.tokens, p.flops = tokens[name], flops[name]
     bytes_text = per_doc * chars_per_token * 1.5 if model else 8.0 * 64  # Arrow rows with lineage columns
     model_gb = n * (model.bytes_per_param if model else 4) / 1e9
-    phases["curate"].disk_gb = (docs + sum(phases["curate"].tokens)) * bytes_text / 1e9
+    phases["curate"].disk_gb = (docs + sum(tokens["curate"])) * bytes_text / 1e9
     phases["train"].disk_gb = n_iter * model_gb
     phases["train"].note = f"checkpoints: {4 * model_gb:.3g} GB while an iteration trains (weights + Adam)"
     phases["generate"].disk_gb = n_iter * samples * gen.oversample * bytes_text / 1e9
     phases["evaluate"].disk_gb = n_iter * (holdout + samples) * 40 / 1e9  # per-document rows
     data = {"documents": documents, "real": real, "holdout": holdout, "tokens_per_document": per_doc,
             "samples_per_iteration": samples, "token_cache_gb": real * per_doc * 4 / 1e9}
+    if documents is None or (model is not None and not per_doc):
+        for p in phases.values():
+            p.tokens = p.flops = p.disk_gb = None
+        data.update(real=None, holdout=None, tokens_per_document=per_doc or None, token_cache_gb=None,
+                    samples_per_iteration=gen.num_samples)
     return list(phases.values()), data
 
 
@@ -212,7 +225,7 @@ def timed(phases: list[Phase], rate: dict[str, float], fixed: dict[str, float] |
     fixed = fixed or {}
     for p in phases:
         r = rate.get(p.name)
-        if not r:
+        if not r or p.tokens is None or p.flops is None:
             p.seconds = None
         elif p.name == "curate":
             prepare = fixed.get("prepare", 0.0) + documents / rate["prepare"] if "prepare" in rate else 0.0

@@ -237,27 +237,27 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> t
         panel = F.Panel(metric, lines(metric))
         fig = F.line_figure(panel.series, metric, title=f"{label}: {metric}")
         band = " (band: +- one standard error)" if metric in groups.errors else ""
-        out.append(figure("headline", f"{metric} vs iteration{band}", F.png_data_uri(fig), [panel]))
+        out.append(figure("headline", f"{metric} vs iteration{band}", F.data_uri(fig), [panel]))
     panels, title, xlabel = histogram_data([Member(label, config.seed, run, config)])
     if panels:
-        out.append(figure("headline", title, F.png_data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
+        out.append(figure("headline", title, F.data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
     for metric in [m for m in groups.drawn if m.endswith("_ece")]:
         alerts = {label: {int(r["iteration"]): int(r[f"{metric}_alert_level"]) for r in rows
                           if isinstance(r.get(f"{metric}_alert_level"), (int, float))}}
         panel = F.Panel(metric, lines(metric))
         fig = F.ece_figure(panel.series, alerts, metric)
-        out.append(figure("calibration", f"{metric} with early-warning markers", F.png_data_uri(fig), [panel]))
+        out.append(figure("calibration", f"{metric} with early-warning markers", F.data_uri(fig), [panel]))
     diversity = [F.Panel(m, lines(m), real_reference({run.path: rows}, m)) for m in DIVERSITY if m in groups.drawn]
     if diversity:
         out.append(figure("diversity", "diversity vs iteration (dotted: the real data)",
-                          F.png_data_uri(F.panels_figure(diversity, title="diversity vs iteration")), diversity))
+                          F.data_uri(F.panels_figure(diversity, title="diversity vs iteration")), diversity))
     rest = [F.Panel(m, lines(m)) for m in groups.drawn if m not in headline]
     for start in range(0, len(rest), 12):
         chunk = rest[start:start + 12]
         banded = [p.metric for p in chunk if p.metric in groups.errors]
         caption = "every metric vs iteration" + (f" (band: +- one standard error, for {', '.join(banded)})"
                                                  if banded else "")
-        out.append(figure("metrics", caption, F.png_data_uri(F.panels_figure(chunk, title="every metric vs iteration")),
+        out.append(figure("metrics", caption, F.data_uri(F.panels_figure(chunk, title="every metric vs iteration")),
                           chunk))
     return out, groups.constants
 
@@ -276,7 +276,7 @@ def write_report(run: RunLayout) -> Path | None:
     figures, constants = run_figures(run, config, rows)
     if durations:  # its numbers are the time table below it
         figures.append(figure("time", "seconds per phase and iteration",
-                              F.png_data_uri(F.phase_time_figure(durations, PHASES))))
+                              F.data_uri(F.phase_time_figure(durations, PHASES))))
     keys = ["iteration"] + sorted({k for r in rows for k in r if k != "iteration"})
     q_iterations, q_prompts = qualitative(run)
     images = [(f"{p.parent.parent.name}: {p.name}", F.file_data_uri(p))

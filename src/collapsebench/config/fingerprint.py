@@ -25,6 +25,15 @@ _SECTIONS = {
 }
 
 
+def _computing(config: Config) -> dict[str, Any]:
+    """The config less what decides no result of a step: where training runs (the launcher, like
+    the executor) and the data's published size (``data.size``, read by ``plan`` alone)."""
+    dumped = config.dump()
+    dumped["train"].pop("launcher", None)
+    dumped["data"].pop("size", None)
+    return dumped
+
+
 def _pick(dumped: dict[str, Any], dotted: str) -> Any:
     node: Any = dumped
     for part in dotted.split("."):
@@ -58,8 +67,7 @@ def chain(config: Config, *, mix_args: tuple[str, ...], code: dict[str, str], it
     user plug-in code each part runs) and the fingerprints of its inputs, chained along the data
     flow, so a change marks exactly the steps downstream of it. ``mix_args``: the regime's arguments
     left out at iteration 1 (see the module docstring)."""
-    dumped = config.dump()
-    dumped["train"].pop("launcher", None)  # where training runs, like the executor: not what it computes
+    dumped = _computing(config)
     own = {}
     for name, secs in _SECTIONS.items():
         parts: dict[str, Any] = {s: _pick(dumped, s) for s in secs}
@@ -89,6 +97,5 @@ def identity(config: Config, *, without: tuple[str, ...] = ()) -> str:
     """A digest of everything in the config that decides a run's results (not its name, place,
     length, executor, trackers or failure rules), less the top-level keys ``without`` (e.g.
     ``("seed",)``: runs that differ only in their seed are replicates of one cell)."""
-    dumped = config.dump()
-    dumped["train"].pop("launcher", None)  # where training runs: not what it computes
+    dumped = _computing(config)
     return digest({k: v for k, v in dumped.items() if k not in NOT_RESULTS and k not in without})

@@ -46,6 +46,29 @@ class Spec(BaseModel):
         return {"name": self.name, **self.kwargs}
 
 
+class DataSize(Strict):
+    """The real data's size, as its publisher states it: what ``plan`` counts with when the data
+    source cannot tell (a hub dataset is not downloaded to plan). Never read by a run."""
+
+    documents: int = Field(gt=0, le=10**13, description="documents (rows) of data.source")
+    tokens: float | None = Field(None, gt=0, le=1e15, description="tokens of all of them (or give tokens_per_document)")
+    tokens_per_document: float | None = Field(None, gt=0, le=1e9, description="mean tokens a document (or give tokens)")
+    cite: str = Field("", description="where the figures come from, e.g. the paper's sentence that states them")
+
+    @model_validator(mode="after")
+    def _one_token_figure(self) -> DataSize:
+        if self.tokens is not None and self.tokens_per_document is not None:
+            raise ValueError("give tokens or tokens_per_document, not both")
+        return self
+
+    @property
+    def per_document(self) -> float | None:
+        """Mean tokens a document (None: not stated)."""
+        if self.tokens is not None:
+            return self.tokens / self.documents
+        return self.tokens_per_document
+
+
 class DataConfig(Strict):
     source: Spec = Field(default_factory=lambda: Spec(name="ground_truth_language"),
                          description="where the real data comes from (data_sources registry)")
@@ -57,6 +80,8 @@ class DataConfig(Strict):
                                     "fraction of data.source, which is then trained on whole")
     max_documents: int | None = Field(None, gt=0, le=10**12, description="cap on real documents (train + holdout)")
     preprocess: list[Spec] = Field(default_factory=list, description="one-time preprocessing of the real data")
+    size: DataSize | None = Field(None, description="the size of data.source as published (documents, tokens), for "
+                                  "`collapsebench plan` where the source cannot count it; changes no result")
 
     @field_validator("holdout")
     @classmethod

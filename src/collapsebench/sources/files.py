@@ -40,12 +40,14 @@ def count_documents(path: Path, sample_by: str) -> tuple[int, float]:
 
 def plan_local(config: Config, kwargs: dict[str, Any], chars_per_token: float) -> tuple[int, float, str] | None:
     """The source's declared ``plan`` hook: the documents of a text file, counted, at
-    ``chars_per_token`` characters a token; None (unknown) for other formats."""
+    ``chars_per_token`` characters a token, or of a JSON-lines file (a record a line, its characters
+    keys included: an upper bound); None (unknown) for other formats."""
     path_arg = kwargs["path"]
-    if isinstance(path_arg, str) and Path(path_arg).suffix in (".txt", ""):
-        path = config.resolve_path(path_arg)
+    suffix = Path(path_arg).suffix if isinstance(path_arg, str) else None
+    if suffix in (".txt", "", ".jsonl"):
+        path = config.resolve_path(str(path_arg))
         if path.is_file():
-            n, chars = count_documents(path, kwargs["sample_by"])
+            n, chars = count_documents(path, "line" if suffix == ".jsonl" else kwargs["sample_by"])
             return n, chars / chars_per_token, f"counted in {path.name}, {chars_per_token:g} characters a token"
     return None
 
