@@ -37,7 +37,8 @@ LAYER_OF = {
     "prompts": "plugin", "validators": "plugin", "regimes": "plugin", "preprocessors": "plugin",
     "evaluations": "plugin", "executors": "plugin", "trackers": "plugin", "toy": "plugin",
     "phases": "phases",
-    "run": "driver", "loop": "driver", "redo": "driver", "validate": "driver", "status": "driver", "analysis": "driver",
+    "run": "driver", "loop": "driver", "redo": "driver", "validate": "driver", "status": "driver", "listing": "driver",
+    "analysis": "driver",
     "batch": "driver", "sweep": "driver", "prepare": "driver", "summary": "driver",
     "cli": "cli", "__main__": "cli", "__init__": "core",
 }

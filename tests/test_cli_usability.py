@@ -70,7 +70,7 @@ def test_plain_strips_rest_markup():
 def narrow_console(monkeypatch, width):
     term = Console(width=width, record=True, force_terminal=False, soft_wrap=True)
     monkeypatch.setattr(console_module, "console", term)
-    for module in ("collapsebench.status", "collapsebench.cli"):
+    for module in ("collapsebench.status", "collapsebench.listing"):
         monkeypatch.setattr(f"{module}.console", term)
     return term
 

@@ -177,45 +177,9 @@ def _cmd_check_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-    from rich.padding import Padding
-    from rich.table import Table
+    from collapsebench.listing import print_registries
 
-    from collapsebench.console import narrow, plain
-    from collapsebench.errors import did_you_mean
-    from collapsebench.registry import ALL
-
-    if args.registry and not any(args.registry in (name, reg.kind) for name, reg in ALL.items()):
-        raise UserError(f"unknown registry '{args.registry}'{did_you_mean(args.registry, ALL)}; known: {', '.join(ALL)}")
-    rows = []  # (registry, name, summary, arguments, needs)
-    for reg_name, reg in ALL.items():
-        if args.registry and args.registry not in (reg_name, reg.kind):
-            continue
-        for name in reg.names():
-            entry, desc = reg.entry(name), reg.describe(name)
-            arguments = ", ".join(f"{a.name}" + (f": {a.annotation}" if a.annotation else "")
-                                  + (f" = {a.default}" if a.default is not None else "") for a in desc.arguments)
-            needs = " ".join(n for n, on in (("torch", entry.torch), ("gpu", entry.gpu)) if on)
-            rows.append((reg_name, name, escape(plain(desc.summary)), escape(arguments), needs))
-    if narrow():  # one entry a paragraph: name, then its summary, arguments and needs indented below
-        heading = None
-        for reg_name, name, summary, arguments, needs in rows:
-            if not args.registry and reg_name != heading:
-                heading = reg_name
-                console.print(f"\n[bold underline]{reg_name}[/]")
-            console.print(f"[bold]{name}[/]" + (f"  [dim](needs {needs})[/]" if needs else ""), highlight=False)
-            for label, text in (("", summary), ("arguments: ", arguments)):
-                if text:
-                    console.print(Padding(f"{label}{text}", (0, 0, 0, 4), expand=False), highlight=False, soft_wrap=False)
-        return 0
-    table = Table()
-    columns = ("name", "summary", "arguments", "needs") if args.registry else \
-        ("registry", "name", "summary", "arguments", "needs")
-    for column in columns:
-        table.add_column(column, no_wrap=column in ("registry", "name"))  # names are what users copy: never cut
-    for row in rows:
-        table.add_row(*(row[1:] if args.registry else row))
-    console.print(table)
+    print_registries(args.registry)
     return 0
 
 
