@@ -7,6 +7,9 @@ Two kinds of dataset pass through these helpers: `datasets` tables (text, and wh
 from disk) and :class:`ArrowRows`, the in-memory rows of the vector worlds, which never import
 `datasets` (see :class:`ArrowRows` for why). Both read as Arrow (``ds.with_format("arrow")``), and
 both save to the same ``save_to_disk`` folder layout.
+
+(Over 300 lines: the two kinds of dataset share the lineage columns, the saved-folder layout and
+the batched readers, which must agree bit for bit.)
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ Versions: written against scipy 1.17 and statsmodels 0.15. The Wilcoxon methods 
 scipy >= 1.15 (``method=PermutationMethod(...)`` and the name ``"asymptotic"`` arrived
 there); the bootstrap passes its generator as ``rng`` where scipy has it, else as
 ``random_state``.
+
+(Over 300 lines: the summaries over seeds and the paired comparisons share the record parsing,
+the corrections and the version shims of scipy above.)
 """
 
 from __future__ import annotations

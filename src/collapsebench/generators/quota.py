@@ -24,6 +24,9 @@ Files (in ``shards/``; every write atomic): ``prompts_r<round>.parquet``, ``raw_
 (generated, not yet validated) and ``shard_r<round>_<shard>`` (validated). Shard s of round r is
 generated with the seed (phase seed, r, s), so a killed phase resumes by skipping finished shards
 and reproduces the same samples, whichever executor and however many workers ran them.
+
+(Over 300 lines: the round loop, the shard naming and the acceptance bookkeeping share the
+resumption rules above; the output folders went to :mod:`collapsebench.generators.outputs`.)
 """
 
 from __future__ import annotations
