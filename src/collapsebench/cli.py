@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from collapsebench import __version__
 from collapsebench.allocator import tune
@@ -303,31 +303,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(fn=_cmd_plan)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="collapsebench", description="Model-collapse experiments from one YAML file.")
-    parser.add_argument("--version", action="version", version=f"collapsebench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("run", help="start or continue the run of a config")
-    p.add_argument("config", help="experiment YAML file")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
-    _redo_options(p)
-    p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
-    p.set_defaults(fn=_cmd_run)
-
-    p = sub.add_parser("resume", help="continue a run directory (or a sweep directory)")
-    p.add_argument("run_dir")
-    _redo_options(p)
-    p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
-    p.set_defaults(fn=_cmd_resume)
-
-    _sweep_args(sub.add_parser("sweep", help="run a grid of runs over config keys (cells under runs/NAME/)"))
-
-    p = sub.add_parser("status", help="iterations x phases: status, durations, counts, latest metrics (or a sweep's cells)")
-    p.add_argument("run_dir")
-    p.set_defaults(fn=_cmd_status)
-
-    p = sub.add_parser("compare", help="figures, statistics over seeds and a report from runs and sweeps")
+def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP")
     p.add_argument("--metric", action="append", default=[], help="a metric to compare (repeatable; default: all)")
     p.add_argument("--out", help="output folder (default: <first path>/report)")
@@ -338,46 +314,62 @@ def build_parser() -> argparse.ArgumentParser:
                    "block in the runs' configs)")
     p.set_defaults(fn=_cmd_compare)
 
+
+def _config_args(p: argparse.ArgumentParser, fn: Any, *, json_summary: bool = False) -> None:
+    """A verb of a config and its overrides (``validate`` also skips the backends on request)."""
+    p.add_argument("config", help="experiment YAML file")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
+    if json_summary:
+        _redo_options(p)
+        p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
+    p.set_defaults(fn=fn)
+
+
+# Verbs of one positional argument: (name, argument, help or None for the verbs the framework runs itself
+# (hidden from --help: a parser without help= is not listed), function)
+SIMPLE_VERBS = (
+    ("status", "run_dir", "iterations x phases: status, durations, counts, latest metrics (or a sweep's cells)",
+     _cmd_status),
+    ("check-backends", "config", None, _cmd_check_backends),  # validate's child process
+    ("ls", "registry", "registered plug-in names", _cmd_ls),
+    ("task", "spec", None, _cmd_task),  # what executors' workers run
+    ("worker", "queue", None, _cmd_worker),  # a long-lived worker: runs the tasks of its queue
+    ("report", "run_dir", "(re)write the run's (or sweep's) report.html", _cmd_report),
+    ("schema", None, "print the config's JSON Schema", _cmd_schema),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collapsebench", description="Model-collapse experiments from one YAML file.")
+    parser.add_argument("--version", action="version", version=f"collapsebench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _config_args(sub.add_parser("run", help="start or continue the run of a config"), _cmd_run, json_summary=True)
+    p = sub.add_parser("resume", help="continue a run directory (or a sweep directory)")
+    p.add_argument("run_dir")
+    _redo_options(p)
+    p.add_argument("--json", action="store_true", help="print the run's final summary as JSON on stdout")
+    p.set_defaults(fn=_cmd_resume)
+    _sweep_args(sub.add_parser("sweep", help="run a grid of runs over config keys (cells under runs/NAME/)"))
+    _compare_args(sub.add_parser("compare", help="figures, statistics over seeds and a report from runs and sweeps"))
     p = sub.add_parser("validate", help="check a config without running it")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*")
+    _config_args(p, _cmd_validate)
     p.add_argument("--no-backend", action="store_true",
                    help="skip building the backends' argument objects (which imports torch in a child process)")
-    p.set_defaults(fn=_cmd_validate)
-
-    p = sub.add_parser("check-backends")  # validate's child process; no help=: argparse lists a suppressed help
-    p.add_argument("config")
-    p.set_defaults(fn=_cmd_check_backends)
-
-    p = sub.add_parser("ls", help="registered plug-in names")
-    p.add_argument("registry", nargs="?", help="one registry (e.g. regimes, trainers)")
-    p.set_defaults(fn=_cmd_ls)
-
     p = sub.add_parser("phase", help="run one phase of one iteration (the executors' entry point)")
     p.add_argument("run_dir")
     p.add_argument("step", metavar="ITER.PHASE")
     p.set_defaults(fn=_cmd_phase)
-
-    p = sub.add_parser("task")  # what executors' workers run; hidden from --help like check-backends
-    p.add_argument("spec")
-    p.set_defaults(fn=_cmd_task)
-
-    p = sub.add_parser("worker")  # a long-lived worker: runs the tasks of its queue; hidden from --help too
-    p.add_argument("queue")
-    p.set_defaults(fn=_cmd_worker)
-
     _knowledge_items_args(sub.add_parser("knowledge-items", help="build last-word cloze items for the knowledge "
                                          "evaluation from documents (items from a run's training data: the knowledge "
                                          "evaluation's items option)"))
-
-    p = sub.add_parser("report", help="(re)write the run's (or sweep's) report.html")
-    p.add_argument("run_dir")
-    p.set_defaults(fn=_cmd_report)
-
     _plan_args(sub.add_parser("plan", help="tokens, FLOPs, GPU-hours and disk of a config, per phase, before it runs"))
-
-    p = sub.add_parser("schema", help="print the config's JSON Schema")
-    p.set_defaults(fn=_cmd_schema)
+    for name, argument, text, fn in SIMPLE_VERBS:
+        p = sub.add_parser(name, help=text) if text else sub.add_parser(name)
+        if argument == "registry":
+            p.add_argument(argument, nargs="?", help="one registry (e.g. regimes, trainers)")
+        elif argument:
+            p.add_argument(argument)
+        p.set_defaults(fn=fn)
     return parser
 
 

@@ -162,6 +162,27 @@ def generative_calibration(ctx: PhaseContext, samples: Sequence[dict[str, Any]],
             "overconfidence": float(conf.mean() - correct.mean()), "confidence": float(conf.mean())}
 
 
+def task_manager(ctx: PhaseContext, manager_class: Any, task_list: list[str], include_path: str | list[str] | None,
+                 include_defaults: bool) -> Any:
+    """lm-eval's task index over ``include_path`` (folders relative to the config) and, unless
+    ``include_defaults`` is false, its own tasks; every task of ``task_list`` must be in it."""
+    if not task_list:
+        raise UserError("evaluation 'lm_eval': 'tasks' is empty")
+    paths = [include_path] if isinstance(include_path, str) else list(include_path or [])
+    resolved = [str(ctx.config.resolve_path(p)) for p in paths]
+    for given, path in zip(paths, resolved):
+        if not os.path.isdir(path):
+            raise UserError(f"evaluation 'lm_eval': include_path '{given}' is not a folder ({path})")
+    if not include_defaults and not resolved:
+        raise UserError("evaluation 'lm_eval': include_defaults is false but no include_path is given")
+    manager = manager_class(include_path=resolved or None, include_defaults=include_defaults)
+    unknown = [t for t in task_list if t not in manager.all_tasks]
+    if unknown:
+        raise UserError(f"evaluation 'lm_eval': unknown task(s) {', '.join(unknown)} "
+                        f"(add their folder with include_path)")
+    return manager
+
+
 def lm_eval(ctx: PhaseContext, tasks: list[str] | str, *, num_fewshot: int | None = None, batch_size: int | str = 8,
             limit: int | float | None = None, include_path: str | list[str] | None = None,
             model_args: dict[str, Any] | None = None, model: str | None = None, device: str | None = None,
@@ -184,20 +205,7 @@ def lm_eval(ctx: PhaseContext, tasks: list[str] | str, *, num_fewshot: int | Non
         raise UserError("evaluation 'lm_eval' needs lm-evaluation-harness: pip install 'collapsebench[eval]'") from None
 
     task_list = [tasks] if isinstance(tasks, str) else list(tasks)
-    if not task_list:
-        raise UserError("evaluation 'lm_eval': 'tasks' is empty")
-    paths = [include_path] if isinstance(include_path, str) else list(include_path or [])
-    resolved = [str(ctx.config.resolve_path(p)) for p in paths]
-    for given, path in zip(paths, resolved):
-        if not os.path.isdir(path):
-            raise UserError(f"evaluation 'lm_eval': include_path '{given}' is not a folder ({path})")
-    if not include_defaults and not resolved:
-        raise UserError("evaluation 'lm_eval': include_defaults is false but no include_path is given")
-    manager = TaskManager(include_path=resolved or None, include_defaults=include_defaults)
-    unknown = [t for t in task_list if t not in manager.all_tasks]
-    if unknown:
-        raise UserError(f"evaluation 'lm_eval': unknown task(s) {', '.join(unknown)} "
-                        f"(add their folder with include_path)")
+    manager = task_manager(ctx, TaskManager, task_list, include_path, include_defaults)
     if device is None:
         import torch
 
