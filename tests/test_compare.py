@@ -223,3 +223,15 @@ def test_compare_from_the_command_line_and_its_errors(sweep, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     with pytest.raises(UserError, match="not a cell"):
         analyse([sweep], reference="Z")
+
+
+def test_a_runs_own_standard_errors_and_constants_are_not_compared_by_default(tmp_path):
+    runs = []
+    for seed in (0, 1):
+        rows = [{"iteration": k, "m": float(k + seed), "m_se": 0.1, "holdout_tokens": 500}
+                for k in (1, 2)]
+        runs.append(write_run(tmp_path / f"r{seed}", f"r{seed}", seed, 0.0, rows))
+    comparison, _ = analyse(runs)
+    assert comparison.metrics == ["m"]  # m_se is m's band, holdout_tokens a constant
+    chosen, _ = analyse(runs, metrics=["m_se"])  # still there when asked for by name
+    assert chosen.metrics == ["m_se"]

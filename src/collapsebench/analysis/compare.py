@@ -145,8 +145,11 @@ def analyse(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
     """Gather the runs and compute the statistics (no files written)."""
     members, sweeps = gather(paths)
     rows = {m.run.path: m.run.read_metrics() for m in members}
-    available = evaluation_metrics([r for rs in rows.values() for r in rs], headline_of(m.config for m in members))
-    chosen = list(metrics) if metrics else available
+    every_row = [r for rs in rows.values() for r in rs]
+    available = evaluation_metrics(every_row, headline_of(m.config for m in members))
+    # by default, not a run's own standard errors (X_se: the band over seeds is the spread that counts
+    # here) nor counters with one value throughout (holdout_tokens): they are no curves to compare
+    chosen = list(metrics) if metrics else F.metric_groups(every_row, available).drawn
     unknown = [m for m in chosen if m not in available]
     if unknown:
         raise UserError(f"compare --metric: no run has {', '.join(unknown)}; known: {', '.join(available)}")
