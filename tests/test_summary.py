@@ -57,6 +57,7 @@ def test_progress_estimate_from_the_journal(toy_run: RunLayout) -> None:
     assert estimate.done == 2 and estimate.eta_s == pytest.approx(3 * (seconds[1] + seconds[2]) / 2)
     assert ProgressEstimate(5, 3, 50.0).line() == "iteration 3/5, ETA 1 min 40 s"
     assert ProgressEstimate(5, 0, None).line() == "iteration 0/5, ETA unknown"
+    assert ProgressEstimate(5, 5, 50.0).line() == "iteration 5/5, done"
     assert duration(7325) == "2 h 02 min"
 
 

@@ -87,3 +87,21 @@ def run_holdout_topics(run):
 
     holdout = datasets.load_from_disk(str(run.phase_dir(0, "curate") / "holdout"))
     return {i: str(t) for i, t in zip(holdout["id"], holdout["topic"])}
+
+
+def test_the_terminal_progress_bar_prints_no_log_dicts(capsys):
+    from transformers import ProgressCallback, TrainerControl, TrainerState, TrainingArguments
+
+    from collapsebench.trainers.common import quiet_progress
+
+    args = TrainingArguments(output_dir="unused", report_to=[])
+    state = TrainerState(is_world_process_zero=True)
+    loud, quiet = ProgressCallback(), quiet_progress(ProgressCallback)()
+    for callback in (loud, quiet):
+        callback.on_train_begin(args, state, TrainerControl())
+    loud.on_log(args, state, TrainerControl(), logs={"loss": 4.2})
+    printed = capsys.readouterr()
+    quiet.on_log(args, state, TrainerControl(), logs={"loss": 4.2})
+    assert "4.2" in printed.out + printed.err  # transformers' own bar writes every log dict
+    after = capsys.readouterr()
+    assert "4.2" not in after.out + after.err and isinstance(quiet, ProgressCallback)

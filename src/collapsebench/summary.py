@@ -142,7 +142,10 @@ class ProgressEstimate:
         return max(0, self.iterations - self.done) * self.seconds_per_iteration
 
     def line(self) -> str:
-        """``iteration 3/5, ETA 1 min 40 s`` (``ETA unknown`` before an iteration has finished)."""
+        """``iteration 3/5, ETA 1 min 40 s`` (``ETA unknown`` before an iteration has finished,
+        ``done`` after the last)."""
+        if self.done >= self.iterations:
+            return f"iteration {self.done}/{self.iterations}, done"
         eta = "unknown" if self.eta_s is None else duration(self.eta_s)
         return f"iteration {self.done}/{self.iterations}, ETA {eta}"
 

@@ -137,16 +137,30 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+def quiet_progress(progress: type) -> type:
+    """transformers' progress bar without its ``on_log``, which writes every log dict under the bar."""
+
+    class QuietProgress(progress):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            pass
+
+    return QuietProgress
+
+
 def fit(ctx: PhaseContext, trainer: Any, tokenizer: Tokenizer, source: str | Path | None, tokens: int,
         keep_checkpoints: bool, loss_callback: Any = None) -> dict[str, Any]:
     """Train (resuming from the latest checkpoint), save model + tokenizer, return the common stats;
     with the callback of :func:`collapsebench.losses.builtin.loss_reporting`, the metrics hold what
     the loss reported over the whole training (e.g. ``tce_masked_fraction``)."""
-    from transformers import PrinterCallback
+    from transformers import PrinterCallback, ProgressCallback
 
     checkpoints = Path(trainer.args.output_dir)
-    if trainer.args.disable_tqdm:  # off a terminal: the log history goes to stats.json instead of stdout
+    # the log history goes to stats.json, not the terminal: off a terminal no printer, on one the
+    # progress bar without a dict of numbers printed at every logging step
+    if trainer.args.disable_tqdm:
         trainer.remove_callback(PrinterCallback)
+    elif trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(quiet_progress(ProgressCallback)())
     last = last_complete_checkpoint(checkpoints)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
