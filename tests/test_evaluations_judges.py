@@ -143,3 +143,92 @@ def test_judge_spec_errors(monkeypatch):
     if pytest.importorskip("httpx"):
         with pytest.raises(UserError, match="NOPE_KEY"):
             make_judge({"type": "openai", "base_url": "http://127.0.0.1:1", "model": "m", "api_key_env": "NOPE_KEY"})
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers 503 to the first ``failures`` requests, then echoes each prompt's number; records how
+    many requests were in flight at once (the server is threaded, so concurrent requests overlap)."""
+
+    failures = 0
+    lock = threading.Lock()
+    in_flight = 0
+    most = 0
+    status = 503
+
+    def do_POST(self):  # noqa: N802
+        import time
+
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with _Flaky.lock:
+            _Flaky.in_flight += 1
+            _Flaky.most = max(_Flaky.most, _Flaky.in_flight)
+            fail = _Flaky.failures > 0
+            _Flaky.failures -= 1
+        time.sleep(0.05)
+        with _Flaky.lock:
+            _Flaky.in_flight -= 1
+        if fail:
+            self.send_response(_Flaky.status)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"busy")
+            return
+        content = f"Score: {body['messages'][0]['content'][-1]} ({body.get('structured_outputs')})"
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky():
+    pytest.importorskip("httpx")
+    pytest.importorskip("tenacity")
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Flaky.failures, _Flaky.in_flight, _Flaky.most, _Flaky.status = 0, 0, 0, 503
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_served_judge_is_asked_concurrently_within_its_limit_and_in_order(flaky):
+    judge = make_judge({"type": "openai", "base_url": flaky, "model": "m", "concurrency": 3,
+                        "extra_body": {"structured_outputs": {"choice": ["1", "2"]}}})
+    answers = judge([f"prompt {i % 10}" for i in range(12)])
+    assert [a.split()[1] for a in answers] == [str(i % 10) for i in range(12)]  # the prompts' order
+    assert "'choice': ['1', '2']" in answers[0]  # extra_body went into the request
+    assert 2 <= _Flaky.most <= 3
+
+
+def test_a_busy_server_is_retried_with_backoff(flaky):
+    _Flaky.failures = 2  # two 503s, then answers
+    judge = make_judge({"type": "openai", "base_url": flaky, "model": "m", "concurrency": 1, "backoff": 0.01})
+    assert judge(["x 7"]) == ["Score: 7 (None)"]
+
+
+def test_a_server_that_stays_down_is_one_message(flaky):
+    _Flaky.failures = 100
+    judge = make_judge({"type": "openai", "base_url": flaky, "model": "m", "retries": 2, "backoff": 0.01})
+    with pytest.raises(UserError, match=r"did not answer \(HTTP 503, after 3 tries\)"):
+        judge(["x 1"])
+    refused = make_judge({"type": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "retries": 1,
+                          "backoff": 0.01, "timeout": 2})
+    with pytest.raises(UserError, match="did not answer after 2 tries .*resume the run"):
+        refused(["x 1"])
+
+
+def test_a_request_the_server_refuses_fails_at_once(flaky):
+    _Flaky.failures, _Flaky.status = 1, 400  # a 400 is the request's fault: not retried
+    judge = make_judge({"type": "openai", "base_url": flaky, "model": "m", "backoff": 0.01})
+    with pytest.raises(UserError, match=r"refused the request \(HTTP 400\): busy"):
+        judge(["x 1"])
+    assert _Flaky.failures == 0  # one request only

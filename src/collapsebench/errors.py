@@ -19,7 +19,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 # The optional backends: the module a plug-in imports -> the extra of pyproject.toml that installs it
 # (tests/test_backends.py holds this table to pyproject's optional-dependencies).
 EXTRAS = {"trl": "trl", "vllm": "vllm", "lm_eval": "eval", "ray": "ray", "submitit": "slurm", "wandb": "wandb",
-          "httpx": "judge"}
+          "httpx": "judge", "tenacity": "judge"}
 
 
 def missing_backend(module: str | None, what: str) -> UserError | None:

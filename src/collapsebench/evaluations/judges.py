@@ -122,12 +122,23 @@ def transformers_judge(model: str, *, max_new_tokens: int = 32, batch_size: int 
 
 
 def openai_judge(base_url: str, model: str, *, api_key_env: str | None = None, max_new_tokens: int = 32,
-                 timeout: float = 120.0, temperature: float = 0.0) -> Judge:
-    """An OpenAI-compatible ``/chat/completions`` endpoint as judge (needs ``httpx``)."""
+                 timeout: float = 120.0, temperature: float = 0.0, concurrency: int = 8, retries: int = 5,
+                 backoff: float = 1.0, extra_body: dict[str, Any] | None = None) -> Judge:
+    """An OpenAI-compatible ``/chat/completions`` endpoint as judge (needs ``httpx`` and ``tenacity``).
+
+    Up to ``concurrency`` requests are in flight at once (a served model batches them), each with
+    ``timeout`` seconds. A request that times out, cannot connect, or gets 429 or a 5xx is tried
+    again, up to ``retries`` more times, waiting ``backoff`` x 2^n seconds (at most a minute)
+    between tries; a server that stays down then fails the phase with one message, and resuming the
+    run evaluates again. Another 4xx means the request itself is wrong (a model name, an argument)
+    and fails at once. ``extra_body`` goes into every request as it is: a vLLM server's structured
+    outputs, e.g. ``{structured_outputs: {choice: ["[[A]]", "[[B]]", "[[C]]"]}}`` (older vLLM:
+    ``{guided_choice: [...]}``), keep a small judge to the verdict format."""
     try:
         import httpx
+        import tenacity
     except ImportError:
-        raise UserError("an OpenAI-compatible judge needs httpx: pip install 'collapsebench[judge]'") from None
+        raise UserError("an OpenAI-compatible judge needs httpx and tenacity: pip install 'collapsebench[judge]'") from None
     headers = {}
     if api_key_env:
         key = os.environ.get(api_key_env)
@@ -136,19 +147,43 @@ def openai_judge(base_url: str, model: str, *, api_key_env: str | None = None, m
         headers["Authorization"] = f"Bearer {key}"
     url = base_url.rstrip("/") + "/chat/completions"
 
+    def transient(exc: BaseException) -> bool:
+        if isinstance(exc, httpx.HTTPStatusError):
+            return exc.response.status_code in (408, 429) or exc.response.status_code >= 500
+        return isinstance(exc, httpx.TransportError)  # timeouts, refused or dropped connections
+
+    @tenacity.retry(retry=tenacity.retry_if_exception(transient), stop=tenacity.stop_after_attempt(retries + 1),
+                    wait=tenacity.wait_exponential(multiplier=backoff, max=60), reraise=True)
+    def ask(client: Any, prompt: str) -> Any:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_new_tokens,
+                "temperature": temperature, **(extra_body or {})}
+        resp = client.post(url, json=body)
+        resp.raise_for_status()
+        return resp
+
+    def one(client: Any, prompt: str) -> str:
+        try:
+            resp = ask(client, prompt)
+        except httpx.HTTPStatusError as exc:
+            what = "did not answer" if transient(exc) else "refused the request"
+            raise UserError(f"judge endpoint {url} {what} (HTTP {exc.response.status_code}"
+                            f"{', after ' + str(retries + 1) + ' tries' if transient(exc) else ''}): "
+                            f"{exc.response.text[:200]}") from None
+        except httpx.TransportError as exc:
+            raise UserError(f"judge endpoint {url} did not answer after {retries + 1} tries "
+                            f"({type(exc).__name__}: {exc}); start it (or fix judge.base_url) and resume the run") from None
+        try:
+            return str(resp.json()["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            return f"<judge error: unreadable answer ({exc})>"  # counted as unparsed
+
     def run(prompts: list[str]) -> list[str]:
-        out = []
-        with httpx.Client(timeout=timeout, headers=headers) as client:
-            for prompt in prompts:
-                body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                        "max_tokens": max_new_tokens, "temperature": temperature}
-                try:
-                    resp = client.post(url, json=body)
-                    resp.raise_for_status()
-                    out.append(resp.json()["choices"][0]["message"]["content"] or "")
-                except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-                    out.append(f"<judge error: {exc}>")  # counted as unparsed
-        return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        limits = httpx.Limits(max_connections=concurrency)
+        with httpx.Client(timeout=timeout, headers=headers, limits=limits) as client, \
+                ThreadPoolExecutor(max_workers=concurrency) as pool:
+            return list(pool.map(lambda prompt: one(client, prompt), prompts))  # in the prompts' order
 
     return run
 
