@@ -85,3 +85,21 @@ def tiny_causal_lm(path: Path, texts: list[str], *, train_steps: int = 0, seed: 
     model.save_pretrained(str(path))
     tok.save_pretrained(str(path))
     return path
+
+
+def tiny_regression_classifier(folder, texts) -> str:
+    """A one-output regression classifier (untrained, seed 0) sharing a tiny LM's tokenizer, in
+    ``folder / "clf"``: the shape of a quality rater such as finemath's, for the filter and its audit."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, GPT2Config
+
+    from collapsebench.models.loading import load_tokenizer
+
+    tiny_causal_lm(folder / "lm", texts)
+    tok = load_tokenizer(folder / "lm")
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=16, num_labels=1, problem_type="regression",
+                     pad_token_id=tok.pad_token_id)
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(str(folder / "clf"))
+    tok.save_pretrained(str(folder / "clf"))
+    return str(folder / "clf")

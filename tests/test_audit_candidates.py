@@ -48,20 +48,9 @@ def test_generation_commits_every_candidate_with_its_status(gen_base, tmp_path):
 
 
 def _classifier(tmp_path, texts):
-    import torch
-    from transformers import AutoModelForSequenceClassification, GPT2Config
+    from evalhelpers import tiny_regression_classifier
 
-    from collapsebench.models.loading import load_tokenizer
-    from evalhelpers import tiny_causal_lm
-
-    tiny_causal_lm(tmp_path / "lm", texts)
-    tok = load_tokenizer(tmp_path / "lm")
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=16, num_labels=1, problem_type="regression",
-                     pad_token_id=tok.pad_token_id)
-    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(str(tmp_path / "clf"))
-    tok.save_pretrained(str(tmp_path / "clf"))
-    return str(tmp_path / "clf")
+    return tiny_regression_classifier(tmp_path, texts)
 
 
 def _candidates(ctx, texts, status):

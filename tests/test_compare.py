@@ -14,8 +14,8 @@ import yaml
 from collapsebench.analysis import figures as F
 from collapsebench.analysis.compare import analyse, compare, draw, histogram_data
 from collapsebench.cli import main
-from collapsebench.config import config_from_dict
 from collapsebench.errors import UserError
+from conftest import write_evaluated_run
 
 # metric m at iterations 1 and 2, per cell and seed (A is the 0%-synthetic reference)
 M = {"A": {0: [1.0, 5.0], 1: [2.0, 5.0], 2: [3.0, 5.0]},
@@ -25,18 +25,9 @@ ALPHA = {"A": 0.0, "B": 0.5, "C": 1.0}
 
 
 def write_run(path, name, seed, alpha, rows, stop_when=()):
-    config = config_from_dict({"name": name, "seed": seed, "iterations": len(rows), "output_dir": str(path),
-                               "curate": {"regime": {"name": "replace", "alpha": alpha}},
-                               "stop_when": list(stop_when)})
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False))
-    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    for r in rows:
-        folder = path / f"iter_{r['iteration']:03d}" / "evaluate"
-        folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps(r))
-        (folder / "stats.json").write_text("{}")
-    return path
+    return write_evaluated_run(path, {"name": name, "seed": seed, "iterations": len(rows),
+                                      "curate": {"regime": {"name": "replace", "alpha": alpha}},
+                                      "stop_when": list(stop_when)}, rows)
 
 
 def write_sweep(root, cells):

@@ -16,7 +16,7 @@ from collapsebench.config import config_from_dict, identity
 from collapsebench.config.contrasts import Contrast, ContrastsConfig
 from collapsebench.errors import UserError
 from collapsebench.sweep.runner import create, run_sweep
-from conftest import REPO
+from conftest import REPO, write_evaluated_run
 
 TOY = REPO / "configs" / "toy" / "gaussian_contrasts.yaml"
 
@@ -196,17 +196,9 @@ def test_contrasts_do_not_change_a_runs_identity():
 
 
 def write_run(path, seed, alpha, values, contrasts, items=None):
-    config = config_from_dict({"name": path.name, "seed": seed, "iterations": len(values), "output_dir": str(path),
-                               "curate": {"regime": {"name": "replace", "alpha": alpha}}, "contrasts": contrasts})
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False))
     rows = [{"iteration": k, **v} for k, v in enumerate(values, 1)]
-    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    for r in rows:
-        folder = path / f"iter_{r['iteration']:03d}" / "evaluate"
-        folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps(r))
-        (folder / "stats.json").write_text("{}")
+    write_evaluated_run(path, {"name": path.name, "seed": seed, "iterations": len(values),
+                               "curate": {"regime": {"name": "replace", "alpha": alpha}}, "contrasts": contrasts}, rows)
     if items is not None:
         folder = path / "iter_002" / "evaluate"
         (folder / "knowledge_items.jsonl").write_text(

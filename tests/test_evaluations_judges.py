@@ -86,6 +86,18 @@ def test_local_random_judge_counts_unparsed(tmp_path):
     assert p["judge_pairwise_pairs"] == 2.0 and p["judge_pairwise_unparsed_rate"] == 1.0
 
 
+def reply(handler: BaseHTTPRequestHandler, content: str) -> None:
+    """An OpenAI chat completion holding ``content``, as the endpoint's 200 answer."""
+    data = json.dumps({"id": "x", "object": "chat.completion",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}]}).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _Canned(BaseHTTPRequestHandler):
     seen: list = []
 
@@ -94,29 +106,26 @@ class _Canned(BaseHTTPRequestHandler):
         _Canned.seen.append((self.path, self.headers.get("Authorization"), body))
         prompt = body["messages"][0]["content"]
         content = "Verdict: A" if "Text A" in prompt else "Sure. Score: 4"
-        data = json.dumps({"id": "x", "object": "chat.completion",
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                        "finish_reason": "stop"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, content)
 
     def log_message(self, *args):
         pass
 
 
-@pytest.fixture
-def endpoint():
-    pytest.importorskip("httpx")
-    server = HTTPServer(("127.0.0.1", 0), _Canned)
+def serve(server):
+    """Serve ``server`` on the loopback in a thread for the test; yields its /v1 base URL."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    _Canned.seen.clear()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def endpoint():
+    pytest.importorskip("httpx")
+    _Canned.seen.clear()
+    yield from serve(HTTPServer(("127.0.0.1", 0), _Canned))
 
 
 def test_openai_compatible_endpoint(tmp_path, endpoint, monkeypatch):
@@ -174,12 +183,7 @@ class _Flaky(BaseHTTPRequestHandler):
             self.wfile.write(b"busy")
             return
         content = f"Score: {body['messages'][0]['content'][-1]} ({body.get('structured_outputs')})"
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, content)
 
     def log_message(self, *args):
         pass
@@ -191,13 +195,8 @@ def flaky():
     pytest.importorskip("tenacity")
     from http.server import ThreadingHTTPServer
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _Flaky.failures, _Flaky.in_flight, _Flaky.most, _Flaky.status = 0, 0, 0, 503
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    yield from serve(ThreadingHTTPServer(("127.0.0.1", 0), _Flaky))
 
 
 def test_a_served_judge_is_asked_concurrently_within_its_limit_and_in_order(flaky):

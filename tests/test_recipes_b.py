@@ -66,22 +66,13 @@ def test_classifier_score_audits_samples_and_real_text_with_the_validators_score
     """The audit scores what the classifier validator would: the raw output of a one-output
     regression head, the share at or above the threshold, for samples and real held-out text."""
     import numpy as np
-    import torch
-    from transformers import AutoModelForSequenceClassification, GPT2Config
 
     from collapsebench.evaluations.classifier_audit import classifier_score
-    from collapsebench.models.loading import load_tokenizer
     from collapsebench.validators.builtin import classifier
-    from evalhelpers import eval_ctx, save_real, save_samples, tiny_causal_lm
+    from evalhelpers import eval_ctx, save_real, save_samples, tiny_regression_classifier
 
     texts = [f"the {c} cat sat on mat number {i}" for i, c in enumerate(["red", "big", "old", "shy"] * 5)]
-    tiny_causal_lm(tmp_path / "lm", texts)
-    tok = load_tokenizer(tmp_path / "lm")
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=16, num_labels=1, problem_type="regression",
-                     pad_token_id=tok.pad_token_id)
-    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(str(tmp_path / "clf"))
-    tok.save_pretrained(str(tmp_path / "clf"))
+    tiny_regression_classifier(tmp_path, texts)
     ctx = eval_ctx(tmp_path, iteration=1)
     save_samples(ctx, 1, texts[:12])
     save_real(ctx, texts[12:], split="holdout")

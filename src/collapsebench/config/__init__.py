@@ -22,6 +22,7 @@ from collapsebench.config.reading import (
     read_text,
     read_yaml,
     short,
+    value_at,
 )
 from collapsebench.config.schema import (
     PHASES,
@@ -49,5 +50,5 @@ __all__ = [
     "EvaluateConfig", "FailureRule", "GenerateConfig", "ModelConfig", "PhaseResources", "PrepareStep", "Spec", "StageConfig",
     "StageData", "Strict", "SweepConfig", "TokenizerConfig", "TrainConfig", "YamlLoader", "config_from_dict",
     "expanded_size", "chain", "format_validation_error", "identity", "json_schema",
-    "load_config", "load_raw", "parse_overrides", "read_text", "read_yaml", "set_value", "short",
+    "load_config", "load_raw", "parse_overrides", "read_text", "read_yaml", "set_value", "short", "value_at",
 ]

@@ -9,7 +9,7 @@ correction covers is fixed in advance, not chosen after looking at the results.
 ``collapsebench compare`` evaluates them (:mod:`collapsebench.analysis.contrasts`); the rules of
 the verdicts are in docs/metrics.md.
 
-This module imports nothing of the project, so the schema (:mod:`.schema`) can import it.
+This module imports only :mod:`.reading` of the project, so the schema (:mod:`.schema`) can import it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from collapsebench.config.reading import value_at
 
 
 class _Strict(BaseModel):
@@ -47,15 +49,10 @@ class Arm(_Strict):
     def matches(self, dumped: dict[str, Any]) -> bool:
         """Whether a resolved config (``Config.dump()``) has every ``key: value`` of ``where``."""
         for dotted, wanted in self.where.items():
-            node: Any = dumped
-            for key in dotted.split("."):
-                if isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                    node = node[int(key)]
-                elif isinstance(node, dict) and key in node:
-                    node = node[key]
-                else:
+            try:
+                if value_at(dumped, dotted) != wanted:
                     return False
-            if node != wanted:
+            except KeyError:
                 return False
         return True
 

@@ -79,3 +79,16 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
 
+
+def value_at(tree: Any, dotted: str) -> Any:
+    """The value at a dotted path (mapping keys and list indices) of plain data; KeyError if absent.
+    (What ``a.b=value`` overrides set, sweep cells and contrast arms read.)"""
+    node = tree
+    for key in dotted.split("."):
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            raise KeyError(dotted)
+    return node

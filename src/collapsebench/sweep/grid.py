@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from collapsebench.config import Config, SweepConfig, config_from_dict, identity, read_yaml, set_value
+from collapsebench.config import Config, SweepConfig, config_from_dict, identity, read_yaml, set_value, value_at
 from collapsebench.errors import UserError
 from collapsebench.plugins import load_plugins
 from collapsebench.registry import declared, hook, regimes
@@ -117,19 +117,6 @@ def axes(spec: SweepConfig) -> list[Axis]:
     if not out:
         raise UserError("sweep: no axes; give --grid KEY=[v1, v2] (or a sweep.grid block in the config)")
     return out
-
-
-def value_at(tree: Any, dotted: str) -> Any:
-    """The value at a dotted path (mapping keys and list indices) of plain data; KeyError if absent."""
-    node = tree
-    for key in dotted.split("."):
-        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        elif isinstance(node, dict) and key in node:
-            node = node[key]
-        else:
-            raise KeyError(dotted)
-    return node
 
 
 def _matches(dumped: dict[str, Any], pattern: dict[str, Any]) -> bool:
