@@ -154,12 +154,12 @@ class Batched:
     def flush(self) -> None:
         """Commit the batch: what is sealed, the journal, the metrics."""
         if self.pending or self.dirty:
-            _commit(self.run, self.state, self.pending, self.staged, self.quiet)
+            _commit(self.run, self.state, self.config, self.pending, self.staged, self.quiet)
             self.dirty = False
             self.last = time.monotonic()
 
 
-def _commit(run: RunDir, state: RunState, pending: list[Step], staged: set[Step], quiet: bool) -> None:
+def _commit(run: RunDir, state: RunState, config: Config, pending: list[Step], staged: set[Step], quiet: bool) -> None:
     """Commit the sealed steps of a batch: sync, rename in step order, journal and metrics, sync;
     their superseded copies go."""
     if pending:
@@ -175,6 +175,6 @@ def _commit(run: RunDir, state: RunState, pending: list[Step], staged: set[Step]
     for step in pending:
         release(run, step)
     if not quiet and rows:
-        print_progress(run, run.load_config(), evaluated[-1],  # progress, ETA, headline metrics of the batch
+        print_progress(state, rows, config, evaluated[-1],  # progress, ETA, headline metrics of the batch
                        steps=f"{step_key(pending[0])} .. {step_key(pending[-1])} (inline, batched)")
     pending.clear()

@@ -276,7 +276,7 @@ class Immediate:
         if step[1] == "evaluate":
             rows = self.run.rebuild_metrics(step[0])
             if not self.quiet and rows:
-                print_progress(self.run, self.config, step[0])  # progress, ETA, headline metrics
+                print_progress(self.state, rows, self.config, step[0])  # progress, ETA, headline metrics
         release(self.run, step)
 
     def failed(self, step: Step, record: StepRecord) -> None:

@@ -150,11 +150,13 @@ class ProgressEstimate:
         return f"iteration {self.done}/{self.iterations}, ETA {eta}"
 
 
-def progress_line(run: RunLayout, config: Config, iteration: int, *, rich: bool) -> str:
-    """What the driver prints after an evaluation: progress, ETA and the headline metrics. With
-    ``rich`` (a terminal) the progress is bold rich markup; otherwise plain text for a log."""
-    estimate = ProgressEstimate.from_state(run.read_state(), config.iterations)
-    metrics = iteration_line(run.read_metrics(), config, iteration)
+def progress_line(state: RunState, rows: Sequence[Mapping[str, Any]], config: Config, iteration: int, *,
+                  rich: bool) -> str:
+    """What the driver prints after an evaluation, from its journal and the metrics rows it has just
+    written: progress, ETA and the headline metrics. With ``rich`` (a terminal) the progress is
+    bold rich markup; otherwise plain text for a log."""
+    estimate = ProgressEstimate.from_state(state, config.iterations)
+    metrics = iteration_line(rows, config, iteration)
     if rich:
         from rich.markup import escape
 
@@ -247,13 +249,14 @@ def render_summary(summary: Mapping[str, Any], *, rich: bool) -> Any:
 # ------------------------------------------------------------------------------------ printing
 
 
-def print_progress(run: RunLayout, config: Config, iteration: int, steps: str | None = None) -> None:
+def print_progress(state: RunState, rows: Sequence[Mapping[str, Any]], config: Config, iteration: int,
+                   steps: str | None = None) -> None:
     """After iteration ``iteration``'s evaluation: progress, ETA and headline metrics on stderr
     (``steps``: the steps committed together, for a batch)."""
     from collapsebench.console import console
 
     rich = console.is_terminal
-    line = progress_line(run, config, iteration, rich=rich)
+    line = progress_line(state, rows, config, iteration, rich=rich)
     if steps:
         line = f"{steps}  {line}"
     console.print(line, markup=rich, highlight=False)
