@@ -97,3 +97,14 @@ def test_cli_json_prints_the_summary_on_stdout(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)  # stdout holds the JSON alone; progress and the table go to stderr
     assert summary == final_summary(out)
     assert "metric" in proc.stderr and f"report: {out / 'report' / 'report.html'}" in proc.stderr
+
+
+def test_without_a_declared_headline_the_first_evaluation_metrics_are_shown(toy_run: RunLayout) -> None:
+    from collapsebench.summary import iteration_line
+
+    config = toy_run.load_config().model_copy(deep=True)
+    config.evaluate.evaluations = []  # nothing declares a headline
+    rows = [{"iteration": 1, "curate/size": 10.0, "b_metric": 2.0, "a_metric": 1.0, "lm_eval/t/acc": 0.5,
+             "x_alert_level": 1.0}]
+    line = iteration_line(rows, config, 1)
+    assert line == "a_metric 1  b_metric 2  lm_eval/t/acc 0.5"  # no phase statistics, no alert levels

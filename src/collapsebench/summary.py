@@ -34,15 +34,10 @@ FALLBACK = 4  # metrics shown when no evaluation declares a headline
 
 def shown_metrics(rows: Sequence[Mapping[str, Any]], config: Config) -> list[str]:
     """The headline metrics the evaluations declare; without any, the first few evaluation metrics
-    of the rows (never the phases' bookkeeping such as ``curate/size``)."""
-    declared = headline_metrics(config)
-    if declared:
-        return declared
-    seen: list[str] = []
-    for row in rows:
-        seen.extend(k for k, v in row.items()
-                    if k not in seen and k != "iteration" and "/" not in k and _number(v) is not None)
-    return seen[:FALLBACK]
+    of the rows, as the reports pick them (never the phases' bookkeeping such as ``curate/size``)."""
+    from collapsebench.analysis.runs import evaluation_metrics
+
+    return headline_metrics(config) or evaluation_metrics([dict(r) for r in rows])[:FALLBACK]
 
 
 def _number(value: Any) -> float | None:
