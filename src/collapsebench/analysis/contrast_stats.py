@@ -29,10 +29,12 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
+
+from collapsebench.analysis.stats import Correction, adjust_pvalues
 
 NAN = float("nan")
 MIN_SEEDS = 3  # fewer seeds per arm than this: the verdict is "not shown", whatever the interval
@@ -171,30 +173,21 @@ def family_levels(pvalues: Sequence[float], correction: str, confidence: float) 
     rejects; from the first claim Holm does not reject on, all at that claim's level. So an interval
     excludes 0 exactly when Holm's adjusted p-value is below alpha (for the t-intervals; the
     bootstrap's up to its resolution). These are not simultaneous intervals; Bonferroni's are.
-    The adjusted p-values are statsmodels' ``multipletests``; claims without a p-value get NaN."""
-    from statsmodels.stats.multitest import multipletests
-
+    The adjusted p-values are :func:`collapsebench.analysis.stats.adjust_pvalues`' (statsmodels'
+    ``multipletests`` over the claims with a p-value; the others get NaN)."""
     alpha = 1 - confidence
-    members = [i for i, p in enumerate(pvalues) if math.isfinite(p)]
-    adjusted = [NAN] * len(pvalues)
+    adjusted = adjust_pvalues(pvalues, cast(Correction, correction))
     levels = [NAN] * len(pvalues)
-    if not members:
-        return adjusted, levels
-    p = np.array([pvalues[i] for i in members])
+    members = sorted((i for i, p in enumerate(pvalues) if math.isfinite(p)), key=lambda i: pvalues[i])
     m = len(members)
-    if correction == "none":
-        for i in members:
-            adjusted[i], levels[i] = float(pvalues[i]), confidence
-        return adjusted, levels
-    reject, corrected, _, _ = multipletests(p, alpha=alpha, method=correction)
-    order = np.argsort(p, kind="stable")
     stopped: float | None = None
-    for k, j in enumerate(order):
-        level = 1 - alpha / m if correction == "bonferroni" else 1 - alpha / (m - k)
-        if correction == "holm" and (stopped is not None or not reject[j]):
+    for k, i in enumerate(members):  # in order of p-value
+        level = confidence if correction == "none" else 1 - alpha / m if correction == "bonferroni" \
+            else 1 - alpha / (m - k)
+        if correction == "holm" and (stopped is not None or not adjusted[i] <= alpha):  # Holm stops rejecting here
             stopped = level if stopped is None else stopped
             level = stopped
-        adjusted[members[j]], levels[members[j]] = float(corrected[j]), level
+        levels[i] = level
     return adjusted, levels
 
 
