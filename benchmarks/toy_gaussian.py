@@ -14,6 +14,13 @@
    with the general driver (``COLLAPSEBENCH_BATCH=0``), side by side; the cost of an iteration at
    iteration 10 and at iteration 100 (the journal's step durations, each the mean over five
    iterations around it); the imports that take longest (``python -X importtime``).
+3. Start-up: the same command at 10 and at 100 iterations, the median of ``--startup-repeats``
+   (5) rounds, with bytecode cached as in an installation; with ``--baseline-src OLD/src`` (another
+   tree's sources, e.g. ``git archive <ref> src | tar -x -C OLD``) the two trees alternate in
+   each round, so before and after are measured side by side:
+
+    git archive b325fd2 src | tar -x -C /tmp/before
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_gaussian.py --baseline-src /tmp/before/src
 
 Writes benchmarks/results/toy_gaussian.{json,md} with the date, machine and load averages.
 """
@@ -65,6 +72,25 @@ def cli_run(out: Path, iterations: int, env: dict[str, str]) -> dict[str, float]
     return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}
 
 
+def startup(root: Path, env: dict[str, str], trees: dict[str, Path], repeats: int) -> dict[str, Any]:
+    """The command at 10 and at 100 iterations, ``repeats`` alternating rounds over the source
+    ``trees`` (this one, and a baseline given by ``--baseline-src``): median wall per tree and
+    length. Bytecode is written and reused as in a user's installation (``PYTHONDONTWRITEBYTECODE``
+    unset; one warm-up run per tree first)."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    tree_env = {name: {**env, "PYTHONPATH": str(src)} for name, src in trees.items()}
+    for name in trees:
+        cli_run(root / f"warm-{name}", 3, tree_env[name])
+    walls: dict[str, dict[int, list[float]]] = {name: {10: [], 100: []} for name in trees}
+    for iterations in (10, 100):
+        for r in range(repeats):
+            for name in trees:
+                walls[name][iterations].append(cli_run(root / f"start-{name}-{iterations}-{r}", iterations,
+                                                       tree_env[name])["wall_s"])
+    return {name: {f"{n}_iterations": {"walls_s": w, "median_wall_s": statistics.median(w)} for n, w in by_n.items()}
+            for name, by_n in walls.items()}
+
+
 def per_iteration(run_dir: Path, around: int) -> dict[str, float]:
     """Seconds of the four steps of iteration ``around``, and their mean over the five iterations
     ending at or centred on it (the journal rounds each step to a millisecond)."""
@@ -99,6 +125,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--cli-repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the general driver's CLI run (about 30 s)")
+    parser.add_argument("--startup-repeats", type=int, default=5, help="rounds of the start-up measurement")
+    parser.add_argument("--baseline-src", type=Path, help="another tree's src/ folder, measured in the same rounds")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "toy_gaussian")
     args = parser.parse_args()
     previous = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else None
@@ -123,6 +151,8 @@ def main() -> None:
                                                           per_iteration(root / "cli-general", args.iterations)]}
             same = (root / "cli-general" / "metrics.jsonl").read_text() == (root / "cli-0" / "metrics.jsonl").read_text()
             cli["general"]["metrics_identical_to_batched"] = same
+        trees = {"this": ROOT / "src", **({"baseline": args.baseline_src.resolve()} if args.baseline_src else {})}
+        cli["startup"] = startup(root, env, trees, args.startup_repeats)
         cli["slowest_imports_s"] = slowest_imports(root / "imports", env)
         print("cli", cli, file=sys.stderr, flush=True)
     load_after = os.getloadavg()
@@ -175,6 +205,13 @@ def main() -> None:
                      f"| {1000 * g['per_iteration'][0]['mean_of_5_seconds']:.1f} "
                      f"| {1000 * g['per_iteration'][1]['mean_of_5_seconds']:.1f} |")
         lines += ["", f"Metrics of the two drivers identical: {g['metrics_identical_to_batched']}."]
+    lines += ["", f"Start-up: the same command at 10 and 100 iterations, median wall of {args.startup_repeats} "
+              "alternating rounds (bytecode cached, as installed):", "",
+              "| source | 10 iterations (s) | 100 iterations (s) |", "|---|---|---|"]
+    for name, by_n in cli["startup"].items():
+        label = "this tree" if name == "this" else f"baseline ({args.baseline_src})"
+        lines.append(f"| {label} | {by_n['10_iterations']['median_wall_s']:.2f} "
+                     f"| {by_n['100_iterations']['median_wall_s']:.2f} |")
     lines += ["", "Slowest top-level imports of the command (s, cumulative): "
               + ", ".join(f"{n} {s:.2f}" for n, s in cli["slowest_imports_s"]) + "."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

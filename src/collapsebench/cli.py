@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from collapsebench import __version__
 from collapsebench.allocator import tune
 from collapsebench.console import console, setup_logging
-from collapsebench.environment import record as record_environment
 from collapsebench.errors import UserError
 
 if TYPE_CHECKING:
@@ -37,18 +36,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _drive(config: Config, args: argparse.Namespace) -> int:
-    """Run (or continue) ``config``; its run directory records the environment it ran in, even when
-    a step fails (``environment.json``, see :mod:`collapsebench.environment`); ``--json`` then prints
-    the run's summary on stdout."""
-    from collapsebench.layout import RunLayout
+    """Run (or continue) ``config``; ``--json`` then prints the run's summary on stdout. A vector
+    world's report is drawn by a process forked as the run starts (:mod:`.analysis.report_process`)."""
+    from collapsebench import batch
+    from collapsebench.analysis.report_process import report_writer
     from collapsebench.loop import run_experiment
 
-    try:
+    with report_writer(forked=batch.applies(config)) as report:
         run = run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
-                             allow_download=args.allow_download)
-    finally:
-        if RunLayout(config.run_dir()).exists():
-            record_environment(config.run_dir())
+                             allow_download=args.allow_download, report=report)
     _print_json(args, run.path)
     return 0
 

@@ -21,11 +21,12 @@ from collapsebench.analysis.report import write_report
 from collapsebench.api import Dataset, Task, Tracker, phase_resources
 from collapsebench.config import Config
 from collapsebench.console import console
+from collapsebench.environment import record as record_environment
 from collapsebench.errors import UserError
 from collapsebench.failure import journal_entry, time_to_failure
 from collapsebench.io import phase_seed, publish_folder, read_stats
 from collapsebench.journal import Adopted, RunState, StepRecord, now
-from collapsebench.layout import Step, step_key, steps
+from collapsebench.layout import RunLayout, Step, step_key, steps
 from collapsebench.phases import SPLITS, execute
 from collapsebench.plugins import load_plugins
 from collapsebench.prepare import ensure_prepared
@@ -82,14 +83,15 @@ def preflight(config: Config, *, allow_download: bool = False) -> None:
 
 def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = False, ask: bool = False,
                    allow_download: bool = False, quiet: bool = False, shared: SharedSteps | None = None,
-                   checked: bool = False) -> RunDir:
+                   checked: bool = False, report: Callable[[RunLayout], Path | None] = write_report) -> RunDir:
     """Start or continue the run of ``config``; returns its run directory.
 
     Plan, validate, then act: the whole config is checked (unless ``checked``: a sweep checked its
     cells already) and the plan of what to redo is made before anything in the run directory
     changes; committed work is removed only with consent (``yes``, or ``ask`` at a terminal), into
     ``superseded/``. The run ends early after the evaluation at which a ``stop_when`` rule with
-    ``stop: true`` fails (see :mod:`collapsebench.failure`)."""
+    ``stop: true`` fails (see :mod:`collapsebench.failure`). ``report`` writes the report when the
+    run ends (the command line passes one drawn by another process: :mod:`.analysis.report_process`)."""
     start = check_from(redo_from, config) if redo_from else None
     if not checked:
         preflight(config, allow_download=allow_download)
@@ -105,6 +107,7 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
         supersede(run, plan, state)
         run.write_state(state)
         run.save_config(config)
+        record_environment(run.path)  # before any step: a run that fails or is killed has it too
         run.rebuild_metrics()  # from the committed folders: repairs a driver killed mid-bookkeeping
         load_plugins(config)
         state.name = state.name or config.name
@@ -130,7 +133,7 @@ def run_experiment(config: Config, *, redo_from: str | None = None, yes: bool = 
                     if _failed(run, state, config, step[0], quiet):
                         break
         trackers.finish()
-        write_report(run)
+        report(run)
         if not quiet:
             print_summary(run.path)  # first -> last per headline metric, time to failure, wall time, report
         return run

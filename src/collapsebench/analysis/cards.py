@@ -27,7 +27,7 @@ import yaml
 
 from collapsebench.analysis.runs import load_saved
 from collapsebench.config import Config
-from collapsebench.io import atomic_write, deferred_sync, sync
+from collapsebench.io import atomic_write, deferred_sync
 from collapsebench.layout import RunLayout
 
 CARD = "README.md"
@@ -152,11 +152,12 @@ def _write(path: Path, text: str) -> None:
 
 
 def write_cards(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> list[Path]:
-    """Write the cards of every committed iteration; their paths. The cards are made durable
-    together, by one sync: a long run has hundreds of them."""
+    """Write the cards of every committed iteration; their paths. Each is replaced atomically but
+    not fsynced: a card is derived from committed results and rewritten by every report, so one
+    lost to a power cut comes back with the next report, and a long run has hundreds of them (a
+    flush of the whole disk cost a vector world's report up to a tenth of a second)."""
     with deferred_sync():
         written = _write_cards(run, config, rows)
-    sync()
     return [p for p in written if p.exists()]
 
 

@@ -20,6 +20,7 @@ lines: both pages share the template, the config summary and the figure entries.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -59,12 +60,38 @@ EMPTY: dict[str, Any] = {  # what a page has nothing of: the run page has no cel
 
 def render(**context: Any) -> str:
     """The page from ``report.html.j2``; what ``context`` leaves out is empty."""
+    return _template().render(**{**EMPTY, **context})
+
+
+def warm() -> None:
+    """Import what drawing a report needs and compile its page (see :mod:`.report_process`)."""
+    F.warm()
+    _template()
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> Any:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             bytecode_cache=_bytecode_cache())
     env.filters["num"] = _fmt
-    return env.get_template(TEMPLATE).render(**{**EMPTY, **context})
+    return env.get_template(TEMPLATE)
+
+
+def _bytecode_cache() -> Any:
+    """The compiled template, kept between processes in ``~/.cache/collapsebench/jinja`` (jinja
+    checks it against the template's source): compiling it costs a toy run's report a fifth of its
+    time. None where that folder cannot be made."""
+    import jinja2
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "collapsebench" / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
 
 
 def _fmt(value: Any) -> str:

@@ -31,7 +31,6 @@ from rich.markup import escape
 from collapsebench.api import Resources, Task
 from collapsebench.config import Config, Spec, SweepConfig, config_from_dict, load_raw
 from collapsebench.console import console
-from collapsebench.environment import record as record_environment
 from collapsebench.errors import UserError
 from collapsebench.failure import rules_digest
 from collapsebench.io import atomic_write, write_json
@@ -140,8 +139,6 @@ def run_cell(sweep_dir: str, cell: str) -> None:
         write_json(run.path / CELL_ERROR_FILE, {"error": f"{type(exc).__name__}: {exc}".splitlines()[0],
                                                 "time": now()})
         raise
-    finally:
-        record_environment(run.path)
 
 
 def shared_steps(sweep: SweepLayout) -> set[str]:

@@ -1,0 +1,95 @@
+"""A run's report drawn by a process forked when a short run starts.
+
+A vector world computes ten iterations in a tenth of a second, while the libraries its report needs
+(matplotlib, jinja2 and the page's template) take four times as long to import: that import was a
+third of a toy run's wall time (``benchmarks/toy_gaussian.py``). A process forked as the run
+starts imports them on another core while the run computes, and draws the report when the run
+hands its directory over; the run waits for it, so the report exists when ``run`` returns, as
+before.
+
+Only where ``fork`` exists (Linux) and only for runs the batched driver computes in this process
+(:func:`collapsebench.batch.applies`): a language-model run lasts minutes, and forking a process
+that holds torch's threads is not safe. The process is forked before the run takes its
+directory's lock, so it never holds that lock. Whenever the process is gone or fails, the report
+is written in the calling process, which raises the real error if there is one: the report is
+never lost to this shortcut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import sys
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from collapsebench.analysis.report import warm, write_report
+from collapsebench.layout import RunLayout
+
+ReportWriter = Callable[[RunLayout], "Path | None"]
+
+
+def _serve(conn: Connection) -> None:
+    """The forked process: import and compile what the report needs, then draw the report of the
+    run directory it is sent (nothing when sent None)."""
+    with contextlib.suppress(Exception):
+        warm()
+    path = conn.recv()
+    if path is None:
+        return
+    try:
+        out = write_report(RunLayout(path))
+        conn.send(("ok", None if out is None else str(out)))
+    except BaseException as exc:  # reported to the parent, which writes the report itself
+        conn.send(("failed", repr(exc)))
+
+
+class _Forked:
+    """The parent's end: :meth:`write` hands the run over and waits for its report."""
+
+    def __init__(self) -> None:
+        context: Any = multiprocessing.get_context("fork")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child,), daemon=True, name="collapsebench-report")
+        self.process.start()
+        child.close()
+        self.used = False
+
+    def write(self, run: RunLayout) -> Path | None:
+        self.used = True
+        try:
+            self.conn.send(str(run.path))
+            while not self.conn.poll(0.05):
+                if not self.process.is_alive():
+                    raise EOFError("the report process ended")
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            status, value = "failed", None
+        if status == "ok":
+            return None if value is None else Path(value)
+        return write_report(run)  # here, so that an error is raised with its own traceback
+
+    def close(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            if not self.used:
+                self.conn.send(None)
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+        self.conn.close()
+
+
+@contextlib.contextmanager
+def report_writer(forked: bool) -> Iterator[ReportWriter]:
+    """The function that writes a run's report: one served by a forked process when ``forked``
+    (and the platform forks), else :func:`~collapsebench.analysis.report.write_report` itself."""
+    if not forked or sys.platform != "linux":
+        yield write_report
+        return
+    process = _Forked()
+    try:
+        yield process.write
+    finally:
+        process.close()
