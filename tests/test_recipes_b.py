@@ -232,3 +232,38 @@ def test_olmo_self_training_twin(tmp_path, monkeypatch):
     sweep = run_sweep(RECIPES / "olmo-self-training" / "cpu.yaml", tmp_path, monkeypatch)
     tiers = run_sweep(RECIPES / "olmo-self-training" / "cpu_tiers.yaml", tmp_path / "tiers", monkeypatch)
     check_recorded("olmo-self-training", olmo_headline(sweep, tiers))
+
+
+def test_untrained_iterations_keep_the_base_model_for_round_zero(tmp_path):
+    """``causal_lm``'s ``untrained_iterations`` (the OLMo study's round 0, CPT's 100% clean
+    baseline): iteration 1's model is the base itself, evaluated and generating S(1); iteration 2
+    continues from it on S(1)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from collapsebench.config import config_from_dict
+    from collapsebench.loop import run_experiment
+    from conftest import tiny_config
+
+    (tmp_path / "base").mkdir()
+    base_run = tiny_config(tmp_path / "base", iterations=1, evaluate={"evaluations": []})
+    base_run["generate"]["num_samples"] = 8
+    run_experiment(config_from_dict(base_run), quiet=True)
+    base = tmp_path / "base" / "run" / "iter_001" / "train" / "model"
+    raw = tiny_config(tmp_path, iterations=2, model={"init": "previous", "base": str(base)},
+                      curate={"regime": {"name": "replace", "alpha": 1.0}})
+    raw["train"]["trainer"]["untrained_iterations"] = 1
+    raw["generate"]["num_samples"] = 200
+    raw["evaluate"] = {"evaluations": ["perplexity"]}
+    run_experiment(config_from_dict(raw), quiet=True)
+    run = tmp_path / "run"
+    weights = load_file(base / "model.safetensors")
+    kept = load_file(run / "iter_001" / "train" / "model" / "model.safetensors")
+    trained = load_file(run / "iter_002" / "train" / "model" / "model.safetensors")
+    assert all(torch.equal(weights[k], kept[k]) for k in weights)
+    assert not all(torch.equal(weights[k], trained[k]) for k in weights)
+    stats = json.loads((run / "iter_001" / "train" / "stats.json").read_text())
+    assert stats["untrained"] is True and stats["steps"] == 0
+    assert json.loads((run / "iter_002" / "train" / "stats.json").read_text())["steps"] > 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == [1, 2] and rows[0]["holdout_perplexity"] > 0
