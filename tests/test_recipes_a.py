@@ -35,6 +35,7 @@ PAPERS = {
     "sft-regimes/paper_stage_placement.yaml": HELPSTEER,
     "opt-wikitext-replication/paper.yaml": {"Salesforce/wikitext", "facebook/opt-125m"},
     "pythia-mixing-calibration/paper.yaml": {"openai/gsm8k", "EleutherAI/pythia-6.9b"},
+    "pythia-mixing-calibration/paper_commonsenseqa.yaml": {"tau/commonsense_qa", "EleutherAI/pythia-6.9b"},
 }
 
 
