@@ -70,6 +70,8 @@ def test_fill_puts_the_text_in_a_published_prompts_own_slot():
         fill("Rate <EXAMPLE>", "k", "<DOC>", text="x")
     with pytest.raises(UserError, match=r"needs exactly the placeholders \{text\}"):
         fill("Rate {doc}", "k", text="x")
+    with pytest.raises(UserError, match=r"needs exactly the placeholders \{text\}"):
+        fill("Rate the extract: <EXAMPLE>", "k", text="x")  # no slot: the text would be dropped
 
 
 def test_pairwise_aggregation_cancels_position_bias():

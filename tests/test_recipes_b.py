@@ -28,6 +28,9 @@ PAPERS = [
     ("cpt-mixing-ratio/paper.yaml", [], ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B"]),
     ("cpt-mixing-ratio/paper_filter.yaml", ["--no-backend"],
      ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B", "HuggingFaceTB/finemath-classifier"]),
+    ("cpt-mixing-ratio/paper.yaml", ["--no-backend", "name=cpt_base_model", "iterations=1",  # alpha = 100%'s baseline
+                                     "train.trainer.untrained_iterations=1", "generate.num_samples=1"],
+     ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B"]),
     ("olmo-self-training/paper.yaml", ["--no-backend"], ["allenai/olmo-mix-1124", "allenai/OLMo-2-1124-7B"]),
     ("olmo-self-training/paper.yaml", ["--no-backend", "model.base=allenai/OLMo-2-1124-13B"],
      ["allenai/OLMo-2-1124-13B"]),
@@ -49,6 +52,21 @@ def test_paper_config_validates_offline(path, extra, names, capfd, monkeypatch):
     assert code == 0, text
     for name in names:
         assert f"needs download: {name}" in text, text
+
+
+def test_the_paper_configs_name_the_published_prompts_and_the_base_model_baseline():
+    """CPT's judge reads the FineMath annotation prompt at its pinned commit; the base model's
+    evaluation (alpha = 100%'s clean baseline) is the command in paper.yaml's header; the OLMo
+    judge is 001 App. B's prompt with bracket verdicts, round 0 the untouched base."""
+    audit = yaml.safe_load((RECIPES / "cpt-mixing-ratio/paper_filter.yaml").read_text())["evaluate"]["evaluations"]
+    judge = next(e for e in audit if isinstance(e, dict) and e["name"] == "judge_quality")
+    assert judge["template_file"] == ("hf://datasets/HuggingFaceTB/finemath@690f4f6492025b6db16fede35fc4701fc93cb1fe"
+                                      "/assets/prompt.txt")
+    assert "train.trainer.untrained_iterations=1" in (RECIPES / "cpt-mixing-ratio/paper.yaml").read_text().splitlines()[3]
+    olmo = yaml.safe_load((RECIPES / "olmo-self-training/paper.yaml").read_text())
+    pairwise = next(e for e in olmo["evaluate"]["evaluations"] if isinstance(e, dict) and e["name"] == "judge_pairwise")
+    assert pairwise["verdict_format"] == "brackets" and pairwise["template_file"] == "judge_prompt.txt"
+    assert olmo["train"]["trainer"]["untrained_iterations"] == 1 and "first_from" not in olmo["generate"]
 
 
 def test_paper_sweeps_name_the_published_grids():

@@ -118,10 +118,13 @@ def fill(template: str, key: str, placeholder: str | None = None, **values: str)
             raise UserError(f"{key}.placeholder: '{placeholder}' is not in the template")
         (value,) = values.values()
         return template.replace(placeholder, value)
+    names = " and ".join("{" + name + "}" for name in values)
+    missing = [name for name in values if "{" + name + "}" not in template]
     try:
+        if missing:  # str.format would drop the text silently and the judge would rate an empty slot
+            raise KeyError(", ".join(missing))
         return template.format(**values)
     except (KeyError, IndexError, ValueError) as exc:
-        names = " and ".join("{" + name + "}" for name in values)
         raise UserError(f"{key}.template: needs exactly the placeholders {names} ({exc})") from None
 
 
