@@ -196,3 +196,9 @@ def test_best_by_holdout_keeps_the_epoch_with_the_lowest_held_out_loss(tmp_path)
     assert stats["metrics"]["best_eval_loss"] == pytest.approx(best)
     metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["train/best_eval_loss"] == pytest.approx(best)
+
+
+def test_opt_prompts_hold_the_prompt_002_prints_among_its_seven():
+    lines = (RECIPES / "opt-wikitext-replication" / "prompts.txt").read_text().splitlines()
+    assert len(lines) == 7  # 002 §4: "seven selected prompts"
+    assert lines[0] == "The secret to eternal life lies hidden within"  # 002 Table 1
