@@ -67,6 +67,9 @@ def test_the_paper_configs_name_the_published_prompts_and_the_base_model_baselin
     pairwise = next(e for e in olmo["evaluate"]["evaluations"] if isinstance(e, dict) and e["name"] == "judge_pairwise")
     assert pairwise["verdict_format"] == "brackets" and pairwise["template_file"] == "judge_prompt.txt"
     assert olmo["train"]["trainer"]["untrained_iterations"] == 1 and "first_from" not in olmo["generate"]
+    tce = yaml.safe_load((RECIPES / "truncated-loss/paper.yaml").read_text())
+    assert tce["train"]["trainer"]["best_by_holdout"] is True  # 003 §4.1.3: "best performing checkpoints"
+    assert tce["data"]["evaluation"]["split"] == "validation" and tce["generate"]["generator"]["sampling"]["temperature"] == 0
 
 
 def test_paper_sweeps_name_the_published_grids():
