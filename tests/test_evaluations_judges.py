@@ -8,10 +8,10 @@ import pytest
 from collapsebench.errors import UserError
 from collapsebench.evaluations.judges import (
     aggregate_pairwise,
+    fill,
     judge_pairwise,
     judge_quality,
     make_judge,
-    fill,
     parse_bracket_verdict,
     parse_score,
     parse_verdict,
