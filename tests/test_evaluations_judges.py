@@ -8,9 +8,11 @@ import pytest
 from collapsebench.errors import UserError
 from collapsebench.evaluations.judges import (
     aggregate_pairwise,
+    fill,
     judge_pairwise,
     judge_quality,
     make_judge,
+    parse_bracket_verdict,
     parse_score,
     parse_verdict,
 )
@@ -47,6 +49,29 @@ def test_parse_score(text, score):
 ])
 def test_parse_verdict(text, verdict):
     assert parse_verdict(text) == verdict
+
+
+@pytest.mark.parametrize("text,verdict", [
+    ("Text B is clearer. [[B]]", "B"),
+    ("A rambles; B is noisy too. Final verdict: [[C]]", "tie"),
+    ('The formats are "[[A]]", "[[B]]" or "[[C]]". A is better: [[A]]', "A"),  # the last one is the verdict
+    ("Verdict: A", None),                   # the bracket format only
+    ("[[a]]", None),
+    ("", None),
+])
+def test_parse_bracket_verdict(text, verdict):
+    assert parse_bracket_verdict(text) == verdict
+
+
+def test_fill_puts_the_text_in_a_published_prompts_own_slot():
+    assert fill("Rate it.\n<EXAMPLE>\nScore:", "k", "<EXAMPLE>", text="x {y}") == "Rate it.\nx {y}\nScore:"
+    assert fill("A: {a} B: {b}", "k", a="1", b="2") == "A: 1 B: 2"
+    with pytest.raises(UserError, match="placeholder: '<DOC>' is not in the template"):
+        fill("Rate <EXAMPLE>", "k", "<DOC>", text="x")
+    with pytest.raises(UserError, match=r"needs exactly the placeholders \{text\}"):
+        fill("Rate {doc}", "k", text="x")
+    with pytest.raises(UserError, match=r"needs exactly the placeholders \{text\}"):
+        fill("Rate the extract: <EXAMPLE>", "k", text="x")  # no slot: the text would be dropped
 
 
 def test_pairwise_aggregation_cancels_position_bias():
@@ -107,6 +132,20 @@ class _Canned(BaseHTTPRequestHandler):
         prompt = body["messages"][0]["content"]
         content = "Verdict: A" if "Text A" in prompt else "Sure. Score: 4"
         reply(self, content)
+
+    def log_message(self, *args):
+        pass
+
+
+class _PrefersReal(BaseHTTPRequestHandler):
+    """A judge that explains itself and ends with the bracket verdict for the real text (the
+    synthetic texts say 'zzz'), quoting the formats first, as a judge may."""
+
+    def do_POST(self):  # noqa: N802
+        prompt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"][0]["content"]
+        text_a = prompt.split("[Text A]", 1)[1].split("[Text B]", 1)[0]
+        better = "B" if "zzz" in text_a else "A"
+        reply(self, f'Options: "[[A]]", "[[B]]", "[[C]]". The synthetic one repeats itself. [[{better}]]')
 
     def log_message(self, *args):
         pass
@@ -231,3 +270,24 @@ def test_a_request_the_server_refuses_fails_at_once(flaky):
     with pytest.raises(UserError, match=r"refused the request \(HTTP 400\): busy"):
         judge(["x 1"])
     assert _Flaky.failures == 0  # one request only
+
+
+def test_pairwise_judge_with_the_self_training_studys_prompt_and_bracket_verdicts(tmp_path):
+    """The OLMo self-training recipe's prompt (001 App. B, judged as potential training data) from
+    its file, both orders, verdicts parsed from [[A]] / [[B]] after the explanation."""
+    pytest.importorskip("httpx")
+    from conftest import REPO
+
+    ctx = eval_ctx(tmp_path, iteration=1)
+    save_samples(ctx, 1, [f"zzz zzz zzz {i}" for i in range(3)])
+    save_real(ctx, TEXTS, split="holdout")
+    prompt = REPO / "recipes" / "olmo-self-training" / "judge_prompt.txt"
+    assert "as potential training data for large language models" in prompt.read_text()
+    for url in serve(HTTPServer(("127.0.0.1", 0), _PrefersReal)):
+        m = judge_pairwise(ctx, {"type": "openai", "base_url": url, "model": "j"}, n_pairs=3,
+                           template_file=str(prompt), verdict_format="brackets")
+    assert m["judge_pairwise_real_win_rate"] == 1.0 and m["judge_pairwise_unparsed_rate"] == 0.0
+    assert m["judge_pairwise_position_a_rate"] == 0.5
+    with pytest.raises(UserError, match="template_file: missing.txt is not a file"):
+        judge_pairwise(ctx, {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "j"},
+                       template_file="missing.txt")

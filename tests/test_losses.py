@@ -119,3 +119,42 @@ def test_losses_report_what_they_did_per_step_and_in_total():
     weights = [row["loss_tokens"] for row in steps]
     expected = sum(row["tce_masked_fraction"] * w for row, w in zip(steps, weights)) / sum(weights)
     assert total["tce_masked_fraction"] == pytest.approx(expected)
+
+
+def test_evaluation_passes_score_plain_cross_entropy_whatever_the_training_loss():
+    """eval_loss (and the checkpoint best_by_holdout keeps) is held-out cross-entropy: under
+    no_grad the loss function is cross_entropy and reports nothing; with gradients it is the
+    configured loss."""
+    from collapsebench.losses.builtin import loss_reporting
+
+    logits, labels = batch(5)
+    out = {"logits": logits}
+    probs = torch.softmax(logits[:, :-1], -1).gather(-1, labels[:, 1:].clamp(min=0)[..., None]).squeeze(-1)
+    gamma = float(probs[labels[:, 1:] != IGNORE_INDEX].median())  # masks about half the tokens
+    fn, callback = loss_reporting({"name": "tce", "gamma": gamma})
+    with torch.no_grad():
+        assert fn(out, labels).item() == pytest.approx(cross_entropy(logits, labels).item(), rel=1e-6)
+    assert callback.report.flush() == {}
+    trained = fn({"logits": logits.clone().requires_grad_(True)}, labels).item()
+    assert trained == pytest.approx(truncated_cross_entropy(logits, labels, gamma=gamma).item(), rel=1e-6)
+    assert trained < cross_entropy(logits, labels).item()
+    assert callback.report.flush()["tce_masked_fraction"] > 0
+
+
+def test_trainer_eval_loss_is_cross_entropy_under_tce():
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    from collapsebench.losses.builtin import loss_reporting
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=16, n_layer=1, n_head=2, n_embd=16))
+    ids = torch.randint(0, 40, (8, 16), generator=torch.Generator().manual_seed(2))
+    data = [{"input_ids": r, "labels": r} for r in ids]
+    fn, _ = loss_reporting({"name": "tce", "gamma": 0.02})  # near 1/40: masks a share of the tokens
+    args = TrainingArguments(output_dir="/tmp/unused-losses", per_device_eval_batch_size=8, report_to=[],
+                             use_cpu=True, disable_tqdm=True)
+    got = Trainer(model=model, args=args, eval_dataset=data, compute_loss_func=fn).evaluate()["eval_loss"]
+    with torch.no_grad():
+        expected = model(input_ids=ids, labels=ids).loss.item()  # transformers' own cross-entropy
+        tce = truncated_cross_entropy(model(input_ids=ids).logits, ids, gamma=0.02).item()
+    assert got == pytest.approx(expected, rel=1e-5) and tce < expected

@@ -35,6 +35,7 @@ PAPERS = {
     "sft-regimes/paper_stage_placement.yaml": HELPSTEER,
     "opt-wikitext-replication/paper.yaml": {"Salesforce/wikitext", "facebook/opt-125m"},
     "pythia-mixing-calibration/paper.yaml": {"openai/gsm8k", "EleutherAI/pythia-6.9b"},
+    "pythia-mixing-calibration/paper_commonsenseqa.yaml": {"tau/commonsense_qa", "EleutherAI/pythia-6.9b"},
 }
 
 
@@ -195,3 +196,42 @@ def test_best_by_holdout_keeps_the_epoch_with_the_lowest_held_out_loss(tmp_path)
     assert stats["metrics"]["best_eval_loss"] == pytest.approx(best)
     metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["train/best_eval_loss"] == pytest.approx(best)
+
+
+def test_opt_prompts_hold_the_prompt_002_prints_among_its_seven():
+    lines = (RECIPES / "opt-wikitext-replication" / "prompts.txt").read_text().splitlines()
+    assert len(lines) == 7  # 002 §4: "seven selected prompts"
+    assert lines[0] == "The secret to eternal life lies hidden within"  # 002 Table 1
+
+
+def test_the_token_cut_of_data_preprocess_applies_to_the_validation_split_too(make_ctx, tmp_path):
+    """000 B.1: the validation split "has undergone the same initial preprocessing and
+    tokenization": the SFT paper configs cut rows over 512 tokens in data.preprocess, which
+    prepares data.source and data.evaluation alike (here: a cut at 14 tokens)."""
+    import yaml
+
+    from collapsebench.data import read_saved
+    from collapsebench.phases.curate import prepare
+    from evalhelpers import tiny_causal_lm
+
+    rows = [{"prompt": f"what is {i} plus {i}", "response": "it is " + " ".join(["very"] * (i % 4) * 3) + " easy"}
+            for i in range(40)]
+    for name, part in (("train.jsonl", rows[:30]), ("valid.jsonl", rows[30:])):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in part))
+    texts = [f"user: {r['prompt']}\nassistant: {r['response']}" for r in rows]
+    tokenizer = tiny_causal_lm(tmp_path / "tok", texts)
+    paper = yaml.safe_load((RECIPES / "sft-regimes" / "paper.yaml").read_text())
+    assert {"name": "length_filter", "max_tokens": 512} in paper["data"]["preprocess"]
+    ctx = make_ctx(iteration=0, data={"source": {"name": "local", "path": str(tmp_path / "train.jsonl")},
+                                      "evaluation": {"name": "local", "path": str(tmp_path / "valid.jsonl")},
+                                      "preprocess": [paper["data"]["preprocess"][0],
+                                                     {"name": "length_filter", "max_tokens": 14}]},
+                   model={"init": "scratch", "tokenizer": {"path": str(tokenizer)}})
+    prepare(ctx)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer))
+    for split, total in (("real", 30), ("holdout", 10)):
+        kept = [str(t) for t in read_saved(ctx.out_dir / split).table.column("text").to_pylist()]
+        lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in kept]
+        assert 0 < len(kept) < total and max(lengths) <= 14, (split, lengths)

@@ -28,6 +28,9 @@ PAPERS = [
     ("cpt-mixing-ratio/paper.yaml", [], ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B"]),
     ("cpt-mixing-ratio/paper_filter.yaml", ["--no-backend"],
      ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B", "HuggingFaceTB/finemath-classifier"]),
+    ("cpt-mixing-ratio/paper.yaml", ["--no-backend", "name=cpt_base_model", "iterations=1",  # alpha = 100%'s baseline
+                                     "train.trainer.untrained_iterations=1", "generate.num_samples=1"],
+     ["HuggingFaceTB/finemath", "meta-llama/Llama-3.2-3B"]),
     ("olmo-self-training/paper.yaml", ["--no-backend"], ["allenai/olmo-mix-1124", "allenai/OLMo-2-1124-7B"]),
     ("olmo-self-training/paper.yaml", ["--no-backend", "model.base=allenai/OLMo-2-1124-13B"],
      ["allenai/OLMo-2-1124-13B"]),
@@ -49,6 +52,24 @@ def test_paper_config_validates_offline(path, extra, names, capfd, monkeypatch):
     assert code == 0, text
     for name in names:
         assert f"needs download: {name}" in text, text
+
+
+def test_the_paper_configs_name_the_published_prompts_and_the_base_model_baseline():
+    """CPT's judge reads the FineMath annotation prompt at its pinned commit; the base model's
+    evaluation (alpha = 100%'s clean baseline) is the command in paper.yaml's header; the OLMo
+    judge is 001 App. B's prompt with bracket verdicts, round 0 the untouched base."""
+    audit = yaml.safe_load((RECIPES / "cpt-mixing-ratio/paper_filter.yaml").read_text())["evaluate"]["evaluations"]
+    judge = next(e for e in audit if isinstance(e, dict) and e["name"] == "judge_quality")
+    assert judge["template_file"] == ("hf://datasets/HuggingFaceTB/finemath@690f4f6492025b6db16fede35fc4701fc93cb1fe"
+                                      "/assets/prompt.txt")
+    assert "train.trainer.untrained_iterations=1" in (RECIPES / "cpt-mixing-ratio/paper.yaml").read_text().splitlines()[3]
+    olmo = yaml.safe_load((RECIPES / "olmo-self-training/paper.yaml").read_text())
+    pairwise = next(e for e in olmo["evaluate"]["evaluations"] if isinstance(e, dict) and e["name"] == "judge_pairwise")
+    assert pairwise["verdict_format"] == "brackets" and pairwise["template_file"] == "judge_prompt.txt"
+    assert olmo["train"]["trainer"]["untrained_iterations"] == 1 and "first_from" not in olmo["generate"]
+    tce = yaml.safe_load((RECIPES / "truncated-loss/paper.yaml").read_text())
+    assert tce["train"]["trainer"]["best_by_holdout"] is True  # 003 §4.1.3: "best performing checkpoints"
+    assert tce["data"]["evaluation"]["split"] == "validation" and tce["generate"]["generator"]["sampling"]["temperature"] == 0
 
 
 def test_paper_sweeps_name_the_published_grids():
@@ -232,3 +253,38 @@ def test_olmo_self_training_twin(tmp_path, monkeypatch):
     sweep = run_sweep(RECIPES / "olmo-self-training" / "cpu.yaml", tmp_path, monkeypatch)
     tiers = run_sweep(RECIPES / "olmo-self-training" / "cpu_tiers.yaml", tmp_path / "tiers", monkeypatch)
     check_recorded("olmo-self-training", olmo_headline(sweep, tiers))
+
+
+def test_untrained_iterations_keep_the_base_model_for_round_zero(tmp_path):
+    """``causal_lm``'s ``untrained_iterations`` (the OLMo study's round 0, CPT's 100% clean
+    baseline): iteration 1's model is the base itself, evaluated and generating S(1); iteration 2
+    continues from it on S(1)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from collapsebench.config import config_from_dict
+    from collapsebench.loop import run_experiment
+    from conftest import tiny_config
+
+    (tmp_path / "base").mkdir()
+    base_run = tiny_config(tmp_path / "base", iterations=1, evaluate={"evaluations": []})
+    base_run["generate"]["num_samples"] = 8
+    run_experiment(config_from_dict(base_run), quiet=True)
+    base = tmp_path / "base" / "run" / "iter_001" / "train" / "model"
+    raw = tiny_config(tmp_path, iterations=2, model={"init": "previous", "base": str(base)},
+                      curate={"regime": {"name": "replace", "alpha": 1.0}})
+    raw["train"]["trainer"]["untrained_iterations"] = 1
+    raw["generate"]["num_samples"] = 200
+    raw["evaluate"] = {"evaluations": ["perplexity"]}
+    run_experiment(config_from_dict(raw), quiet=True)
+    run = tmp_path / "run"
+    weights = load_file(base / "model.safetensors")
+    kept = load_file(run / "iter_001" / "train" / "model" / "model.safetensors")
+    trained = load_file(run / "iter_002" / "train" / "model" / "model.safetensors")
+    assert all(torch.equal(weights[k], kept[k]) for k in weights)
+    assert not all(torch.equal(weights[k], trained[k]) for k in weights)
+    stats = json.loads((run / "iter_001" / "train" / "stats.json").read_text())
+    assert stats["untrained"] is True and stats["steps"] == 0
+    assert json.loads((run / "iter_002" / "train" / "stats.json").read_text())["steps"] > 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == [1, 2] and rows[0]["holdout_perplexity"] > 0

@@ -8,7 +8,15 @@ when the tokenizer has one) or any OpenAI-compatible chat endpoint::
 
 Parsing is strict and never crashes: the pointwise score is the first stand-alone integer in 0..5
 after the answer marker (``Score:``, case-insensitive); the pairwise verdict is the first ``A``,
-``B`` or ``tie`` after ``Verdict:``. Anything else counts as *unparsed* and is reported as a rate.
+``B`` or ``tie`` after ``Verdict:``, or, with ``verdict_format: brackets``, the last of ``[[A]]``,
+``[[B]]`` and ``[[C]]`` (a tie) in the answer: the MT-Bench format a judge writes after its
+explanation, as the OLMo self-training study's prompt asks. Anything else counts as *unparsed* and
+is reported as a rate.
+
+A published prompt is used as published: ``template_file`` reads it from a file beside the config
+or, as ``hf://datasets/OWNER/NAME@REVISION/PATH``, from a hub repository at a pinned commit
+(huggingface_hub's file system), and ``placeholder`` names the literal the text replaces when the
+prompt marks its slot in its own way (e.g. ``<EXAMPLE>``) rather than with ``{text}``.
 Each (synthetic, real) pair is judged in both orders (synthetic as A, then as B), so a judge that
 prefers a position gains nothing: the win rates are over all parsed verdicts of both orders.
 """
@@ -19,7 +27,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,6 +47,7 @@ PAIRWISE_TEMPLATE = (
 )
 _INTEGER = re.compile(r"(?<![\w.])(\d+)(?![\w]|\.\d)")
 _VERDICT = re.compile(r"\b(A|B)\b|\b([Tt][Ii][Ee])\b")
+_BRACKETS = re.compile(r"\[\[(A|B|C)\]\]")
 
 Judge = Callable[[list[str]], list[str]]
 
@@ -72,6 +81,51 @@ def parse_verdict(text: str, marker: str = "Verdict:") -> str | None:
     if match is None:
         return None
     return match.group(1) or "tie"
+
+
+def parse_bracket_verdict(text: str) -> str | None:
+    """``"A"``, ``"B"`` or ``"tie"`` from the last ``[[A]]``, ``[[B]]`` or ``[[C]]`` (a tie) in the
+    answer (the final verdict follows the explanation, which may quote the formats); None if none."""
+    found = _BRACKETS.findall(text or "")
+    if not found:
+        return None
+    return {"A": "A", "B": "B", "C": "tie"}[found[-1]]
+
+
+def load_template(ctx: PhaseContext, template: str, template_file: str | None, key: str) -> str:
+    """The judge's prompt: ``template``, or the text of ``template_file`` (a path relative to the
+    config, or an ``hf://`` path read through huggingface_hub at the revision it names)."""
+    if template_file is None:
+        return template
+    if template_file.startswith("hf://"):
+        from huggingface_hub import HfFileSystem
+
+        try:
+            return str(HfFileSystem().read_text(template_file, encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{key}.template_file: cannot read {template_file} ({exc})") from None
+    path = ctx.config.resolve_path(template_file)
+    if not path.is_file():
+        raise UserError(f"{key}.template_file: {template_file} is not a file ({path})")
+    return path.read_text(encoding="utf-8")
+
+
+def fill(template: str, key: str, placeholder: str | None = None, **values: str) -> str:
+    """``template`` with the values put in: ``{name}`` placeholders, or, with ``placeholder``, that
+    literal replaced by the one value (a published prompt's own slot, e.g. ``<EXAMPLE>``)."""
+    if placeholder is not None:
+        if placeholder not in template:
+            raise UserError(f"{key}.placeholder: '{placeholder}' is not in the template")
+        (value,) = values.values()
+        return template.replace(placeholder, value)
+    names = " and ".join("{" + name + "}" for name in values)
+    missing = [name for name in values if "{" + name + "}" not in template]
+    try:
+        if missing:  # str.format would drop the text silently and the judge would rate an empty slot
+            raise KeyError(", ".join(missing))
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"{key}.template: needs exactly the placeholders {names} ({exc})") from None
 
 
 # ------------------------------------------------------------------------------------ aggregation
@@ -211,11 +265,13 @@ def _pick(n: int, k: int, rng: np.random.Generator) -> list[int]:
 
 
 def judge_quality(ctx: PhaseContext, judge: dict[str, Any], *, n_samples: int = 100, template: str = POINTWISE_TEMPLATE,
-                  marker: str = "Score:", on: On = "all") -> dict[str, float]:
+                  marker: str = "Score:", on: On = "all", template_file: str | None = None,
+                  placeholder: str | None = None) -> dict[str, float]:
     """Evaluation: mean 0-5 judge score of a seeded subsample of the iteration's generated texts
     (``on``: every candidate, the accepted or the rejected ones, see
     :mod:`collapsebench.evaluations.candidates`); keys suffixed with the set (``_all``,
-    ``_accepted``, ``_rejected``)."""
+    ``_accepted``, ``_rejected``). ``template_file`` / ``placeholder``: a published prompt (module
+    docstring)."""
     from collapsebench.evaluations.candidates import audit_rows, per_set
     from collapsebench.evaluations.common import require_column, write_jsonl
 
@@ -223,10 +279,8 @@ def judge_quality(ctx: PhaseContext, judge: dict[str, Any], *, n_samples: int = 
                                 "evaluate.evaluations (judge_quality)")
     require_column(rows, ctx.text_field, what="generated texts")
     texts = [str(t) for t in rows[ctx.text_field]]
-    try:
-        prompts = [template.format(text=t) for t in texts]
-    except (KeyError, IndexError) as exc:
-        raise UserError(f"judge_quality.template: needs exactly the placeholder {{text}} ({exc})") from None
+    prompt = load_template(ctx, template, template_file, "judge_quality")
+    prompts = [fill(prompt, "judge_quality", placeholder, text=t) for t in texts]
     responses = make_judge(judge)(prompts)
     scores = np.array([parse_score(r, marker) for r in responses])
     ids = rows["id"] if "id" in rows.column_names else [str(i) for i in range(len(texts))]
@@ -244,8 +298,11 @@ def judge_quality(ctx: PhaseContext, judge: dict[str, Any], *, n_samples: int = 
 
 
 def judge_pairwise(ctx: PhaseContext, judge: dict[str, Any], *, n_pairs: int = 50, template: str = PAIRWISE_TEMPLATE,
-                   marker: str = "Verdict:") -> dict[str, float]:
-    """Evaluation: synthetic vs real (holdout) documents, judged in both orders; win rates."""
+                   marker: str = "Verdict:", verdict_format: Literal["marker", "brackets"] = "marker",
+                   template_file: str | None = None) -> dict[str, float]:
+    """Evaluation: synthetic vs real (holdout) documents, judged in both orders; win rates.
+    ``verdict_format``: ``marker`` (the first A / B / tie after ``marker``) or ``brackets`` (the
+    last ``[[A]]`` / ``[[B]]`` / ``[[C]]``); ``template_file``: the prompt from a file (module docstring)."""
     from collapsebench.evaluations.common import require_column, write_jsonl
 
     samples, real = ctx.samples(), ctx.holdout()
@@ -256,12 +313,12 @@ def judge_pairwise(ctx: PhaseContext, judge: dict[str, Any], *, n_pairs: int = 5
     syn = [str(t) for t in samples.select(_pick(len(samples), n, rng))[ctx.text_field]]
     ref = [str(t) for t in real.select(_pick(len(real), n, rng))[ctx.text_field]]
     ref = [ref[i] for i in rng.permutation(len(ref))]
-    try:
-        prompts = [template.format(a=s, b=r) for s, r in zip(syn, ref)] + [template.format(a=r, b=s) for s, r in zip(syn, ref)]
-    except (KeyError, IndexError) as exc:
-        raise UserError(f"judge_pairwise.template: needs exactly the placeholders {{a}} and {{b}} ({exc})") from None
+    prompt = load_template(ctx, template, template_file, "judge_pairwise")
+    prompts = ([fill(prompt, "judge_pairwise", a=s, b=r) for s, r in zip(syn, ref)]
+               + [fill(prompt, "judge_pairwise", a=r, b=s) for s, r in zip(syn, ref)])
     responses = make_judge(judge)(prompts)
-    verdicts = [parse_verdict(r, marker) for r in responses]
+    verdicts = [parse_bracket_verdict(r) if verdict_format == "brackets" else parse_verdict(r, marker)
+                for r in responses]
     first, second = verdicts[:n], verdicts[n:]
     write_jsonl(ctx.out_dir / "judge_pairwise.jsonl", (
         {"synthetic": s, "real": r, "response_synthetic_a": responses[i], "verdict_synthetic_a": first[i],

@@ -116,11 +116,21 @@ def compute_loss_func(spec: Any, sums: LossReport | None = None) -> Any:
     loss reports (:func:`report`) is added to ``sums``.
 
     The loss is a per-batch mean over valid tokens; with gradient accumulation the Trainer passes
-    the number of valid tokens of the whole accumulated batch, and the mean is rescaled to it."""
+    the number of valid tokens of the whole accumulated batch, and the mean is rescaled to it.
+
+    The Trainer also calls it for ``eval_loss``, under ``torch.no_grad``: there it is plain
+    cross-entropy, whatever the training loss, and reports nothing. A held-out loss that masks the
+    tokens the model is sure of (TCE) or down-weights them (focal) would reward a model for being
+    confident, so the checkpoint kept by ``eval_loss`` (``best_by_holdout``) and the logged
+    ``eval_loss`` are the held-out cross-entropy, comparable across losses."""
+    import torch
+
     fn, kwargs, _ = resolve(spec)
 
     def loss_func(outputs: Any, labels: Tensor, num_items_in_batch: Any = None) -> Any:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        if not torch.is_grad_enabled():  # an evaluation pass: the held-out cross-entropy
+            return cross_entropy(logits, labels)
         collected: dict[str, list[float]] = {}
         token = _COLLECTOR.set(collected if sums is not None else None)
         try:

@@ -6,12 +6,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from collapsebench.api import Dataset, PhaseContext, Tokenizer
+from collapsebench.api import Dataset, NonNegativeInt, PhaseContext, Tokenizer
 from collapsebench.config import Config
 from collapsebench.errors import UserError
 from collapsebench.losses.builtin import IGNORE_INDEX
 from collapsebench.models.loading import bos_id, frame_ids
-from collapsebench.trainers.common import fit, start_model, trainer_arguments
+from collapsebench.trainers.common import fit, keep_start_model, start_model, trainer_arguments
 
 
 def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
@@ -80,16 +80,19 @@ def pack(ctx: PhaseContext, dataset: Dataset, tokenizer: Tokenizer, block_size: 
 
 def train_causal_lm(ctx: PhaseContext, dataset: Dataset, block_size: int = 128, args: dict[str, Any] | None = None,
                     keep_checkpoints: bool = False, loss: Any = None, init_from: str | None = None,
-                    best_by_holdout: bool = False) -> dict[str, Any]:
+                    best_by_holdout: bool = False, untrained_iterations: NonNegativeInt = 0) -> dict[str, Any]:
     """Train M(k) on D(k): packed blocks, causal-LM loss (or ``loss``, a losses-registry spec),
     resuming from the latest checkpoint; ``init_from`` overrides ``model.init`` (multi-stage);
     ``best_by_holdout`` keeps the epoch with the lowest held-out loss
-    (:mod:`collapsebench.trainers.best_checkpoint`)."""
+    (:mod:`collapsebench.trainers.best_checkpoint`); the first ``untrained_iterations`` iterations
+    keep the model they start from unchanged (:func:`collapsebench.trainers.common.keep_start_model`)."""
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from collapsebench.losses.builtin import loss_reporting
     from collapsebench.trainers.best_checkpoint import BEST_ARGS, best_stats, holdout_blocks
 
+    if ctx.iteration <= untrained_iterations:
+        return keep_start_model(ctx, init_from)
     model, tokenizer, source = start_model(ctx, init_from)
     targs = trainer_arguments(TrainingArguments, args, ctx.out_dir / "checkpoints", ctx.seed,
                               BEST_ARGS if best_by_holdout else None, base_dir=ctx.config.config_dir)

@@ -106,6 +106,24 @@ def start_model(ctx: PhaseContext, init_from: str | Path | None) -> tuple[Any, A
     return load_for_training(source, ctx.config.model.gguf_file), tokenizer, source
 
 
+def keep_start_model(ctx: PhaseContext, init_from: str | Path | None = None) -> dict[str, Any]:
+    """M(k) = the model this iteration starts from, saved unchanged: no training step (a trainer's
+    ``untrained_iterations``). A self-consuming chain that starts at a pretrained model evaluates
+    that model itself and generates its first synthetic data with it (the OLMo self-training
+    study's round 0, the CPT study's 100%-synthetic clean baseline, which "recovers the base
+    model"), where the loop's iteration 1 would otherwise train on the real data first. Under a
+    launcher rank 0 writes it."""
+    from collapsebench.trainers.distributed import world
+
+    model, tokenizer, source = start_model(ctx, init_from)
+    if world()[0] == 0:
+        model_dir = ctx.out_dir / "model"
+        model.save_pretrained(str(model_dir))
+        tokenizer.save_pretrained(str(model_dir))
+    return {"metrics": {}, "untrained": True, "init_from": str(source) if source is not None else "scratch",
+            "resumed_from": None, "parameters": sum(p.numel() for p in model.parameters()), "steps": 0}
+
+
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl")  # the Trainer's training arguments, optimizer, scheduler, RNG state
 
 
