@@ -243,7 +243,7 @@ def test_kept_answers_are_not_asked_again(flaky, tmp_path):
     with kept.open("a") as fh:
         fh.write('{"key": "cut sh')  # the process stopped in the middle of a line
     _Flaky.failures = 100  # the server goes down
-    with pytest.raises(UserError, match=r"did not answer .*\(2 of 5 answers are kept for the resumed run\)"):
+    with pytest.raises(UserError, match=r"did not answer .*\(2 of 5 answers are kept\)"):
         ask_keeping(judge, prompts, kept)
     _Flaky.failures, _Flaky.served = 0, 0  # back up
     assert ask_keeping(judge, prompts, kept) == [f"Score: {i} (None)" for i in (0, 1, 2, 3, 4, 0)]

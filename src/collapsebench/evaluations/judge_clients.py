@@ -159,8 +159,7 @@ def ask_keeping(judge: Judge, prompts: list[str], kept: Path) -> list[str]:
             judge(missing, keep)
         except UserError as exc:
             wanted = {key(p) for p in prompts}
-            raise UserError(f"{exc} ({len(wanted & known.keys())} of {len(wanted)} answers are kept "
-                            "for the resumed run)") from None
+            raise UserError(f"{exc} ({len(wanted & known.keys())} of {len(wanted)} answers are kept)") from None
     return [known[key(p)] for p in prompts]
 
 
