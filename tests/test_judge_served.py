@@ -49,9 +49,9 @@ from collapsebench.evaluations.judges import PAIRWISE_TEMPLATE, POINTWISE_TEMPLA
 from conftest import tiny_config, write_config
 from test_training_smollm2 import GGUF, smollm2_folder
 
-pytestmark = pytest.mark.engines
-
 VLLM_PYTHON = os.environ.get("COLLAPSEBENCH_VLLM_PYTHON")
+pytestmark = [pytest.mark.engines, pytest.mark.skipif(
+    not VLLM_PYTHON, reason="COLLAPSEBENCH_VLLM_PYTHON names no interpreter with vLLM (see .ci/vllm_venv.sh)")]
 PARSE_FLOOR = 0.95
 CONCURRENCY = 4
 N_SAMPLES, N_PAIRS = 24, 8
@@ -148,8 +148,6 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path, judge_model):
-    if not VLLM_PYTHON:
-        pytest.skip("COLLAPSEBENCH_VLLM_PYTHON names no interpreter with vLLM (see .ci/vllm_venv.sh)")
     pytest.importorskip("httpx")
     pytest.importorskip("tenacity")
     served = Server(judge_model, tmp_path / "vllm.log")
