@@ -6,12 +6,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from collapsebench.errors import UserError
+from collapsebench.evaluations.judge_clients import ask_keeping, make_judge
 from collapsebench.evaluations.judges import (
     aggregate_pairwise,
     fill,
     judge_pairwise,
     judge_quality,
-    make_judge,
     parse_bracket_verdict,
     parse_score,
     parse_verdict,
@@ -202,6 +202,7 @@ class _Flaky(BaseHTTPRequestHandler):
     in_flight = 0
     most = 0
     status = 503
+    served = 0
 
     def do_POST(self):  # noqa: N802
         import time
@@ -212,6 +213,7 @@ class _Flaky(BaseHTTPRequestHandler):
             _Flaky.most = max(_Flaky.most, _Flaky.in_flight)
             fail = _Flaky.failures > 0
             _Flaky.failures -= 1
+            _Flaky.served += not fail
         time.sleep(0.05)
         with _Flaky.lock:
             _Flaky.in_flight -= 1
@@ -234,7 +236,7 @@ def flaky():
     pytest.importorskip("tenacity")
     from http.server import ThreadingHTTPServer
 
-    _Flaky.failures, _Flaky.in_flight, _Flaky.most, _Flaky.status = 0, 0, 0, 503
+    _Flaky.failures, _Flaky.in_flight, _Flaky.most, _Flaky.status, _Flaky.served = 0, 0, 0, 503, 0
     yield from serve(ThreadingHTTPServer(("127.0.0.1", 0), _Flaky))
 
 
@@ -291,3 +293,19 @@ def test_pairwise_judge_with_the_self_training_studys_prompt_and_bracket_verdict
     with pytest.raises(UserError, match="template_file: missing.txt is not a file"):
         judge_pairwise(ctx, {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "j"},
                        template_file="missing.txt")
+
+
+def test_kept_answers_are_not_asked_again(flaky, tmp_path):
+    judge = make_judge({"type": "openai", "base_url": flaky, "model": "m", "retries": 0, "backoff": 0.01})
+    kept = tmp_path / "answers.jsonl"
+    prompts = [f"prompt {i}" for i in range(5)] + ["prompt 0"]  # a prompt twice is asked once
+    assert ask_keeping(judge, prompts[:2], kept) == ["Score: 0 (None)", "Score: 1 (None)"]
+    with kept.open("a") as fh:
+        fh.write('{"key": "cut sh')  # the process stopped in the middle of a line
+    _Flaky.failures = 100  # the server goes down
+    with pytest.raises(UserError, match=r"did not answer .*\(2 of 5 answers are kept\)"):
+        ask_keeping(judge, prompts, kept)
+    _Flaky.failures, _Flaky.served = 0, 0  # back up
+    assert ask_keeping(judge, prompts, kept) == [f"Score: {i} (None)" for i in (0, 1, 2, 3, 4, 0)]
+    assert _Flaky.served == 3  # only the prompts without an answer
+    assert ask_keeping(judge, prompts, kept)[4] == "Score: 4 (None)" and _Flaky.served == 3

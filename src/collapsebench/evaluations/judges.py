@@ -1,7 +1,8 @@
 """LLM judges: a pointwise 0-5 quality score of samples and a pairwise synthetic-vs-real comparison.
 
-The judge is either a local ``transformers`` causal LM (greedy decoding, through its chat template
-when the tokenizer has one) or any OpenAI-compatible chat endpoint::
+The judge (:mod:`collapsebench.evaluations.judge_clients`) is either a local ``transformers``
+causal LM (greedy decoding, through its chat template when the tokenizer has one) or any
+OpenAI-compatible chat endpoint::
 
     judge: {type: transformers, model: /models/judge, max_new_tokens: 32}
     judge: {type: openai, base_url: http://localhost:8000/v1, model: my-judge, api_key_env: JUDGE_API_KEY}
@@ -19,14 +20,17 @@ or, as ``hf://datasets/OWNER/NAME@REVISION/PATH``, from a hub repository at a pi
 prompt marks its slot in its own way (e.g. ``<EXAMPLE>``) rather than with ``{text}``.
 Each (synthetic, real) pair is judged in both orders (synthetic as A, then as B), so a judge that
 prefers a position gains nothing: the win rates are over all parsed verdicts of both orders.
+
+Every answer is kept in the work folder as it arrives (``<evaluation>.answers.jsonl``, keyed by
+the prompt's digest), so a phase stopped by a judge server that went down asks, when resumed, only
+for the prompts that have no answer yet; the file goes once the verdicts are written.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +38,7 @@ import numpy as np
 from collapsebench.api import PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.evaluations.candidates import On
+from collapsebench.evaluations.judge_clients import ask_keeping, make_judge
 
 POINTWISE_TEMPLATE = (
     "Rate the quality of the following text on a scale from 0 to 5, where 0 means incoherent or empty, "
@@ -48,8 +53,6 @@ PAIRWISE_TEMPLATE = (
 _INTEGER = re.compile(r"(?<![\w.])(\d+)(?![\w]|\.\d)")
 _VERDICT = re.compile(r"\b(A|B)\b|\b([Tt][Ii][Ee])\b")
 _BRACKETS = re.compile(r"\[\[(A|B|C)\]\]")
-
-Judge = Callable[[list[str]], list[str]]
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -160,103 +163,6 @@ def aggregate_pairwise(synthetic_first: Sequence[str | None], synthetic_second: 
     }
 
 
-# ------------------------------------------------------------------------------------ judges
-
-
-def transformers_judge(model: str, *, max_new_tokens: int = 32, batch_size: int = 8, device: str | None = None) -> Judge:
-    """A local causal LM as judge: greedy completions, through the chat template when there is one."""
-    from collapsebench.models.generation import greedy_responder
-    from collapsebench.models.loading import load_causal_lm
-
-    try:
-        lm, tok = load_causal_lm(model)
-    except OSError as exc:
-        raise UserError(f"judge model '{model}': cannot load it ({exc})") from None
-    return greedy_responder(lm, tok, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
-
-
-def openai_judge(base_url: str, model: str, *, api_key_env: str | None = None, max_new_tokens: int = 32,
-                 timeout: float = 120.0, temperature: float = 0.0, concurrency: int = 8, retries: int = 5,
-                 backoff: float = 1.0, extra_body: dict[str, Any] | None = None) -> Judge:
-    """An OpenAI-compatible ``/chat/completions`` endpoint as judge (needs ``httpx`` and ``tenacity``).
-
-    Up to ``concurrency`` requests are in flight at once (a served model batches them), each with
-    ``timeout`` seconds. A request that times out, cannot connect, or gets 429 or a 5xx is tried
-    again, up to ``retries`` more times, waiting ``backoff`` x 2^n seconds (at most a minute)
-    between tries; a server that stays down then fails the phase with one message, and resuming the
-    run evaluates again. Another 4xx means the request itself is wrong (a model name, an argument)
-    and fails at once. ``extra_body`` goes into every request as it is: a vLLM server's structured
-    outputs, e.g. ``{structured_outputs: {choice: ["[[A]]", "[[B]]", "[[C]]"]}}`` (older vLLM:
-    ``{guided_choice: [...]}``), keep a small judge to the verdict format."""
-    try:
-        import httpx
-        import tenacity
-    except ImportError:
-        raise UserError("an OpenAI-compatible judge needs httpx and tenacity: pip install 'collapsebench[judge]'") from None
-    headers = {}
-    if api_key_env:
-        key = os.environ.get(api_key_env)
-        if not key:
-            raise UserError(f"judge.api_key_env: environment variable '{api_key_env}' is not set")
-        headers["Authorization"] = f"Bearer {key}"
-    url = base_url.rstrip("/") + "/chat/completions"
-
-    def transient(exc: BaseException) -> bool:
-        if isinstance(exc, httpx.HTTPStatusError):
-            return exc.response.status_code in (408, 429) or exc.response.status_code >= 500
-        return isinstance(exc, httpx.TransportError)  # timeouts, refused or dropped connections
-
-    @tenacity.retry(retry=tenacity.retry_if_exception(transient), stop=tenacity.stop_after_attempt(retries + 1),
-                    wait=tenacity.wait_exponential(multiplier=backoff, max=60), reraise=True)
-    def ask(client: Any, prompt: str) -> Any:
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_new_tokens,
-                "temperature": temperature, **(extra_body or {})}
-        resp = client.post(url, json=body)
-        resp.raise_for_status()
-        return resp
-
-    def one(client: Any, prompt: str) -> str:
-        try:
-            resp = ask(client, prompt)
-        except httpx.HTTPStatusError as exc:
-            what = "did not answer" if transient(exc) else "refused the request"
-            raise UserError(f"judge endpoint {url} {what} (HTTP {exc.response.status_code}"
-                            f"{', after ' + str(retries + 1) + ' tries' if transient(exc) else ''}): "
-                            f"{exc.response.text[:200]}") from None
-        except httpx.TransportError as exc:
-            raise UserError(f"judge endpoint {url} did not answer after {retries + 1} tries "
-                            f"({type(exc).__name__}: {exc}); start it (or fix judge.base_url) and resume the run") from None
-        try:
-            return str(resp.json()["choices"][0]["message"]["content"] or "")
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            return f"<judge error: unreadable answer ({exc})>"  # counted as unparsed
-
-    def run(prompts: list[str]) -> list[str]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        limits = httpx.Limits(max_connections=concurrency)
-        with httpx.Client(timeout=timeout, headers=headers, limits=limits) as client, \
-                ThreadPoolExecutor(max_workers=concurrency) as pool:
-            return list(pool.map(lambda prompt: one(client, prompt), prompts))  # in the prompts' order
-
-    return run
-
-
-def make_judge(spec: dict[str, Any]) -> Judge:
-    """Build a judge from its config mapping (``type``: ``transformers`` or ``openai``)."""
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise UserError("judge: expected a mapping with 'type' (transformers or openai)")
-    kw = {k: v for k, v in spec.items() if k != "type"}
-    try:
-        if spec["type"] == "transformers":
-            return transformers_judge(**kw)
-        if spec["type"] == "openai":
-            return openai_judge(**kw)
-    except TypeError as exc:
-        raise UserError(f"judge ({spec['type']}): {exc}") from None
-    raise UserError(f"judge.type: unknown judge type '{spec['type']}' (transformers or openai)")
-
-
 # ------------------------------------------------------------------------------------ evaluations
 
 
@@ -281,12 +187,14 @@ def judge_quality(ctx: PhaseContext, judge: dict[str, Any], *, n_samples: int = 
     texts = [str(t) for t in rows[ctx.text_field]]
     prompt = load_template(ctx, template, template_file, "judge_quality")
     prompts = [fill(prompt, "judge_quality", placeholder, text=t) for t in texts]
-    responses = make_judge(judge)(prompts)
+    kept = ctx.out_dir / "judge_quality.answers.jsonl"
+    responses = ask_keeping(make_judge(judge), prompts, kept)
     scores = np.array([parse_score(r, marker) for r in responses])
     ids = rows["id"] if "id" in rows.column_names else [str(i) for i in range(len(texts))]
     write_jsonl(ctx.out_dir / "judge_quality.jsonl",
                 ({"id": i, "accepted": bool(a), "text": t, "response": r, "score": float(s)}
                  for i, a, t, r, s in zip(ids, accepted, texts, responses, scores)))
+    kept.unlink()
 
     def summary(part: np.ndarray) -> dict[str, float]:
         parsed = ~np.isnan(part)
@@ -316,7 +224,8 @@ def judge_pairwise(ctx: PhaseContext, judge: dict[str, Any], *, n_pairs: int = 5
     prompt = load_template(ctx, template, template_file, "judge_pairwise")
     prompts = ([fill(prompt, "judge_pairwise", a=s, b=r) for s, r in zip(syn, ref)]
                + [fill(prompt, "judge_pairwise", a=r, b=s) for s, r in zip(syn, ref)])
-    responses = make_judge(judge)(prompts)
+    kept = ctx.out_dir / "judge_pairwise.answers.jsonl"
+    responses = ask_keeping(make_judge(judge), prompts, kept)
     verdicts = [parse_bracket_verdict(r) if verdict_format == "brackets" else parse_verdict(r, marker)
                 for r in responses]
     first, second = verdicts[:n], verdicts[n:]
@@ -324,4 +233,5 @@ def judge_pairwise(ctx: PhaseContext, judge: dict[str, Any], *, n_pairs: int = 5
         {"synthetic": s, "real": r, "response_synthetic_a": responses[i], "verdict_synthetic_a": first[i],
          "response_synthetic_b": responses[n + i], "verdict_synthetic_b": second[i]}
         for i, (s, r) in enumerate(zip(syn, ref))))
+    kept.unlink()
     return {f"judge_pairwise_{k}": v for k, v in aggregate_pairwise(first, second).items()}
