@@ -1,0 +1,220 @@
+"""More than one node, on one machine: a Ray cluster of a head and two worker nodes on the loopback,
+torchrun across two nodes meeting at a c10d rendezvous, and a SLURM cluster of two nodes
+(``.ci/local-slurm-2nodes``), each started by the test as a cluster's operator would start it.
+
+Marked ``cluster`` (``.ci/run`` runs the group). The nodes are processes of this machine with ports,
+resources and spool folders of their own, so what the tests show is the framework's side of
+several nodes (work placed on both, a node lost mid-phase, ranks on two nodes, a job of two
+nodes), not the network between machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from collapsebench.config import config_from_dict
+from collapsebench.executors.launch import free_port
+from collapsebench.loop import run_experiment
+from conftest import REPO, tiny_config
+from test_cluster import jobs, samples
+
+pytestmark = pytest.mark.cluster
+
+NODE_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled", "COLLAPSEBENCH_PROGRESS": "0",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+OBJECT_STORE_BYTES = 100 * 10**6  # per node; Ray otherwise takes ~30% of the RAM for each
+
+
+# ------------------------------------------------------------------------------------ Ray: three nodes
+
+@dataclass
+class RayNode:
+    name: str
+    proc: subprocess.Popen
+    ports: dict[str, int]
+    node_id: str = ""
+
+
+@dataclass
+class RayCluster:
+    """A head (no CPUs: it only coordinates) and worker nodes, each a ``ray start --block`` process
+    of its own with its own ports, one CPU and the custom resources ``gen`` (what the generate
+    phase's actors ask for) and its own name; ``--block`` ties the node's processes to that one,
+    so a node is stopped by its pid, never by ``ray stop`` (which ends every Ray of the machine)."""
+
+    root: Path
+    nodes: dict[str, RayNode] = field(default_factory=dict)
+    address: str = ""
+
+    def start(self, name: str) -> RayNode:
+        ports = {k: free_port() for k in ("node-manager", "object-manager", "dashboard-agent-listen",
+                                          "dashboard-agent-grpc", "runtime-env-agent", "metrics-export")}
+        cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--node-ip-address=127.0.0.1",
+               f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
+               *(f"--{k}-port={v}" for k, v in ports.items())]
+        if name == "head":
+            port = free_port()
+            self.address = f"127.0.0.1:{port}"
+            cmd += ["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                    f"--temp-dir={self.root / 'ray'}"]
+        else:
+            cmd += [f"--address={self.address}", "--num-cpus=1", "--resources=" + json.dumps({"gen": 1, name: 1})]
+        with open(self.root / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            node = RayNode(name, subprocess.Popen(cmd, env=NODE_ENV, stdout=log, stderr=subprocess.STDOUT), ports)
+        self.nodes[name] = node
+        return node
+
+    def wait_alive(self, names: list[str], timeout: float = 120) -> None:
+        """Until every node of ``names`` is alive in the cluster (custom resource ``name``, or the head)."""
+        import ray
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            alive = [n for n in ray.nodes() if n["Alive"]]
+            for node in (self.nodes[name] for name in names):
+                if node.proc.poll() is not None:
+                    raise RuntimeError(f"ray node {node.name} exited: {(self.root / f'{node.name}.log').read_text()[-2000:]}")
+                ours = [n["NodeID"] for n in alive if n["NodeManagerPort"] == node.ports["node-manager"]]
+                node.node_id = ours[0] if ours else ""
+            if all(self.nodes[name].node_id for name in names):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"ray nodes {names} not alive after {timeout} s")
+
+    def kill(self, name: str) -> None:
+        """The node fails at once: its raylet is killed (SIGKILL), which ends the node's processes."""
+        import psutil
+
+        node = self.nodes[name]
+        raylet = [p for p in psutil.Process(node.proc.pid).children(recursive=True) if p.name() == "raylet"]
+        assert raylet, f"no raylet under ray node {name}"
+        raylet[0].kill()
+        node.proc.wait(timeout=60)
+
+    def stop(self) -> None:
+        for node in reversed(list(self.nodes.values())):
+            if node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGTERM)
+                try:
+                    node.proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    node.proc.kill()
+
+
+@pytest.fixture
+def ray_cluster():
+    import ray
+
+    root = Path(tempfile.mkdtemp(prefix="cb-ray-"))  # short: Ray's socket paths must fit in 107 bytes
+    cluster = RayCluster(root)
+    try:
+        cluster.start("head")
+        for name in ("w1", "w2"):
+            cluster.start(name)
+        deadline = time.time() + 120
+        while True:  # the head takes a few seconds before it accepts a driver
+            try:
+                ray.init(address=cluster.address, log_to_driver=False)
+                break
+            except ConnectionError:
+                if time.time() > deadline or cluster.nodes["head"].proc.poll() is not None:
+                    raise
+                time.sleep(1)
+        cluster.wait_alive(["head", "w1", "w2"])
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+GATE_PLUGIN = '''
+import os
+import time
+
+from collapsebench.registry import validators
+
+calls = 0
+
+
+@validators.register("gate")
+def gate(ctx, batch, path):
+    """Keep every row; in each process every call after the first waits until ``path`` exists, so
+    that each of the phase's workers finishes exactly one shard before the test lets them go on."""
+    global calls
+    calls += 1
+    while calls > 1 and not os.path.exists(path):
+        time.sleep(0.05)
+    return [True] * len(batch["text"])
+'''
+
+
+def test_ray_shards_land_on_two_nodes_and_a_lost_node_resumes_to_the_same_samples(tmp_path, ray_cluster):
+    """The generate phase's shards on a pool of two actors, one per worker node (each node has the
+    one CPU and the ``gen`` resource an actor asks for; the head has neither). Once each node has
+    finished a shard, worker node w2 dies (its raylet killed); the phase fails, w2 comes back as a
+    new node, and the resume regenerates only the missing shards: the samples are those of an
+    inline run of the same config."""
+    import ray
+
+    (tmp_path / "gate.py").write_text(GATE_PLUGIN)
+    gate = tmp_path / "open"
+
+    def config(name: str, executor: dict | None) -> dict:
+        cfg = tiny_config(tmp_path, iterations=1, output_dir=str(tmp_path / name), plugins=[str(tmp_path / "gate.py")])
+        cfg["generate"].update(shard_size=10, validators=[{"name": "gate", "path": str(gate)}])
+        if executor:
+            cfg["executor"] = {"generate": executor}
+            cfg["resources"] = {"generate": {"cpus_per_task": 1, "extra": {"resources": {"gen": 1}}}}
+        return cfg
+
+    cluster = ray_cluster
+    assert ray.get_runtime_context().get_node_id() == cluster.nodes["head"].node_id  # the driver is on the head
+    workers = {cluster.nodes[n].node_id: n for n in ("w1", "w2")}
+    on_ray = config("ray", {"name": "ray", "address": cluster.address, "workers": 2, "retries": 0})
+    run = tmp_path / "ray"
+    seen: dict[str, set[str]] = {}
+
+    def lose_w2_once_both_nodes_have_a_shard() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if (run / "jobs.jsonl").exists():
+                done = [r for r in jobs(run) if r["state"] == "COMPLETED" and r["key"].startswith("1.generate/")]
+                seen["nodes"] = {r["node"] for r in done}
+                if seen["nodes"] >= set(workers):
+                    cluster.kill("w2")
+                    break
+            time.sleep(0.1)
+        gate.touch()  # w1's actor goes on; the phase ends with the shard that was on w2
+
+    watcher = threading.Thread(target=lose_w2_once_both_nodes_have_a_shard, daemon=True)
+    watcher.start()
+    with pytest.raises(RuntimeError, match="Ray worker died"):
+        run_experiment(config_from_dict(on_ray), quiet=True)
+    watcher.join()
+    assert seen["nodes"] == set(workers)  # a shard finished on each worker node, none on the head
+    lost = cluster.nodes["w2"].node_id
+    assert not (run / "iter_001" / "generate").exists()  # nothing committed
+
+    cluster.start("w2")  # the node comes back (a new node id) and the run resumes
+    cluster.wait_alive(["w2"])
+    assert cluster.nodes["w2"].node_id != lost
+    run_experiment(config_from_dict(on_ray), quiet=True)
+    stats = json.loads((run / "iter_001" / "generate" / "stats.json").read_text())
+    assert 2 <= stats["shards_resumed"] < stats["shards"]
+    assert stats["shards_generated"] == stats["shards"] - stats["shards_resumed"]
+
+    run_experiment(config_from_dict(config("inline", None)), quiet=True)  # the gate is open: no waiting
+    assert samples(run) == samples(tmp_path / "inline")
