@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from collapsebench.config import config_from_dict
 from collapsebench.executors.launch import free_port
 from collapsebench.loop import run_experiment
 from conftest import REPO, tiny_config
-from test_cluster import jobs, samples
+from test_cluster import jobs, losses, no_dropout, samples, train_stats
 
 pytestmark = pytest.mark.cluster
 
@@ -218,3 +219,44 @@ def test_ray_shards_land_on_two_nodes_and_a_lost_node_resumes_to_the_same_sample
 
     run_experiment(config_from_dict(config("inline", None)), quiet=True)  # the gate is open: no waiting
     assert samples(run) == samples(tmp_path / "inline")
+
+
+# ------------------------------------------------------------------------------------ torchrun: two nodes
+
+def test_torchrun_two_nodes_of_one_rank_train_as_one_node_of_two(tmp_path):
+    """``train.launcher: {name: torchrun, nnodes: 2, nproc_per_node: 1, rdzv_endpoint: 127.0.0.1:PORT}``:
+    the driver starts the first node's torchrun, and the second node runs the command the launch log
+    starts with, as one runs it on another machine; they meet at the c10d rendezvous. The per-step
+    losses are those of one node with two ranks (gloo both ways, dropout off, no partial batch)."""
+    one_node = no_dropout(tmp_path, output_dir=str(tmp_path / "one-node"))
+    one_node["train"]["launcher"] = {"name": "torchrun", "nproc_per_node": 2}
+    run_experiment(config_from_dict(one_node), quiet=True)
+
+    run = tmp_path / "two-nodes"
+    two_nodes = no_dropout(tmp_path, output_dir=str(run))
+    two_nodes["train"]["launcher"] = {"name": "torchrun", "nproc_per_node": 1, "nnodes": 2,
+                                      "rdzv_endpoint": f"127.0.0.1:{free_port()}"}
+    second: list[subprocess.Popen] = []
+
+    def start_the_second_node() -> None:
+        log = run / "logs" / "1.train.launch.log"
+        deadline = time.time() + 300
+        while time.time() < deadline and not (log.exists() and "\n" in log.read_text()):
+            time.sleep(0.1)
+        command = shlex.split(log.read_text().splitlines()[0])
+        with open(tmp_path / "node2.log", "wb") as out:
+            second.append(subprocess.Popen(command, env=NODE_ENV, stdout=out, stderr=subprocess.STDOUT))
+
+    node2 = threading.Thread(target=start_the_second_node, daemon=True)
+    node2.start()
+    run_experiment(config_from_dict(two_nodes), quiet=True)
+    node2.join()
+    assert second[0].wait(timeout=120) == 0, (tmp_path / "node2.log").read_text()[-3000:]
+    assert "--nnodes=2" in second[0].args and "--rdzv_backend=c10d" in second[0].args
+
+    ranks = train_stats(run)["launcher"]["ranks"]
+    assert [(r["rank"], r["local_rank"], r["world_size"]) for r in ranks] == [(0, 0, 2), (1, 0, 2)]  # 2 nodes x 1
+    assert [r["local_rank"] for r in train_stats(tmp_path / "one-node")["launcher"]["ranks"]] == [0, 1]  # 1 x 2
+    a, b = losses(tmp_path / "one-node"), losses(run)
+    assert len(a) == len(b) > 3
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-6
