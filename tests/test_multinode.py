@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -223,19 +224,37 @@ def test_ray_shards_land_on_two_nodes_and_a_lost_node_resumes_to_the_same_sample
 
 # ------------------------------------------------------------------------------------ torchrun: two nodes
 
-def test_torchrun_two_nodes_of_one_rank_train_as_one_node_of_two(tmp_path):
+@pytest.fixture(scope="module")
+def one_node_two_ranks(tmp_path_factory) -> Path:
+    """The reference: one node of two ranks (torchrun, gloo), dropout off and no partial batch."""
+    tmp = tmp_path_factory.mktemp("one-node")
+    cfg = no_dropout(tmp, output_dir=str(tmp / "run"))
+    cfg["train"]["launcher"] = {"name": "torchrun", "nproc_per_node": 2}
+    run_experiment(config_from_dict(cfg), quiet=True)
+    assert [r["local_rank"] for r in train_stats(tmp / "run")["launcher"]["ranks"]] == [0, 1]
+    return tmp / "run"
+
+
+def two_nodes_of_one_rank(tmp_path: Path, output_dir: Path) -> dict:
+    cfg = no_dropout(tmp_path, output_dir=str(output_dir))
+    cfg["train"]["launcher"] = {"name": "torchrun", "nproc_per_node": 1, "nnodes": 2,
+                                "rdzv_endpoint": f"127.0.0.1:{free_port()}",
+                                "args": ["--rdzv_conf=join_timeout=120"]}  # a node missing fails in 2 min, not 10
+    return cfg
+
+
+def same_losses(run: Path, reference: Path) -> None:
+    a, b = losses(reference), losses(run)
+    assert len(a) == len(b) > 3
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-6
+
+
+def test_torchrun_two_nodes_of_one_rank_train_as_one_node_of_two(tmp_path, one_node_two_ranks):
     """``train.launcher: {name: torchrun, nnodes: 2, nproc_per_node: 1, rdzv_endpoint: 127.0.0.1:PORT}``:
     the driver starts the first node's torchrun, and the second node runs the command the launch log
     starts with, as one runs it on another machine; they meet at the c10d rendezvous. The per-step
-    losses are those of one node with two ranks (gloo both ways, dropout off, no partial batch)."""
-    one_node = no_dropout(tmp_path, output_dir=str(tmp_path / "one-node"))
-    one_node["train"]["launcher"] = {"name": "torchrun", "nproc_per_node": 2}
-    run_experiment(config_from_dict(one_node), quiet=True)
-
+    losses are those of one node with two ranks."""
     run = tmp_path / "two-nodes"
-    two_nodes = no_dropout(tmp_path, output_dir=str(run))
-    two_nodes["train"]["launcher"] = {"name": "torchrun", "nproc_per_node": 1, "nnodes": 2,
-                                      "rdzv_endpoint": f"127.0.0.1:{free_port()}"}
     second: list[subprocess.Popen] = []
 
     def start_the_second_node() -> None:
@@ -249,14 +268,95 @@ def test_torchrun_two_nodes_of_one_rank_train_as_one_node_of_two(tmp_path):
 
     node2 = threading.Thread(target=start_the_second_node, daemon=True)
     node2.start()
-    run_experiment(config_from_dict(two_nodes), quiet=True)
+    run_experiment(config_from_dict(two_nodes_of_one_rank(tmp_path, run)), quiet=True)
     node2.join()
     assert second[0].wait(timeout=120) == 0, (tmp_path / "node2.log").read_text()[-3000:]
     assert "--nnodes=2" in second[0].args and "--rdzv_backend=c10d" in second[0].args
-
     ranks = train_stats(run)["launcher"]["ranks"]
     assert [(r["rank"], r["local_rank"], r["world_size"]) for r in ranks] == [(0, 0, 2), (1, 0, 2)]  # 2 nodes x 1
-    assert [r["local_rank"] for r in train_stats(tmp_path / "one-node")["launcher"]["ranks"]] == [0, 1]  # 1 x 2
-    a, b = losses(tmp_path / "one-node"), losses(run)
-    assert len(a) == len(b) > 3
-    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-6
+    same_losses(run, one_node_two_ranks)
+
+
+# ------------------------------------------------------------------------------------ SLURM: two nodes
+
+def free_ports(n: int) -> int:
+    """The first of ``n`` consecutive TCP ports nobody listens on now."""
+    while True:
+        first = free_port()
+        if first + n <= 65535 and all(port_free(first + i) for i in range(1, n)):
+            return first
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def slurm_two_nodes():
+    """The two-node cluster of ``.ci/local-slurm-2nodes`` (started here, stopped after the module's
+    tests); ``SLURM_CONF`` points the SLURM commands (and so submitit and the jobs) at it meanwhile."""
+    script = REPO / ".ci" / "local-slurm-2nodes"
+    required = os.environ.get("COLLAPSEBENCH_REQUIRE_SLURM") == "1"
+    if os.geteuid() != 0 or not shutil.which("slurmd"):
+        if required:
+            pytest.fail("the two-node SLURM cluster needs root and slurmd (../shared/tools/local-slurm start installs it)")
+        pytest.skip("the two-node SLURM cluster needs root and slurmd")
+    state = Path(tempfile.mkdtemp(prefix="cb-slurm2-"))
+    env = {**os.environ, "CB_SLURM2_DIR": str(state), "CB_SLURM2_PORT": str(free_ports(3))}
+    started = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            (pytest.fail if required else pytest.skip)(f"the two-node SLURM cluster did not start: {started.stderr}")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SLURM_CONF", str(state / "etc" / "slurm.conf"))
+            yield state
+    finally:
+        subprocess.run([str(script), "stop"], env=env, capture_output=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+NODE_NOTES = """
+import os
+from pathlib import Path
+
+from collapsebench.losses.builtin import cross_entropy
+from collapsebench.registry import losses
+
+
+@losses.register("cross_entropy_noting_the_node")
+def cross_entropy_noting_the_node(logits, labels):
+    \"\"\"Cross-entropy; each rank notes the SLURM node it runs on.\"\"\"
+    Path({folder!r}, "rank" + os.environ["RANK"]).write_text(os.environ.get("SLURMD_NODENAME", ""))
+    return cross_entropy(logits, labels)
+"""
+
+
+def test_slurm_runs_the_train_phase_as_one_job_of_two_nodes(tmp_path, slurm_two_nodes, one_node_two_ranks):
+    """``resources.train.nodes: 2`` with ``train.launcher.nnodes: 2``: the train phase is one SLURM job
+    of two nodes; its task, on the first node, starts one torchrun per node with ``srun``. Each rank
+    runs on its own node (n1, n2) and the losses are those of one node with two ranks."""
+    notes = tmp_path / "nodes"
+    notes.mkdir()
+    (tmp_path / "notes.py").write_text(NODE_NOTES.format(folder=str(notes)))
+    run = tmp_path / "run"
+    cfg = two_nodes_of_one_rank(tmp_path, run)
+    cfg["plugins"] = [str(tmp_path / "notes.py")]
+    cfg["train"]["trainer"]["loss"] = "cross_entropy_noting_the_node"
+    cfg["executor"] = {"train": {"name": "slurm", "partition": "debug", "poll_s": 0.5}}
+    cfg["resources"] = {"train": {"nodes": 2, "cpus_per_task": 1}}
+    run_experiment(config_from_dict(cfg), quiet=True)
+
+    assert {p.name: p.read_text() for p in notes.iterdir()} in ({"rank0": "n1", "rank1": "n2"},
+                                                                {"rank0": "n2", "rank1": "n1"})
+    train = {r["state"]: r for r in jobs(run) if r["key"] == "1.train"}
+    assert train["SUBMITTED"]["resources"]["nodes"] == 2
+    assert train["COMPLETED"]["job_id"] == train["SUBMITTED"]["job_id"]
+    assert int(train["COMPLETED"]["job_id"]) >= 500000  # a job of the two-node cluster
+    command = train_stats(run)["launcher"]["command"]
+    assert command[:2] == ["srun", "--nodes=2"]
+    same_losses(run, one_node_two_ranks)
