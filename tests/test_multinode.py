@@ -296,10 +296,10 @@ def port_free(port: int) -> bool:
         return True
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def slurm_two_nodes():
-    """The two-node cluster of ``.ci/local-slurm-2nodes`` (started here, stopped after the module's
-    tests); ``SLURM_CONF`` points the SLURM commands (and so submitit and the jobs) at it meanwhile."""
+    """The two-node cluster of ``.ci/local-slurm-2nodes`` (it starts in about a second), stopped after
+    the test; ``SLURM_CONF`` points the SLURM commands (and so submitit and the jobs) at it meanwhile."""
     script = REPO / ".ci" / "local-slurm-2nodes"
     required = os.environ.get("COLLAPSEBENCH_REQUIRE_SLURM") == "1"
     if os.geteuid() != 0 or not shutil.which("slurmd"):
