@@ -13,7 +13,8 @@ Trainer's latest checkpoint under the launcher too.
 
 Multi-node (``nnodes`` > 1) runs inside a SLURM allocation of that many nodes (``executor: slurm``
 with ``resources.train.nodes``): one ``torchrun`` per node through ``srun``, meeting at a c10d
-rendezvous on the allocation's first node.
+rendezvous on the allocation's first node. Outside SLURM, with ``rdzv_endpoint``, this process
+starts its node's ``torchrun`` and the other nodes run the command the launch log starts with.
 """
 
 from __future__ import annotations
