@@ -95,14 +95,29 @@ class RayCluster:
             time.sleep(0.5)
         raise TimeoutError(f"ray nodes {names} not alive after {timeout} s")
 
+    def join(self, name: str, attempts: int = 3) -> None:
+        """Start worker node ``name`` and wait until it is in the cluster. Ray gives a node 30 s to
+        register (fixed in ``ray._private.node``), which a machine busy with other work can exceed
+        ("The current node timed out during startup"): the node then exits, and is started again."""
+        for attempt in range(attempts):
+            self.start(name)
+            try:
+                self.wait_alive([name])
+                return
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+
     def kill(self, name: str) -> None:
-        """The node fails at once: its raylet is killed (SIGKILL), which ends the node's processes."""
+        """The node fails at once, as a machine that goes down: every process of it (its raylet, its
+        workers and the actors on them) is killed with SIGKILL."""
         import psutil
 
         node = self.nodes[name]
-        raylet = [p for p in psutil.Process(node.proc.pid).children(recursive=True) if p.name() == "raylet"]
-        assert raylet, f"no raylet under ray node {name}"
-        raylet[0].kill()
+        processes = psutil.Process(node.proc.pid).children(recursive=True)
+        assert any(p.name() == "raylet" for p in processes), f"no raylet under ray node {name}"
+        for p in [psutil.Process(node.proc.pid), *processes]:
+            p.kill()
         node.proc.wait(timeout=60)
 
     def stop(self) -> None:
@@ -123,8 +138,6 @@ def ray_cluster():
     cluster = RayCluster(root)
     try:
         cluster.start("head")
-        for name in ("w1", "w2"):
-            cluster.start(name)
         deadline = time.time() + 120
         while True:  # the head takes a few seconds before it accepts a driver
             try:
@@ -134,7 +147,9 @@ def ray_cluster():
                 if time.time() > deadline or cluster.nodes["head"].proc.poll() is not None:
                     raise
                 time.sleep(1)
-        cluster.wait_alive(["head", "w1", "w2"])
+        cluster.wait_alive(["head"])
+        for name in ("w1", "w2"):  # once the head answers, one at a time (see ``join``)
+            cluster.join(name)
         yield cluster
     finally:
         ray.shutdown()
@@ -210,13 +225,13 @@ def test_ray_shards_land_on_two_nodes_and_a_lost_node_resumes_to_the_same_sample
     lost = cluster.nodes["w2"].node_id
     assert not (run / "iter_001" / "generate").exists()  # nothing committed
 
-    cluster.start("w2")  # the node comes back (a new node id) and the run resumes
-    cluster.wait_alive(["w2"])
+    cluster.join("w2")  # the node comes back (a new node id) and the run resumes
     assert cluster.nodes["w2"].node_id != lost
     run_experiment(config_from_dict(on_ray), quiet=True)
     stats = json.loads((run / "iter_001" / "generate" / "stats.json").read_text())
-    assert 2 <= stats["shards_resumed"] < stats["shards"]
-    assert stats["shards_generated"] == stats["shards"] - stats["shards_resumed"]
+    assert 2 <= stats["shards_resumed"] < stats["shards"]  # the finished shards (one per node at least) are kept
+    assert stats["shards_generated"] <= stats["shards"] - stats["shards_resumed"]  # (a shard generated but not
+    # validated when its node died is only validated)
 
     run_experiment(config_from_dict(config("inline", None)), quiet=True)  # the gate is open: no waiting
     assert samples(run) == samples(tmp_path / "inline")

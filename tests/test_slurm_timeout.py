@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -69,8 +70,11 @@ def test_a_slurm_job_out_of_time_is_requeued_and_resumes_the_phase(tmp_path, slu
     assert re.search(r"Caught signal SIGUSR2 on \S+: this job is timed-out", Path(done["log"]).read_text())  # not preempted
     stats = train_stats(run)
     assert stats["resumed_from"]  # from the checkpoint of the first run
-    acct = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", done["job_id"]], capture_output=True,
-                          text=True, check=True).stdout.split()
+    deadline, acct = time.time() + 60, []
+    while time.time() < deadline and acct in ([], ["RUNNING"], ["COMPLETING"]):  # sacct lags the result file
+        acct = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", done["job_id"]], capture_output=True,
+                              text=True, check=True).stdout.split()
+        time.sleep(1)
     assert acct == ["COMPLETED"], acct
 
     run_experiment(config_from_dict(config("inline", None)), quiet=True)
