@@ -13,7 +13,8 @@ Trainer's latest checkpoint under the launcher too.
 
 Multi-node (``nnodes`` > 1) runs inside a SLURM allocation of that many nodes (``executor: slurm``
 with ``resources.train.nodes``): one ``torchrun`` per node through ``srun``, meeting at a c10d
-rendezvous on the allocation's first node.
+rendezvous on the allocation's first node. Outside SLURM, with ``rdzv_endpoint``, this process
+starts its node's ``torchrun`` and the other nodes run the command the launch log starts with.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def torchrun(ctx: PhaseContext, nproc_per_node: PositiveInt | Literal["gpu", "au
         rdzv_id = os.environ.get("SLURM_JOB_ID") or f"{ctx.iteration}-train"
         command += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", f"--rdzv_id={rdzv_id}"]
         if nnodes > 1 and "SLURM_JOB_ID" in os.environ:
-            command = ["srun", f"--nodes={nnodes}", "--ntasks-per-node=1", "--overlap", *command]
+            # the task's own step has one task, and its SLURM_NTASKS=1 would make srun start one torchrun
+            command = ["srun", f"--nodes={nnodes}", f"--ntasks={nnodes}", "--ntasks-per-node=1", "--overlap", *command]
     return Launch(command=[*command, *(args or [])], keep_global_batch=keep_global_batch, timeout_min=timeout_min)
 
 

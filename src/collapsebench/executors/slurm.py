@@ -193,6 +193,10 @@ class SlurmExecutor:
         else:
             with executor.batch():
                 jobs = [executor.submit(w) for w in work]
+        if group[0].parameters.get("nodes", 1) > 1:
+            # the task runs once, on the first node (``_submitit_parameters``), but submitit counts a
+            # task per node and would wait for the others' results: follow the first task alone
+            jobs = [submitit.SlurmJob(folder=folder, job_id=job.job_id) for job in jobs]
         for chunk, job in zip(chunks, jobs):
             for i, h in enumerate(chunk):
                 h.job, h.index = job, i
