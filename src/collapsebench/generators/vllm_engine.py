@@ -5,7 +5,8 @@ argument through ``sampling: {...}`` (``n`` = samples per prompt). The quota loo
 (:mod:`collapsebench.generators.quota`) runs in the phase's process; its rounds' missing shards
 are split over ``data_parallel`` long-lived workers of the phase (``PhaseContext.workers``), one
 engine per GPU group (its ``devices``: a group of several GPUs is one tensor-parallel engine).
-Each worker builds its engine with its first task and keeps it for the whole phase, so an engine
+Each worker builds its engine with its first task, sent as the workers start (so the engine
+starts while the phase draws its first prompts), and keeps it for the whole phase: an engine
 starts once per phase, not once per round; each writes its own raw shards, and the parent
 validates them and merges them into one dataset. vllm is imported only in the workers.
 
@@ -95,8 +96,13 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
     start = time.time()
     if keep_engine:
         with ctx.workers(specs, name="vllm") as pool:
+            # a first task without jobs: each worker imports vLLM and builds its engine while this
+            # process draws the first round's prompts
+            warm = [pool.submit(w, generate_shards, engine=engine, sampling=params, per_prompt=per_prompt, prompts="",
+                                model=model, chat=chat, jobs=[]) for w in range(len(pool))]
             stats = run_quota(ctx, lambda _, prompts, jobs: write_raw_on(pool, prompts, jobs), tokenizer=tokenizer,
                               per_prompt=per_prompt, keep_prompt=keep_prompt)
+            done.extend(f.result() for f in warm)
     else:
         def write_raw(round_: int, prompts: Path, jobs: list[Job]) -> None:
             with ctx.workers(specs, name=f"vllm-r{round_:03d}") as pool:
