@@ -1,5 +1,5 @@
-"""The vLLM side of the engine comparisons, run in vLLM's own environment by tests/test_engines_vllm.py
-and benchmarks/vllm_cpu.py: ``python tests/vllm_side.py SPEC.json OUT.json``.
+"""The vLLM side of the engine comparisons, run in vLLM's own environment by tests/test_engines_vllm.py:
+``python tests/vllm_side.py SPEC.json OUT.json``.
 
 One engine (``spec["engine"]``, ``vllm.LLM`` arguments) on ``spec["model"]`` answers:
 
