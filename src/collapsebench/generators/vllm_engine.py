@@ -81,7 +81,6 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
     specs = [WorkerSpec(python=python, devices=group)
              for group in gpu_groups(data_parallel, int(engine.get("tensor_parallel_size", 1)))]
     model = str(generation_model_dir(ctx))
-    tokenizer = load_tokenizer(model)
     chat = uses_chat_template(ctx.config, chat_template)
     done: list[dict[str, Any]] = []
 
@@ -97,9 +96,10 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
     if keep_engine:
         with ctx.workers(specs, name="vllm") as pool:
             # a first task without jobs: each worker imports vLLM and builds its engine while this
-            # process draws the first round's prompts
+            # process loads the tokenizer and draws the first round's prompts
             warm = [pool.submit(w, generate_shards, engine=engine, sampling=params, per_prompt=per_prompt, prompts="",
                                 model=model, chat=chat, jobs=[]) for w in range(len(pool))]
+            tokenizer = load_tokenizer(model)  # imports transformers here (2 s on a CPU) while the workers start
             stats = run_quota(ctx, lambda _, prompts, jobs: write_raw_on(pool, prompts, jobs), tokenizer=tokenizer,
                               per_prompt=per_prompt, keep_prompt=keep_prompt)
             done.extend(f.result() for f in warm)
@@ -108,7 +108,7 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
             with ctx.workers(specs, name=f"vllm-r{round_:03d}") as pool:
                 write_raw_on(pool, prompts, jobs)
 
-        stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
+        stats = run_quota(ctx, write_raw, tokenizer=load_tokenizer(model), per_prompt=per_prompt, keep_prompt=keep_prompt)
     stats.update(sampling=params, engine=engine, workers=len(specs), model=model, chat_template=chat,
                  engine_starts=sum(d["engine_started"] for d in done), seconds=round(time.time() - start, 3))
     return stats
