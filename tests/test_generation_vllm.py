@@ -1,7 +1,7 @@
 """The vLLM generator: GPU groups and argument checks, and its engines in the phase's long-lived
 workers (fast, without vllm: the workers are started and say that vllm is missing there), and a
-real run on a tiny model over several rounds with one engine per worker (slow; needs vllm
-importable here, or COLLAPSEBENCH_VLLM_PYTHON naming an interpreter that has it)."""
+real run on a tiny model over several rounds with one engine per worker (marked `engines`; needs
+vllm importable here, or COLLAPSEBENCH_VLLM_PYTHON naming an interpreter that has it)."""
 
 import importlib.util
 import os
@@ -68,14 +68,14 @@ def test_the_engines_run_in_workers_that_say_when_vllm_is_missing(gen_base, tmp_
     assert not any((ctx.run_dir / ".workers" / "1.generate.vllm").iterdir())  # and stopped, its queue removed
 
 
-@pytest.mark.slow
+@pytest.mark.engines
 @pytest.mark.skipif(not (HAVE_VLLM or VLLM_PYTHON), reason="vllm is not importable")
 def test_vllm_generates_with_samples_per_prompt(tmp_path_factory, tmp_path):
     from generation_fixtures import build_base
 
     if VLLM_PYTHON:
         subprocess.run([VLLM_PYTHON, "-c", "import vllm"], check=True)
-    base = build_base(tmp_path_factory.mktemp("base"), n_embd=64, n_head=1)  # vLLM CPU kernels: head_dim 64
+    base = build_base(tmp_path_factory.mktemp("base"), n_embd=64, n_head=1)
     ctx = phase_ctx(base, tmp_path, num_samples=12, shard_size=4, prompts={"name": "real_prefix", "tokens": 2},
                     validators=[{"name": "test_generation_vllm:keep_half"}])
     stats = VG.generate(ctx, engine={"dtype": "float32", "max_model_len": 256, "enforce_eager": True,
@@ -83,7 +83,7 @@ def test_vllm_generates_with_samples_per_prompt(tmp_path_factory, tmp_path):
                         sampling={"n": 2, "temperature": 1.0}, max_new_tokens=8, python=VLLM_PYTHON)
     samples = datasets.load_from_disk(str(ctx.out_dir / "samples"))
     assert len(samples) == 12 and len(set(samples["id"])) == 12 and stats["samples_per_prompt"] == 2
-    assert stats["rounds"] >= 2 and stats["new_tokens"] > 0
+    assert stats["metrics"]["rounds"] >= 2 and stats["new_tokens"] > 0
     assert stats["engine_starts"] == stats["workers"] == 1  # one engine for all the rounds
     for i in range(0, 12, 2):
         pair = samples.select(range(i, i + 2))

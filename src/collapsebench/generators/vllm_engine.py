@@ -5,7 +5,8 @@ argument through ``sampling: {...}`` (``n`` = samples per prompt). The quota loo
 (:mod:`collapsebench.generators.quota`) runs in the phase's process; its rounds' missing shards
 are split over ``data_parallel`` long-lived workers of the phase (``PhaseContext.workers``), one
 engine per GPU group (its ``devices``: a group of several GPUs is one tensor-parallel engine).
-Each worker builds its engine with its first task and keeps it for the whole phase, so an engine
+Each worker builds its engine with its first task, sent as the workers start (so the engine
+starts while the phase draws its first prompts), and keeps it for the whole phase: an engine
 starts once per phase, not once per round; each writes its own raw shards, and the parent
 validates them and merges them into one dataset. vllm is imported only in the workers.
 
@@ -80,7 +81,6 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
     specs = [WorkerSpec(python=python, devices=group)
              for group in gpu_groups(data_parallel, int(engine.get("tensor_parallel_size", 1)))]
     model = str(generation_model_dir(ctx))
-    tokenizer = load_tokenizer(model)
     chat = uses_chat_template(ctx.config, chat_template)
     done: list[dict[str, Any]] = []
 
@@ -95,14 +95,20 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
     start = time.time()
     if keep_engine:
         with ctx.workers(specs, name="vllm") as pool:
+            # a first task without jobs: each worker imports vLLM and builds its engine while this
+            # process loads the tokenizer and draws the first round's prompts
+            warm = [pool.submit(w, generate_shards, engine=engine, sampling=params, per_prompt=per_prompt, prompts="",
+                                model=model, chat=chat, jobs=[]) for w in range(len(pool))]
+            tokenizer = load_tokenizer(model)  # imports transformers here (2 s on a CPU) while the workers start
             stats = run_quota(ctx, lambda _, prompts, jobs: write_raw_on(pool, prompts, jobs), tokenizer=tokenizer,
                               per_prompt=per_prompt, keep_prompt=keep_prompt)
+            done.extend(f.result() for f in warm)
     else:
         def write_raw(round_: int, prompts: Path, jobs: list[Job]) -> None:
             with ctx.workers(specs, name=f"vllm-r{round_:03d}") as pool:
                 write_raw_on(pool, prompts, jobs)
 
-        stats = run_quota(ctx, write_raw, tokenizer=tokenizer, per_prompt=per_prompt, keep_prompt=keep_prompt)
+        stats = run_quota(ctx, write_raw, tokenizer=load_tokenizer(model), per_prompt=per_prompt, keep_prompt=keep_prompt)
     stats.update(sampling=params, engine=engine, workers=len(specs), model=model, chat_template=chat,
                  engine_starts=sum(d["engine_started"] for d in done), seconds=round(time.time() - start, 3))
     return stats
@@ -138,9 +144,15 @@ def generate_shards(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[st
                     prompts: str, jobs: list[dict[str, Any]], model: str, chat: bool = False) -> dict[str, Any]:
     """A worker's task: write each job's raw shard (skipping done ones) with this worker's engine,
     built by its first task and kept in ``ctx.models`` for the next. Says whether it started the
-    engine, for the phase's ``engine_starts``."""
+    engine, for the phase's ``engine_starts``.
+
+    The requests of all the jobs go into the engine at once and each shard is written as soon as
+    its last request finishes: the engine's batch stays full across shards (one ``LLM.generate``
+    per shard drains it at every shard's end, which took twice as long on a CPU), while a killed
+    worker still leaves every shard it finished."""
     try:
         from vllm import LLM, SamplingParams
+        from vllm.sampling_params import RequestOutputKind
     except ImportError as exc:
         raise UserError(f"generate.generator: vllm cannot be imported by the workers' interpreter {sys.executable} "
                         f"({exc}); pip install collapsebench[vllm] there, or name one that has it in "
@@ -154,21 +166,40 @@ def generate_shards(ctx: PhaseContext, engine: dict[str, Any], sampling: dict[st
 
     llm = ctx.models.get(("vllm", model, json.dumps(engine, sort_keys=True)), start)
     tokenizer = ctx.models.get(("tokenizer", model), lambda: load_tokenizer(model))
-    m = per_prompt
+    core = llm.llm_engine
+    todo: dict[str, tuple[dict[str, list[Any]], list[Any]]] = {}  # shard path -> prompt rows, outputs
     for job in jobs:
         if Path(job["path"]).exists():
             continue
         rows = read_prompts(prompts, job["lo"], job["hi"])
-        requests = [{"prompt_token_ids": ids} for ids in prompt_ids(tokenizer, rows["prompt"], chat=chat)]
-        params = [SamplingParams(**{**sampling, "seed": derive_seed(job["seed"], i) % 2**31})
-                  for i in range(len(requests))]
-        outputs = llm.generate(requests, params, use_tqdm=False)
-        generated = []
-        for out in outputs:
-            completions = list(out.outputs)[:m]
-            if len(completions) != m:
-                raise RuntimeError(f"vLLM returned {len(completions)} completions for n = {m}")
-            generated += [list(c.token_ids) for c in completions]
-        texts, ids = continuations(tokenizer, generated)
-        write_raw_shard(job["path"], rows["prompt"], rows["parent"], texts, ids, m)
+        requests = prompt_ids(tokenizer, rows["prompt"], chat=chat)
+        todo[job["path"]] = rows, [None] * len(requests)
+        for i, ids in enumerate(requests):
+            params = SamplingParams(**{**sampling, "seed": derive_seed(job["seed"], i) % 2**31},
+                                    output_kind=RequestOutputKind.FINAL_ONLY)
+            core.add_request(f"{job['path']}#{i}", {"prompt_token_ids": ids}, params)
+    while todo:
+        if not core.has_unfinished_requests():
+            raise RuntimeError(f"vLLM finished without the outputs of {len(todo)} shards")
+        for out in core.step():
+            if not out.finished:
+                continue
+            path, i = out.request_id.rsplit("#", 1)
+            rows, outputs = todo[path]
+            outputs[int(i)] = out
+            if all(o is not None for o in outputs):
+                write_shard(path, rows, outputs, per_prompt, tokenizer)
+                del todo[path]
     return {"pid": os.getpid(), "engine_started": bool(started)}
+
+
+def write_shard(path: str, rows: dict[str, list[Any]], outputs: list[Any], per_prompt: int, tokenizer: Any) -> None:
+    """One job's raw shard from its prompts' finished vLLM outputs (``per_prompt`` completions each)."""
+    generated = []
+    for out in outputs:
+        completions = list(out.outputs)[:per_prompt]
+        if len(completions) != per_prompt:
+            raise RuntimeError(f"vLLM returned {len(completions)} completions for n = {per_prompt}")
+        generated += [list(c.token_ids) for c in completions]
+    texts, ids = continuations(tokenizer, generated)
+    write_raw_shard(path, rows["prompt"], rows["parent"], texts, ids, per_prompt)

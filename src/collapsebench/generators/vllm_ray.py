@@ -62,14 +62,16 @@ def write_shards(jobs: list[Job], prompts: str, tokenizer: Any, outputs: list[di
         write_raw_shard(job.path, table["prompt"], table["parent"], texts, ids, per_prompt)
 
 
-def processor_config(model: str, engine: dict[str, Any], replicas: int, batch_size: int) -> Any:
+def processor_config(model: str, engine: dict[str, Any], replicas: int, batch_size: int,
+                     placement_group: dict[str, Any] | None = None) -> Any:
     """The Ray Data vLLM processor: ``replicas`` engines, token ids in and out (our tokenizer frames
-    the prompts and decodes the samples, as the other backends do)."""
+    the prompts and decodes the samples, as the other backends do). ``placement_group``: the
+    resources of each engine (Ray Data's ``placement_group_config``; default one GPU and one CPU)."""
     from ray.data.llm import vLLMEngineProcessorConfig
 
     return vLLMEngineProcessorConfig(model_source=model, engine_kwargs=engine, concurrency=replicas,
                                      batch_size=batch_size, chat_template_stage=False, tokenize_stage=False,
-                                     detokenize_stage=False)
+                                     detokenize_stage=False, placement_group_config=placement_group)
 
 
 def run_processor(config: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -84,10 +86,13 @@ def run_processor(config: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any
 def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None,
              max_new_tokens: int = 128, replicas: PositiveInt | None = None,
              batch_size: PositiveInt = 64, keep_prompt: bool = True,
-             address: str = "auto", chat_template: bool | None = None) -> dict[str, Any]:
+             address: str = "auto", chat_template: bool | None = None,
+             placement_group: dict[str, Any] | None = None) -> dict[str, Any]:
     """Generate S(k) with M(k) on Ray through ``ray.data.llm``; see the module docstring.
     ``replicas``: vLLM engines (default: the cluster's GPUs / ``tensor_parallel_size``);
-    ``chat_template``: as for the transformers generator (default: on after chat SFT)."""
+    ``chat_template``: as for the transformers generator (default: on after chat SFT);
+    ``placement_group``: each engine's resources, Ray Data's ``placement_group_config``
+    (``{bundles: [{CPU: 1}]}`` runs vLLM's CPU build, which needs no GPU)."""
     import ray
 
     engine = dict(engine or {})
@@ -100,7 +105,7 @@ def generate(ctx: PhaseContext, engine: dict[str, Any] | None = None, sampling: 
     model = str(generation_model_dir(ctx))
     tokenizer = load_tokenizer(model)
     chat = uses_chat_template(ctx.config, chat_template)
-    config = processor_config(model, engine, count, batch_size)
+    config = processor_config(model, engine, count, batch_size, placement_group)
 
     def write_raw(round_: int, prompts: Path, jobs: list[Job]) -> None:
         outputs = run_processor(config, requests(jobs, str(prompts), tokenizer, params, per_prompt, chat))
