@@ -313,7 +313,7 @@ def test_the_config_blocks_of_the_cluster_page_validate():
         return out
 
     blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "cluster.md").read_text(), flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     quickstart = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
     for block in blocks:
         config = config_from_dict(merge(quickstart, yaml.safe_load(block)))
