@@ -1,6 +1,6 @@
 """The README's pictures of the quickstart: how the terminal ends and what the report shows.
 
-    python docs/make_pictures.py                                   # runs the quickstart (about 4 minutes)
+    python docs/make_pictures.py                                   # runs the quickstart (about 2 minutes)
     python docs/make_pictures.py --run runs/quickstart --log quickstart.log   # a run made before
 
 Without ``--run``, the quickstart runs under a pseudo-terminal (``script``), so the output is what
