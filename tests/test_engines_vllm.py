@@ -25,18 +25,15 @@ import yaml
 
 from collapsebench.layout import RunLayout
 from conftest import REPO
+from engines_setup import CPU_ENGINE, ENGINES, VLLM_PYTHON
 
-VLLM_PYTHON = os.environ.get("COLLAPSEBENCH_VLLM_PYTHON")
-pytestmark = [pytest.mark.engines,
-              pytest.mark.skipif(not VLLM_PYTHON, reason="COLLAPSEBENCH_VLLM_PYTHON (bash .ci/vllm_venv.sh) is not set")]
+pytestmark = ENGINES
 
-# vLLM on the CPU: the share of RAM it reserves (the default 0.92 fails at start), no CUDA graphs
-ENGINE = {"gpu_memory_utilization": 0.1, "enforce_eager": True, "dtype": "float32", "max_model_len": 256}
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # the workers run this checkout
 
 
 def generator(data_parallel: int) -> str:
-    return json.dumps({"name": "vllm", "max_new_tokens": 96, "python": VLLM_PYTHON, "engine": ENGINE,
+    return json.dumps({"name": "vllm", "max_new_tokens": 96, "python": VLLM_PYTHON, "engine": CPU_ENGINE,
                        "data_parallel": data_parallel})
 
 
@@ -131,7 +128,7 @@ def prompts(quickstart, model):
 def vllm_side(model, prompts, tmp_path_factory):
     """vLLM's answers on the same model and prompts, from one engine in vLLM's environment."""
     folder = tmp_path_factory.mktemp("vllm_side")
-    spec = {"model": str(model[0]), "engine": ENGINE, "greedy_prompts": prompts[0], "greedy_tokens": GREEDY_TOKENS,
+    spec = {"model": str(model[0]), "engine": CPU_ENGINE, "greedy_prompts": prompts[0], "greedy_tokens": GREEDY_TOKENS,
             "sample_prompts": prompts[1], "samples": DRAWS, "sampling": SAMPLING}
     (folder / "spec.json").write_text(json.dumps(spec))
     out = subprocess.run([VLLM_PYTHON, str(Path(__file__).with_name("vllm_side.py")), str(folder / "spec.json"),

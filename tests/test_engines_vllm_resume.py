@@ -18,13 +18,11 @@ import pytest
 from collapsebench.config import config_from_dict
 from collapsebench.run import RunDir
 from conftest import REPO
+from engines_setup import CPU_ENGINE, ENGINES, VLLM_PYTHON
 from generation_fixtures import build_base, gen_config
 
-VLLM_PYTHON = os.environ.get("COLLAPSEBENCH_VLLM_PYTHON")
-pytestmark = [pytest.mark.engines,
-              pytest.mark.skipif(not VLLM_PYTHON, reason="COLLAPSEBENCH_VLLM_PYTHON (bash .ci/vllm_venv.sh) is not set")]
+pytestmark = ENGINES
 
-ENGINE = {"gpu_memory_utilization": 0.1, "enforce_eager": True, "dtype": "float32", "max_model_len": 256}
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RAY_AUTH_MODE": "disabled"}
 HALF = {"name": "jinja", "template": "{{ text | length % 2 == 0 }}"}  # drops about half: several rounds
 
@@ -57,7 +55,7 @@ def vllm_worker(run: RunDir) -> psutil.Process | None:
 
 
 def test_a_killed_vllm_worker_resumes_with_only_the_missing_shards(base, tmp_path):
-    generator = {"name": "vllm", "max_new_tokens": 48, "python": VLLM_PYTHON, "engine": ENGINE}
+    generator = {"name": "vllm", "max_new_tokens": 48, "python": VLLM_PYTHON, "engine": CPU_ENGINE}
     setup = {"num_samples": 600, "shard_size": 6, "validators": [HALF]}
     ref = phase_run(base, tmp_path / "ref", generator, **setup)
     assert phase(ref).returncode == 0
@@ -94,7 +92,7 @@ def test_a_killed_vllm_worker_resumes_with_only_the_missing_shards(base, tmp_pat
 
 def test_vllm_ray_generates_through_ray_data(base, tmp_path):
     generator = {"name": "vllm_ray", "max_new_tokens": 16, "replicas": 1, "batch_size": 16, "address": "local",
-                 "engine": ENGINE, "placement_group": {"bundles": [{"CPU": 1}]}}  # no GPU for vLLM's CPU build
+                 "engine": CPU_ENGINE, "placement_group": {"bundles": [{"CPU": 1}]}}  # no GPU for vLLM's CPU build
     run = phase_run(base, tmp_path, generator, num_samples=40, shard_size=10)
     out = phase(run, python=VLLM_PYTHON)  # the driver imports ray.data.llm, which imports vllm
     assert out.returncode == 0, out.stderr[-3000:]

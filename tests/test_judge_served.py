@@ -47,11 +47,10 @@ from collapsebench.cli import main as cli
 from collapsebench.evaluations.judge_clients import make_judge
 from collapsebench.evaluations.judges import PAIRWISE_TEMPLATE, POINTWISE_TEMPLATE, parse_score, parse_verdict
 from conftest import tiny_config, write_config
+from engines_setup import ENGINES, VLLM_PYTHON
 from test_training_smollm2 import GGUF, smollm2_folder
 
-VLLM_PYTHON = os.environ.get("COLLAPSEBENCH_VLLM_PYTHON")
-pytestmark = [pytest.mark.engines, pytest.mark.skipif(
-    not VLLM_PYTHON, reason="COLLAPSEBENCH_VLLM_PYTHON names no interpreter with vLLM (see .ci/vllm_venv.sh)")]
+pytestmark = ENGINES
 PARSE_FLOOR = 0.95
 CONCURRENCY = 4
 N_SAMPLES, N_PAIRS = 24, 8
