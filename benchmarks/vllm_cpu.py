@@ -110,18 +110,6 @@ def inside_raw(spec: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------ the driver
 
-def setup(root: Path) -> Path:
-    """A quickstart run with iteration 1 trained (its generate phase tiny); returns the run."""
-    from collapsebench.config import load_config
-    from collapsebench.loop import run_experiment
-
-    config = load_config(ROOT / "configs" / "quickstart.yaml",
-                         [f"output_dir={root / 'run'}", "iterations=1", "generate.num_samples=8",
-                          "evaluate.evaluations=[sample_stats]"])
-    run_experiment(config, quiet=True)
-    return root / "run"
-
-
 def in_vllm(python: str, mode: str, spec: dict[str, Any], folder: Path) -> float:
     """Run this file's ``mode`` in vLLM's environment; its wall seconds."""
     (folder / "spec.json").write_text(json.dumps(spec))
@@ -211,6 +199,7 @@ def main() -> None:
     out = args.out or (None if args.quick else ROOT / "benchmarks" / "results" / "vllm_cpu.json")
 
     sys.path.insert(0, str(Path(__file__).parent))
+    from generation import setup  # the quickstart with iteration 1 trained, as the generation benchmark uses it
     from results_file import machine, write_result
 
     from collapsebench.models.loading import bos_id, load_tokenizer
@@ -219,7 +208,8 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        base = setup(root)
+        setup(root)
+        base = root / "run"
         model = base / "iter_001" / "train" / "model"
         tok = load_tokenizer(model)
         tokens = {"bos": bos_id(tok), "eos": tok.eos_token_id}
