@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from collapsebench.config import PHASES, Config
 from collapsebench.errors import UserError
-from collapsebench.io import phase_seed
+from collapsebench.io import SCRATCH, phase_seed
 from collapsebench.layout import RunLayout, iter_name
 from collapsebench.tasks import Executor, Resources, Task, TaskFuture, WorkerHost, Workers, WorkerSpec, phase_resources
 
@@ -180,7 +180,7 @@ class PhaseContext:
     @property
     def cache_dir(self) -> Path:
         """Scratch space for `datasets` cache files, inside the phase's work folder (not committed)."""
-        path = self.out_dir / ".cache"
+        path = self.out_dir / SCRATCH  # removed when the phase is committed (io.seal_folder)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

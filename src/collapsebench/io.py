@@ -53,6 +53,12 @@ def sync() -> None:
     os.sync()
 
 
+def cache_folder(name: str) -> Path:
+    """``~/.cache/collapsebench/<name>``: where what is kept between runs lives (tokenized
+    corpora, the report's compiled template), one folder per kind."""
+    return Path.home() / ".cache" / "collapsebench" / name
+
+
 def _fsync(fd: int) -> None:
     if not _DEFERRED.get():
         os.fsync(fd)

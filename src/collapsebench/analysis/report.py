@@ -41,7 +41,7 @@ from collapsebench.analysis.runs import (
 )
 from collapsebench.config import PHASES, Config, identity
 from collapsebench.failure import time_to_failure
-from collapsebench.io import atomic_write
+from collapsebench.io import atomic_write, cache_folder
 from collapsebench.journal import RunState
 from collapsebench.layout import RunLayout, parse_step
 from collapsebench.registry import fingerprints
@@ -86,7 +86,7 @@ def _bytecode_cache() -> Any:
     time. None where that folder cannot be made."""
     import jinja2
 
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "collapsebench" / "jinja"
+    folder = cache_folder("jinja")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

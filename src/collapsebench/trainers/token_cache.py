@@ -37,13 +37,14 @@ import numpy as np
 
 from collapsebench.api import Dataset, PhaseContext, Tokenizer
 from collapsebench.errors import UserError
+from collapsebench.io import cache_folder
 from collapsebench.models.loading import frame_ids
 
 Encoder = Callable[[Any, list[str]], list[list[int]]]
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("COLLAPSEBENCH_CACHE") or Path.home() / ".cache" / "collapsebench" / "tokens").expanduser()
+    return Path(os.environ.get("COLLAPSEBENCH_CACHE") or cache_folder("tokens")).expanduser()
 
 
 def cache_size() -> tuple[int, int]:
