@@ -40,7 +40,8 @@ _DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("deferred_sync"
 @contextlib.contextmanager
 def deferred_sync() -> Iterator[None]:
     """Inside: the writers of this module skip their fsyncs; the caller makes the files durable
-    with :func:`sync` before it relies on them (before the renames that commit them)."""
+    with :func:`sync` before it relies on them (before the renames that commit them), or never,
+    for files derived from committed ones and rewritten anyway (a run's cards)."""
     token = _DEFERRED.set(True)
     try:
         yield
