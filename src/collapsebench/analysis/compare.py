@@ -192,7 +192,8 @@ def compare(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
     if block is not None:
         C.write(claims, target)
         if not quiet:
-            for line in C.lines(claims, block.correction, block.confidence):
+            checks = C.preconditions(block, comparison.members, rows)[1]
+            for line in C.lines(claims, block.correction, block.confidence, checks):
                 console.print(line, highlight=False, markup=False)
     made = draw(comparison, rows, target / "figures")
     return write_sweep_report(comparison, made, target / "report.html")

@@ -4,8 +4,12 @@ For each claim: pick the runs of each arm among the compared runs, read the metr
 iteration, estimate A - B (:mod:`collapsebench.analysis.contrast_stats`: a paired t-interval over
 seeds when both arms have the same seeds, Welch's otherwise; for an item-level metric a bootstrap
 over seeds and items and, for 0/1 items, the CMH test), adjust every interval for the family of
-claims, and give the verdict. The rows go to ``contrasts.csv`` and ``contrasts.json`` and to the
-terminal. The rules are written out in docs/metrics.md ("Contrasts").
+claims, and give the verdict. A declared precondition that a run of a claim fails (the facts were
+never learned, the reference is not calibrated) makes that claim *not testable*: its interval is
+still computed, but no verdict is given on an experiment that could not show the effect. The rows
+go to ``contrasts.csv`` and ``contrasts.json`` and to the terminal. The rules are written out in
+docs/metrics.md ("Contrasts"). Over 300 lines because the claim's whole path (arms, values,
+preconditions, estimate, family, output) reads top to bottom in one place.
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from collapsebench.analysis import contrast_stats as S
 from collapsebench.analysis.runs import Member
 from collapsebench.analysis.stats import write_csv
 from collapsebench.config import read_yaml
-from collapsebench.config.contrasts import Arm, Contrast, ContrastsConfig
+from collapsebench.config.contrasts import Arm, Contrast, ContrastsConfig, Precondition
 from collapsebench.errors import UserError
 from collapsebench.io import atomic_write
 
 COLUMNS = ("name", "metric", "iteration", "a", "b", "a_cells", "b_cells", "level", "method", "n_a", "n_b",
            "n_pairs", "effect", "ci_low", "ci_high", "ci_confidence", "p", "p_adj", "correction", "family_size",
            "direction", "published_effect", "margin", "verdict", "why", "cmh_statistic", "cmh_p",
-           "mh_odds_ratio", "note")
+           "mh_odds_ratio", "preconditions", "note")
 ITEMS_SUFFIX = "_accuracy"  # <prefix>_accuracy is the mean of <prefix>_items.jsonl's "correct"
 
 # ------------------------------------------------------------------------------------ the declared block
@@ -110,6 +114,12 @@ def check_grid(block: ContrastsConfig, cells: Sequence[tuple[str, int, dict[str,
                 labels = ", ".join(dict.fromkeys(label for label, _, _ in cells))
                 raise UserError(f"{where}: no cell of the sweep has {arm.describe()}; cells: {labels}")
             _one_per_seed(where, arm, picked)
+    for check in block.preconditions:
+        scope = check.runs
+        if scope is not None and not any(scope.matches(dumped) for _, _, dumped in cells):
+            labels = ", ".join(dict.fromkeys(label for label, _, _ in cells))
+            raise UserError(f"contrasts: precondition '{check.name}': no cell of the sweep has "
+                            f"{scope.describe()}; cells: {labels}")
 
 
 def _metric_at(rows: list[dict[str, Any]], metric: str) -> dict[int, float]:
@@ -151,6 +161,46 @@ def item_values(member: Member, metric: str, iteration: int) -> dict[str, float]
             raise UserError(f"{path}, line {n}: '{field}' is {value!r}, not a number")
         out[str(row.get(key, n))] = float(value)
     return out or None
+
+
+# ------------------------------------------------------------------------------------ preconditions
+
+
+def preconditions(block: ContrastsConfig, members: Sequence[Member],
+                  rows: dict[Path, list[dict[str, Any]]]) -> tuple[dict[Path, list[str]], list[str]]:
+    """(run -> the preconditions it fails, each with its value; one summary line per precondition).
+    A run without the metric at that iteration fails: it cannot show that it met it."""
+    failed: dict[Path, list[str]] = {}
+    summary = []
+    for check in block.preconditions:
+        scope = check.runs
+        runs = [m for m in members if scope is None or scope.matches(m.config.dump())]
+        if not runs:
+            cells = sorted({m.cell for m in members})
+            raise UserError(f"contrasts: precondition '{check.name}': no compared run has "
+                            f"{scope.describe() if scope else 'any config'}; cells: {', '.join(cells)}")
+        misses = []
+        for m in sorted(runs, key=lambda m: (m.cell, m.seed)):
+            problem = _miss(check, _metric_at(rows.get(m.run.path, []), check.metric))
+            if problem:
+                failed.setdefault(m.run.path, []).append(f"{check.name} ({problem})")
+                misses.append(f"{m.cell} seed {m.seed}: {problem}")
+        summary.append(f"  {check.name}: {check.describe()}: met by {len(runs) - len(misses)} of {len(runs)} runs"
+                       + (f"; not by {'; '.join(misses)}" if misses else ""))
+    return failed, summary
+
+
+def _miss(check: Precondition, values: dict[int, float]) -> str:
+    """Why a run's values miss the precondition ('' when they meet it)."""
+    k = (max(values) if values else -1) if check.iteration == "last" else check.iteration
+    if k not in values:
+        return f"no {check.metric} at iteration {check.iteration}"
+    value = values[k]
+    if check.at_least is not None and value < check.at_least:
+        return f"{value:.4g} < {check.at_least:g}"
+    if check.at_most is not None and value > check.at_most:
+        return f"{value:.4g} > {check.at_most:g}"
+    return ""
 
 
 # ------------------------------------------------------------------------------------ one claim
@@ -222,6 +272,7 @@ def _item_estimate(a: list[Member], b: list[Member], items: dict[Path, dict[str,
 def evaluate(block: ContrastsConfig, members: Sequence[Member], rows: dict[Path, list[dict[str, Any]]],
              base: Path) -> list[dict[str, Any]]:
     """One row per claim, in the declared order (columns: :data:`COLUMNS`)."""
+    failed, _ = preconditions(block, members, rows)
     done = []
     for claim in block.claims:
         a = arm_members(claim, "a", claim.a, members, base)
@@ -237,6 +288,13 @@ def evaluate(block: ContrastsConfig, members: Sequence[Member], rows: dict[Path,
         low, high = est.interval(conf) if math.isfinite(conf) else (S.NAN, S.NAN)
         n_min = est.n_pairs if est.n_pairs is not None else min(est.n_a, est.n_b)
         verdict, why = S.verdict(low, high, claim.direction, claim.effect, claim.margin, n_min)
+        failing = [m for m in (*a, *b) if m.run.path in failed]
+        if failing:
+            first = failing[0]
+            verdict = "not testable"
+            why = (f"a precondition fails in {len(failing)} of {len(a) + len(b)} runs (first: {first.cell} "
+                   f"seed {first.seed}: {', '.join(failed[first.run.path])})")
+        checked = "; ".join(c.name for c in block.preconditions)
         out.append({"name": claim.name, "metric": claim.metric, "iteration": iteration,
                     "a": claim.a.describe(), "b": claim.b.describe(),
                     "a_cells": "; ".join(dict.fromkeys(m.cell for m in a)),
@@ -247,7 +305,8 @@ def evaluate(block: ContrastsConfig, members: Sequence[Member], rows: dict[Path,
                     "direction": claim.direction, "published_effect": _or_blank(claim.effect),
                     "margin": _or_blank(claim.margin), "verdict": verdict, "why": why,
                     "cmh_statistic": est.extra.get("cmh_statistic", ""), "cmh_p": est.extra.get("cmh_p", ""),
-                    "mh_odds_ratio": est.extra.get("mh_odds_ratio", ""), "note": "; ".join(est.notes)})
+                    "mh_odds_ratio": est.extra.get("mh_odds_ratio", ""), "preconditions": checked,
+                    "note": "; ".join(est.notes)})
     return out
 
 
@@ -265,10 +324,12 @@ def write(rows: list[dict[str, Any]], folder: Path) -> None:
     atomic_write(folder / "contrasts.json", json.dumps(clean, indent=2) + "\n")
 
 
-def lines(rows: list[dict[str, Any]], correction: str, confidence: float) -> list[str]:
-    """What ``compare`` prints: a header, then two lines per claim."""
+def lines(rows: list[dict[str, Any]], correction: str, confidence: float, checks: Sequence[str] = ()) -> list[str]:
+    """What ``compare`` prints: the preconditions (``checks``: :func:`preconditions`' summary), a
+    header, then two lines per claim."""
     how = {"holm": "Holm-stepped", "bonferroni": "Bonferroni", "none": "unadjusted"}[correction]
-    out = [f"contrasts ({len(rows)} claims; effect = A - B; {how} intervals, {confidence:.0%} family-wise):"]
+    out = ["preconditions:", *checks] if checks else []
+    out.append(f"contrasts ({len(rows)} claims; effect = A - B; {how} intervals, {confidence:.0%} family-wise):")
     for r in rows:
         n = f"{r['n_pairs']} paired seeds" if r["n_pairs"] != "" else f"{r['n_a']} + {r['n_b']} runs"
         published = r["direction"] + (f" {r['published_effect']:g}" if r["published_effect"] != "" else "") + (

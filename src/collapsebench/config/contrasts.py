@@ -92,6 +92,43 @@ class Contrast(_Strict):
         return self
 
 
+class Precondition(_Strict):
+    """What every compared run (or those matching ``where``) must show before a claim about them means
+    anything: "the facts are learned before forgetting is measured", "the reference model is
+    calibrated". Declared with the claims, before the runs, so a twin that cannot show the mechanism
+    says so (verdict ``not testable``) instead of giving a verdict on an experiment that did not happen."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]+$", description="the precondition's name in compare's output")
+    metric: str = Field(..., description="a metric of metrics.jsonl")
+    iteration: Annotated[int, Field(ge=1)] | Literal["last"] = Field(
+        1, description="the iteration it is read at; 'last': each run's last iteration with the metric")
+    at_least: float | None = Field(None, description="the metric must be >= this")
+    at_most: float | None = Field(None, description="the metric must be <= this")
+    where: dict[str, Any] = Field(default_factory=dict,
+                                  description="config key -> value: only the runs that have them (default: every run)")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Precondition:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("a precondition needs at_least or at_most (or both)")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(f"at_least {self.at_least} is above at_most {self.at_most}")
+        return self
+
+    @property
+    def runs(self) -> Arm | None:
+        """The ``where`` as an arm (None: every run)."""
+        return Arm(where=self.where) if self.where else None
+
+    def describe(self) -> str:
+        bounds = []
+        if self.at_least is not None:
+            bounds.append(f">= {self.at_least:g}")
+        if self.at_most is not None:
+            bounds.append(f"<= {self.at_most:g}")
+        return f"{self.metric} {' and '.join(bounds)} at iteration {self.iteration}"
+
+
 class ContrastsConfig(_Strict):
     """The declared claims (one correction family) and how their intervals are adjusted."""
 
@@ -101,10 +138,17 @@ class ContrastsConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1, description="family-wise confidence of the intervals")
     n_resamples: int = Field(4000, ge=1000, le=1_000_000, description="resamples of the item-level bootstrap")
     claims: list[Contrast] = Field(..., min_length=1, description="the contrasts, each one published claim")
+    preconditions: list[Precondition] = Field(
+        default_factory=list, description="conditions the compared runs must meet; a claim with a run that fails "
+        "one is 'not testable'")
 
     @model_validator(mode="after")
     def _unique_names(self) -> ContrastsConfig:
         names = [c.name for c in self.claims]
+        checks = [c.name for c in self.preconditions]
+        twice_checks = sorted({n for n in checks if checks.count(n) > 1})
+        if twice_checks:
+            raise ValueError(f"precondition names must be unique; repeated: {', '.join(twice_checks)}")
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"claim names must be unique; repeated: {', '.join(twice)}")
