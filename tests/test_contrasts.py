@@ -289,6 +289,24 @@ def test_too_few_seeds_is_not_shown(runs, tmp_path):
     assert rows["drop"]["verdict"] == "not shown" and "fewer than 3 seeds" in rows["drop"]["why"]
 
 
+def test_an_arm_read_at_its_own_iteration_compares_runs_with_themselves(runs, tmp_path, capsys):
+    """alpha 0.5's m drops by 1, 2, 3, 2 from iteration 1 to 2: the change over rounds is a claim of
+    the same runs at two iterations, paired by seed; the same runs at one iteration are refused."""
+    half = {"curate.regime.alpha": 0.5}
+    over = {"claims": [{"name": "falls", "a": {"where": half, "iteration": 2}, "b": {"where": half, "iteration": 1},
+                        "metric": "m", "direction": "decrease"}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"contrasts": over}))
+    compare(runs, out=tmp_path / "o", contrasts=tmp_path / "c.yaml")
+    row = read_csv(tmp_path / "o" / "contrasts.csv")[0]
+    assert float(row["effect"]) == -2.0 and row["n_pairs"] == "4" and row["iteration"] == "2 vs 1"
+    assert row["a"] == "curate.regime.alpha=0.5 at iteration 2" and row["verdict"] == "reproduced"
+    assert "at iteration 2 vs 1" in capsys.readouterr().err
+    over["claims"][0]["a"]["iteration"] = 1
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"contrasts": over}))
+    with pytest.raises(UserError, match="a run is in both arms .* at the same iteration"):
+        compare(runs, out=tmp_path / "o", contrasts=tmp_path / "c.yaml", quiet=True)
+
+
 def test_a_failed_precondition_makes_its_claims_not_testable(runs, tmp_path, capsys):
     """m is 5 + seed at iteration 1 in every run: 'at_least 6' fails seed 0 of both arms; restricted
     by where to alpha 0.5, only that arm's run fails; a precondition that every run meets changes nothing."""

@@ -208,59 +208,71 @@ def _miss(check: Precondition, values: dict[int, float]) -> str:
 
 def estimate(claim: Contrast, a: list[Member], b: list[Member], rows: dict[Path, list[dict[str, Any]]],
              n_resamples: int) -> tuple[S.Estimate, int | str, str]:
-    """(the estimate, the iteration used, 'run' or 'item') of one claim."""
+    """(the estimate, the iteration used — "K vs J" where the arms are read at different iterations —,
+    'run' or 'item') of one claim."""
     values = {m.run.path: _metric_at(rows.get(m.run.path, []), claim.metric) for m in (*a, *b)}
     notes = []
-    if claim.iteration == "last":
-        ends = [max(v) for v in values.values() if v]
-        k = min(ends) if ends else -1  # -1: no run has the metric, every run is left out below
-    else:
-        k = claim.iteration
-    iteration: int | str = k if k > 0 else "last"
-    lacking = {m.run.path for m in (*a, *b) if k not in values[m.run.path]}
+    ka, kb = (_iteration(claim, arm, side, (*a, *b), values) for arm, side in ((claim.a, a), (claim.b, b)))
+    iteration: int | str = (ka if ka > 0 else "last") if ka == kb else f"{ka} vs {kb}"
+    lacking = [m for m in a if ka not in values[m.run.path]] + [m for m in b if kb not in values[m.run.path]]
     if lacking:
         notes.append(f"{len(lacking)} run(s) without {claim.metric} at iteration {iteration} left out")
-    a = [m for m in a if m.run.path not in lacking]
-    b = [m for m in b if m.run.path not in lacking]
+    a = [m for m in a if ka in values[m.run.path]]
+    b = [m for m in b if kb in values[m.run.path]]
     paired = bool(a) and {m.seed for m in a} == {m.seed for m in b}
     if not paired and a and b:
         notes.append("the arms' seeds differ: unpaired")
-    level, items = "run", {}
+    level, items_a, items_b = "run", {}, {}
     if claim.level != "run" and a and b:
-        found = {m.run.path: item_values(m, claim.metric, k) for m in (*a, *b)}
-        missing = [path for path, v in found.items() if v is None]
+        found_a = {m.run.path: item_values(m, claim.metric, ka) for m in a}
+        found_b = {m.run.path: item_values(m, claim.metric, kb) for m in b}
+        missing = [path for path, v in (*found_a.items(), *found_b.items()) if v is None]
         if claim.level == "item" and (missing or not paired):
             raise UserError(f"contrasts: claim '{claim.name}' asks for level: item, but " + (
-                f"{missing[0]} has no per-item values of {claim.metric} at iteration {k}" if missing
+                f"{missing[0]} has no per-item values of {claim.metric} at iteration {iteration}" if missing
                 else "the arms' seeds differ"))
         if paired and not missing:
-            level, items = "item", {path: v for path, v in found.items() if v is not None}
+            level = "item"
+            items_a = {path: v for path, v in found_a.items() if v is not None}
+            items_b = {path: v for path, v in found_b.items() if v is not None}
     if level == "item":
-        est = _item_estimate(a, b, items, n_resamples)
+        est = _item_estimate(a, b, items_a, items_b, n_resamples)
     else:
-        by_seed = {m.seed: values[m.run.path][k] for m in b} if paired else {}
-        xa = [values[m.run.path][k] for m in sorted(a, key=lambda m: m.seed)]
+        xa = [values[m.run.path][ka] for m in sorted(a, key=lambda m: m.seed)]
         if paired:
+            by_seed = {m.seed: values[m.run.path][kb] for m in b}
             est = S.paired_t(xa, [by_seed[m.seed] for m in sorted(a, key=lambda m: m.seed)])
         else:
-            est = S.welch_t(xa, [values[m.run.path][k] for m in b])
+            est = S.welch_t(xa, [values[m.run.path][kb] for m in b])
     est.notes[:0] = notes
     return est, iteration, level
 
 
-def _item_estimate(a: list[Member], b: list[Member], items: dict[Path, dict[str, float]],
-                   n_resamples: int) -> S.Estimate:
+def _iteration(claim: Contrast, arm: Arm, runs: Sequence[Member], both: Sequence[Member],
+               values: dict[Path, dict[int, float]]) -> int:
+    """The iteration an arm is read at: its own ``iteration`` if it has one, else the claim's; 'last'
+    is the last iteration every run concerned (the arm's own, or both arms') evaluated the metric at;
+    -1 when no run has it (every run is then left out)."""
+    wanted, concerned = (arm.iteration, runs) if arm.iteration is not None else (claim.iteration, both)
+    if wanted != "last":
+        return int(wanted)
+    ends = [max(values[m.run.path]) for m in concerned if values[m.run.path]]
+    return min(ends) if ends else -1
+
+
+def _item_estimate(a: list[Member], b: list[Member], items_a: dict[Path, dict[str, float]],
+                   items_b: dict[Path, dict[str, float]], n_resamples: int) -> S.Estimate:
     """Item-wise A - B per seed over the items both arms have; the bootstrap, and CMH for 0/1 items."""
     other = {m.seed: m for m in b}
     diffs, tables = [], []
     for m in sorted(a, key=lambda m: m.seed):
-        ya, yb = items[m.run.path], items[other[m.seed].run.path]
+        ya, yb = items_a[m.run.path], items_b[other[m.seed].run.path]
         shared = [k for k in ya if k in yb]
         xa, xb = np.array([ya[k] for k in shared]), np.array([yb[k] for k in shared])
         diffs.append(xa - xb)
         tables.append([[xa.sum(), len(xa) - xa.sum()], [xb.sum(), len(xb) - xb.sum()]])
     est = S.hierarchical_bootstrap(diffs, n_resamples)
-    binary = all(set(items[m.run.path].values()) <= {0.0, 1.0} for m in (*a, *b))
+    binary = all(set(v.values()) <= {0.0, 1.0} for v in (*items_a.values(), *items_b.values()))
     if binary and all(len(d) for d in diffs):
         est.extra = S.cmh(np.moveaxis(np.array(tables, dtype=np.int64), 0, -1))
     return est
@@ -278,8 +290,9 @@ def evaluate(block: ContrastsConfig, members: Sequence[Member], rows: dict[Path,
         a = arm_members(claim, "a", claim.a, members, base)
         b = arm_members(claim, "b", claim.b, members, base)
         both = {m.run.path for m in a} & {m.run.path for m in b}
-        if both:
-            raise UserError(f"contrasts: claim '{claim.name}': a run is in both arms ({sorted(both)[0]})")
+        if both and claim.a.iteration == claim.b.iteration:
+            raise UserError(f"contrasts: claim '{claim.name}': a run is in both arms ({sorted(both)[0]}) at "
+                            "the same iteration (give the arms their own iteration: to compare a run with itself)")
         done.append((claim, a, b, *estimate(claim, a, b, rows, block.n_resamples)))
     adjusted, levels = S.family_levels([e.p for _, _, _, e, _, _ in done], block.correction, block.confidence)
     family = sum(math.isfinite(p) for p in adjusted)

@@ -28,15 +28,20 @@ class _Strict(BaseModel):
 class Arm(_Strict):
     """The runs of one arm: those whose resolved config has every ``key: value`` of ``where`` (dotted
     keys, list indices included: ``{curate.regime.alpha: 0.2}``), or the run folders ``runs``
-    (relative to the config file). A plain mapping is a ``where``: ``a: {curate.regime.alpha: 0.2}``."""
+    (relative to the config file). A plain mapping is a ``where``: ``a: {curate.regime.alpha: 0.2}``.
+    An arm may be read at its own ``iteration``: a claim about a change over rounds ("perplexity rises
+    every round") compares the same runs at two iterations, paired by seed."""
 
     where: dict[str, Any] = Field(default_factory=dict, description="config key -> value every run of the arm has")
     runs: list[str] = Field(default_factory=list, description="run directories (relative to the config file)")
+    iteration: Annotated[int, Field(ge=1)] | Literal["last"] | None = Field(
+        None, description="read this arm at this iteration instead of the claim's: the same runs at iteration 4 "
+        "against iteration 1 (a change over rounds, paired by seed)")
 
     @model_validator(mode="before")
     @classmethod
     def _plain_mapping(cls, value: Any) -> Any:
-        if isinstance(value, dict) and value and not set(value) & {"where", "runs"}:
+        if isinstance(value, dict) and value and not set(value) & {"where", "runs", "iteration"}:
             return {"where": value}
         return value
 
@@ -57,9 +62,8 @@ class Arm(_Strict):
         return True
 
     def describe(self) -> str:
-        if self.runs:
-            return "runs " + ", ".join(self.runs)
-        return " ".join(f"{key}={value}" for key, value in self.where.items())
+        which = ("runs " + ", ".join(self.runs)) if self.runs else " ".join(f"{k}={v}" for k, v in self.where.items())
+        return which + (f" at iteration {self.iteration}" if self.iteration is not None else "")
 
 
 class Contrast(_Strict):
