@@ -264,6 +264,9 @@ def test_compare_prints_and_writes_the_verdicts(runs, tmp_path, capsys):
     gsm = rows["gsm"]  # the same 0/1 values, read from lm-eval's samples of the strict-match filter only
     assert gsm["level"] == "item" and float(gsm["effect"]) == pytest.approx(item_effect(runs))
     assert gsm["cmh_statistic"] == items["cmh_statistic"] and gsm["ci_low"] == items["ci_low"]
+    table = (tmp_path / "out" / "contrasts.md").read_text().splitlines()
+    assert len(table) == 5 and table[2].startswith("| drop | m at iteration 2 | -2 [") and table[2].endswith(
+        "| 4 | reproduced |")
     js = json.loads((tmp_path / "out" / "contrasts.json").read_text())
     assert [r["name"] for r in js] == ["drop", "knowledge_same", "gsm"] and js[0]["verdict"] == "reproduced"
 

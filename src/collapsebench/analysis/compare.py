@@ -177,7 +177,7 @@ def compare(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
             reference: str | None = None, correction: Correction = "holm", quiet: bool = False,
             contrasts: str | Path | None = None) -> Path | None:
     """Write ``figures/`` (PNG and SVG), ``stats.csv``, ``report.html`` and, when claims are declared,
-    ``contrasts.csv`` and ``contrasts.json`` (printed unless ``quiet``) to ``out``; the report's path
+    ``contrasts.csv``, ``contrasts.json`` and ``contrasts.md`` (printed unless ``quiet``) to ``out``; the report's path
     (None when no run has evaluated an iteration yet)."""
     from collapsebench.analysis.report import write_sweep_report
 

@@ -331,10 +331,18 @@ def _or_blank(value: float | None) -> float | str:
 
 
 def write(rows: list[dict[str, Any]], folder: Path) -> None:
-    """``contrasts.csv`` and ``contrasts.json`` (NaN as null in the JSON)."""
+    """``contrasts.csv``, ``contrasts.json`` (NaN as null) and ``contrasts.md``: the verdicts as a
+    Markdown table, to paste into a paper's or a recipe's README as printed."""
     write_csv(rows, folder / "contrasts.csv", columns=COLUMNS)
     clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
     atomic_write(folder / "contrasts.json", json.dumps(clean, indent=2) + "\n")
+    table = ["| claim | A - B | effect [interval] | n | verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        n = r["n_pairs"] if r["n_pairs"] != "" else f"{r['n_a']} + {r['n_b']}"
+        table.append(f"| {r['name']} | {r['metric']} at iteration {r['iteration']} | {_num(r['effect'])} "
+                     f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}] ({_pct(r['ci_confidence'])}) | {n} | "
+                     f"{r['verdict']} |")
+    atomic_write(folder / "contrasts.md", "\n".join(table) + "\n")
 
 
 def lines(rows: list[dict[str, Any]], correction: str, confidence: float, checks: Sequence[str] = ()) -> list[str]:
