@@ -4,15 +4,15 @@ of its current config) evaluated by ``compare`` on the runs the twin recorded be
     PYTHONPATH=src python recipes/before_verdicts.py [--ref a48548b] [--out before]
 
 The slow tests (tests/test_recipes_a.py) record every run of the sft, opt and pythia twins as its
-metric rows, per iteration, in tests/golden/recipes_a.json. For each twin this script writes those
-rows back as run folders (``analysis.runs.write_recorded_run``: the config the twin had at ``--ref``
+metric rows, per iteration, in tests/golden/recipes_a.json. For each twin this script writes the
+rows recorded at ``--ref`` back as run folders (``analysis.runs.write_recorded_run``: the config the twin had at ``--ref``
 with the cell's values and seed, and the recorded ``metrics.jsonl``), then runs
 ``collapsebench compare --contrasts <the twin's current config>`` on them: the verdicts it prints
 are the "before" column of the recipe READMEs, and ``<out>/<twin>/contrasts.csv`` holds the rows.
-A claim on a metric the slow test did not record reads "no run has ..." (the recorded rows hold
-only the metrics the test compares). The cpt, olmo and truncated-loss twins record only their
-last iteration's values (tests/golden/recipes_b.json), so their "before" verdicts come from their
-kept run folders instead (``collapsebench compare RUNS --contrasts CONFIG``, in their READMEs).
+A claim whose arm the twin did not have yet, and a precondition on a metric the slow test did not
+record (the recorded rows hold only the metrics the test compares), are left out, and printed.
+The cpt, olmo and truncated-loss twins record only their last iteration's values
+(tests/golden/recipes_b.json), so their "before" verdicts come from their kept run folders instead (``collapsebench compare RUNS --contrasts CONFIG``, in their READMEs).
 """
 
 from __future__ import annotations
@@ -24,14 +24,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from collapsebench.analysis.compare import compare
 from collapsebench.analysis.runs import write_recorded_run
-from collapsebench.config import config_from_dict
+from collapsebench.config import config_from_dict, load_config
+from collapsebench.config.contrasts import ContrastsConfig
 from collapsebench.config.loading import load_raw
 from collapsebench.errors import UserError
 
 HERE = Path(__file__).resolve().parent
-GOLDEN = HERE.parent / "tests" / "golden" / "recipes_a.json"
+GOLDEN = "tests/golden/recipes_a.json"
 
 # golden entry -> (the twin's config, the cell values behind each recorded label)
 TWINS: dict[str, tuple[str, dict[str, list[str]]]] = {
@@ -47,10 +50,14 @@ TWINS: dict[str, tuple[str, dict[str, list[str]]]] = {
 }
 
 
+def at(ref: str, path: str) -> str:
+    """A file of the repository as it was at ``ref``."""
+    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=HERE, check=True, capture_output=True, text=True).stdout
+
+
 def old_config(ref: str, relative: str, overrides: list[str], seed: int, output: Path) -> Any:
     """The twin's config as it was at ``ref``, with one cell's values and seed."""
-    text = subprocess.run(["git", "show", f"{ref}:recipes/{relative}"], cwd=HERE, check=True,
-                          capture_output=True, text=True).stdout
+    text = at(ref, f"recipes/{relative}")
     source = output.parent / f"{output.name}.yaml"
     source.write_text(text, encoding="utf-8")
     raw = load_raw(source, overrides)
@@ -59,25 +66,49 @@ def old_config(ref: str, relative: str, overrides: list[str], seed: int, output:
     return config_from_dict(raw, f"{ref}:recipes/{relative}")
 
 
+def testable(block: ContrastsConfig, configs: list[Any], rows: list[list[dict[str, Any]]]) -> ContrastsConfig:
+    """The block without what the twin before could not have: a claim whose arm matches no recorded
+    run (an arm the redesign added), a precondition on a metric the slow test did not record (its
+    absence says nothing about the run). Each one left out is printed."""
+    dumped = [c.dump() for c in configs]
+    recorded = {key for run in rows for row in run for key in row}
+    claims = [c for c in block.claims if all(any(arm.matches(d) for d in dumped) for arm in (c.a, c.b))]
+    checks = [p for p in block.preconditions if p.metric in recorded]
+    for claim in block.claims:
+        if claim not in claims:
+            print(f"   left out: claim '{claim.name}' (an arm the twin did not have)")
+    for check in block.preconditions:
+        if check not in checks:
+            print(f"   left out: precondition '{check.name}' ({check.metric} was not recorded)")
+    return block.model_copy(update={"claims": claims, "preconditions": checks})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", default="a48548b", help="the commit whose twins recorded the golden values")
     parser.add_argument("--out", default="before", help="folder for each twin's compare output")
     parser.add_argument("twins", nargs="*", default=list(TWINS), help=f"of {', '.join(TWINS)}")
     args = parser.parse_args()
-    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    golden = json.loads(at(args.ref, GOLDEN))  # the values recorded then, not the re-recorded ones
     for twin in args.twins:
         relative, cells = TWINS[twin]
         with tempfile.TemporaryDirectory() as tmp:
-            runs = []
+            runs, configs = [], []
             for label, rows in golden[twin].items():
                 cell, seed = label.rsplit(" seed ", 1)
                 run = Path(tmp) / f"{len(runs):02d}"
-                write_recorded_run(run, old_config(args.ref, relative, cells[cell], int(seed), run), rows)
-                runs.append(run)
+                configs.append(old_config(args.ref, relative, cells[cell], int(seed), run))
+                runs.append(write_recorded_run(run, configs[-1], rows))
             print(f"== {twin}: {len(runs)} recorded runs of recipes/{relative} at {args.ref}", flush=True)
+            block = load_config(HERE / relative).contrasts
+            if block is None:
+                print("   no contrasts: block")
+                continue
+            kept = testable(block, configs, list(golden[twin].values()))
+            declared = Path(tmp) / "contrasts.yaml"
+            declared.write_text(yaml.safe_dump({"contrasts": kept.model_dump(mode="json")}), encoding="utf-8")
             try:
-                compare(runs, out=Path(args.out) / twin, contrasts=HERE / relative)
+                compare(runs, out=Path(args.out) / twin, contrasts=declared)
             except UserError as exc:
                 print(f"   {exc}")
 
