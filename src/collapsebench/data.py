@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
+from collapsebench import arrow_numpy
 from collapsebench.errors import UserError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class ArrowRows:
         """Rows by position, in the order given (a contiguous range is a zero-copy slice)."""
         if isinstance(indices, range) and indices.step == 1:
             return ArrowRows(self.table.slice(indices.start, len(indices)))
-        return ArrowRows(self.table.take(np.asarray(indices, dtype=np.int64)))
+        return ArrowRows(self.table.take(arrow_numpy.array(np.asarray(indices, dtype=np.int64))))
 
     def select_columns(self, columns: Iterable[str]) -> ArrowRows:
         return ArrowRows(self.table.select(list(columns)))
@@ -128,16 +129,14 @@ def add_lineage(ds: AnyDataset, *, origin: str, generation: int, prefix: str,
     keep_parent = parent is None and "parent" in ds.column_names
     drop = [c for c in LINEAGE if c in ds.column_names and not (c == "parent" and keep_parent)]
     if isinstance(ds, ArrowRows):
-        import pyarrow as pa
-
         n = len(ds)
         table = ds.table.drop_columns(drop)
         ids = np.char.add(prefix, np.char.zfill(np.arange(n).astype(str), 8)) if n else np.zeros(0, dtype=str)
-        table = table.append_column("id", pa.array(ids.tolist(), type=pa.string()))
-        table = table.append_column("origin", pa.array([origin] * n, type=pa.string()))
-        table = table.append_column("generation", pa.array(np.full(n, generation, dtype=np.int64)))
+        table = table.append_column("id", arrow_numpy.strings(ids.tolist()))
+        table = table.append_column("origin", arrow_numpy.repeated(origin, n))
+        table = table.append_column("generation", arrow_numpy.array(np.full(n, generation, dtype=np.int64)))
         if not keep_parent:
-            table = table.append_column("parent", pa.array([parent or ""] * n, type=pa.string()))
+            table = table.append_column("parent", arrow_numpy.repeated(parent or "", n))
         return ArrowRows(table)
     ds = ds.remove_columns(drop)
 
@@ -160,7 +159,7 @@ def count_by(ds: AnyDataset, column: str) -> dict[str, int]:
     """Counts of each value of an integer or string column, streamed in batches."""
     counts: dict[str, int] = {}
     for batch in arrow_batches(ds, [column]):
-        values, n = np.unique(batch.column(column).to_numpy(), return_counts=True)
+        values, n = np.unique(arrow_numpy.to_numpy(batch.column(column)), return_counts=True)
         for v, c in zip(values.tolist(), n.tolist()):
             counts[str(v)] = counts.get(str(v), 0) + c
     return counts
