@@ -50,6 +50,7 @@ class ArrowRows:
     def __init__(self, table: pa.Table):
         self.table = table
         self._columns = list(table.column_names)
+        self._aligned: dict[tuple[tuple[str, ...], str], ArrowRows] = {}
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -77,6 +78,14 @@ class ArrowRows:
 
     def cast(self, features: pa.Schema) -> ArrowRows:
         return ArrowRows(self.table.cast(features))
+
+    def aligned(self, key: tuple[tuple[str, ...], str], schema: pa.Schema) -> ArrowRows:
+        """The columns ``key[0]`` of these rows, cast to ``schema`` (whose text is ``key[1]``) where
+        their types differ; made once per key (see :func:`_aligned_rows`)."""
+        if key not in self._aligned:
+            table = self.table.select(list(key[0]))
+            self._aligned[key] = ArrowRows(table if table.schema.equals(schema) else table.cast(schema))
+        return self._aligned[key]
 
     def shuffle(self, seed: int) -> ArrowRows:
         """The rows in the order ``datasets.Dataset.shuffle(seed=seed)`` gives (NumPy's default
@@ -345,6 +354,8 @@ def _take(schema: pa.Schema, chunks: list[pa.RecordBatch], ends: np.ndarray, pos
 
 def align(parts: list[AnyDataset]) -> list[AnyDataset]:
     """Keep the columns all parts share (in the first part's order) and cast to its features."""
+    if all(isinstance(p, ArrowRows) for p in parts):
+        return list(_aligned_rows(parts))
     common = [c for c in parts[0].column_names if all(c in p.column_names for p in parts[1:])]
     first = parts[0].select_columns(common)
     out = [first]
@@ -354,6 +365,16 @@ def align(parts: list[AnyDataset]) -> list[AnyDataset]:
             p = p.cast(first.features)
         out.append(p)
     return out
+
+
+def _aligned_rows(parts: list[ArrowRows]) -> list[ArrowRows]:
+    """:func:`align` of in-memory rows, each part's aligned table kept with the part: accumulate
+    aligns S(1) .. S(k-1) again at every iteration k, and pyarrow's calls, about 9 us a part, made
+    the curate step of a 100-iteration run's last iterations a millisecond longer than its first."""
+    common = [c for c in parts[0].column_names if all(c in p._columns for p in parts[1:])]
+    schema = parts[0].table.select(common).schema.remove_metadata()
+    key = (tuple(common), schema.to_string())
+    return [p.aligned(key, schema) for p in parts]
 
 
 def concat(parts: list[AnyDataset]) -> AnyDataset:
