@@ -24,7 +24,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -296,8 +296,10 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> t
     return out, groups.constants
 
 
-def write_report(run: RunLayout) -> Path | None:
-    """Write ``report/report.html`` (self-contained) and the cards; None if no iteration is evaluated."""
+def write_report(run: RunLayout, *, cards_written: Callable[[], object] | None = None) -> Path | None:
+    """Write ``report/report.html`` (self-contained) and the cards; None if no iteration is evaluated.
+    With ``cards_written``, another process writes the cards meanwhile (:mod:`.report_process`):
+    the page waits for it (calls ``cards_written``) only where it lists them."""
     from collapsebench.analysis.cards import write_cards
 
     rows = run.read_metrics()
@@ -305,7 +307,8 @@ def write_report(run: RunLayout) -> Path | None:
         return None
     config = run.load_config()
     state = run.read_state()
-    write_cards(run, config, rows)
+    if cards_written is None:
+        write_cards(run, config, rows)
     durations = _durations(state)
     figures, constants = run_figures(run, config, rows)
     if durations:  # its numbers are the time table below it
@@ -318,7 +321,7 @@ def write_report(run: RunLayout) -> Path | None:
     failure = state.failure
     out = run.report_dir / "report.html"
     out.parent.mkdir(exist_ok=True)
-    atomic_write(out, render(
+    page = dict(
         kind="run", title=config.name, path=str(run.path), summary=config_summary(config),
         identity=identity(config), chain=fingerprints(config)[f"{config.iterations}.evaluate"],
         evaluated=max(r["iteration"] for r in rows), iterations=config.iterations,
@@ -326,8 +329,11 @@ def write_report(run: RunLayout) -> Path | None:
         crossings=[c.as_dict() for c in time_to_failure(run, config)] if config.stop_when else [],
         figures=figures, constants=constants, keys=keys, rows=rows, lineage=lineage(run, config),
         samples=sample_rows(run, config), samples_limit=SAMPLES_PER_ITERATION,
-        q_iterations=q_iterations, q_prompts=q_prompts, durations=durations, images=images,
-        cards=[os.path.relpath(p, out.parent) for p in sorted(run.path.glob("iter_*/*/*/README.md"))]))
+        q_iterations=q_iterations, q_prompts=q_prompts, durations=durations, images=images)
+    if cards_written is not None:
+        cards_written()
+    atomic_write(out, render(**page, cards=[os.path.relpath(p, out.parent)
+                                            for p in sorted(run.path.glob("iter_*/*/*/README.md"))]))
     return out
 
 

@@ -4,8 +4,8 @@ A vector world computes ten iterations in a tenth of a second, while the librari
 (matplotlib, jinja2 and the page's template) take four times as long to import: that import was a
 third of a toy run's wall time (``benchmarks/toy_gaussian.py``). A process forked as the run
 starts imports them on another core while the run computes, and draws the report when the run
-hands its directory over; the run waits for it, so the report exists when ``run`` returns, as
-before.
+hands its directory over; the run writes the cards (:mod:`.cards`) meanwhile, then waits for the
+report, so the report exists when ``run`` returns, as before.
 
 Only where ``fork`` exists (Linux) and only for runs the batched driver computes in this process
 (:func:`collapsebench.batch.applies`): a language-model run lasts minutes, and forking a process
@@ -33,17 +33,27 @@ ReportWriter = Callable[[RunLayout], "Path | None"]
 
 def _serve(conn: Connection) -> None:
     """The forked process: import and compile what the report needs, then draw the report of the
-    run directory it is sent (nothing when sent None)."""
+    run directory it is sent (nothing when sent None), whose cards the parent writes meanwhile:
+    the page, which lists them, waits for its word that they are written."""
     with contextlib.suppress(Exception):
         warm()
     path = conn.recv()
     if path is None:
         return
     try:
-        out = write_report(RunLayout(path))
+        out = write_report(RunLayout(path), cards_written=conn.recv)
         conn.send(("ok", None if out is None else str(out)))
     except BaseException as exc:  # reported to the parent, which writes the report itself
         conn.send(("failed", repr(exc)))
+
+
+def _write_cards(run: RunLayout) -> None:
+    """The cards of the run's committed folders (what :func:`write_report` writes first)."""
+    from collapsebench.analysis.cards import write_cards
+
+    rows = run.read_metrics()
+    if rows:
+        write_cards(run, run.load_config(), rows)
 
 
 class _Forked:
@@ -61,6 +71,10 @@ class _Forked:
         self.used = True
         try:
             self.conn.send(str(run.path))
+            try:
+                _write_cards(run)  # here, while the process draws the figures (a third of a report)
+            finally:
+                self.conn.send("cards written")
             while not self.conn.poll(0.05):
                 if not self.process.is_alive():
                     raise EOFError("the report process ended")
