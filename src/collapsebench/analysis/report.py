@@ -296,19 +296,16 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> t
     return out, groups.constants
 
 
-def write_report(run: RunLayout, *, cards_written: Callable[[], object] | None = None) -> Path | None:
+def write_report(run: RunLayout, *, parts: Callable[[], dict[str, Any]] | None = None) -> Path | None:
     """Write ``report/report.html`` (self-contained) and the cards; None if no iteration is evaluated.
-    With ``cards_written``, another process writes the cards meanwhile (:mod:`.report_process`):
-    the page waits for it (calls ``cards_written``) only where it lists them."""
-    from collapsebench.analysis.cards import write_cards
-
+    With ``parts``, another process computes :func:`page_parts` meanwhile (:mod:`.report_process`):
+    the page asks for them (calls ``parts``) once the rest is drawn."""
     rows = run.read_metrics()
     if not rows:
         return None
     config = run.load_config()
     state = run.read_state()
-    if cards_written is None:
-        write_cards(run, config, rows)
+    here = page_parts(run, config, rows) if parts is None else {}  # the cards first, as ever
     durations = _durations(state)
     figures, constants = run_figures(run, config, rows)
     if durations:  # its numbers are the time table below it
@@ -327,14 +324,22 @@ def write_report(run: RunLayout, *, cards_written: Callable[[], object] | None =
         evaluated=max(r["iteration"] for r in rows), iterations=config.iterations,
         stopped_at=failure.stopped_at if failure else None, stopped_by=failure.stopped_by if failure else None,
         crossings=[c.as_dict() for c in time_to_failure(run, config)] if config.stop_when else [],
-        figures=figures, constants=constants, keys=keys, rows=rows, lineage=lineage(run, config),
-        samples=sample_rows(run, config), samples_limit=SAMPLES_PER_ITERATION,
-        q_iterations=q_iterations, q_prompts=q_prompts, durations=durations, images=images)
-    if cards_written is not None:
-        cards_written()
-    atomic_write(out, render(**page, cards=[os.path.relpath(p, out.parent)
-                                            for p in sorted(run.path.glob("iter_*/*/*/README.md"))]))
+        figures=figures, constants=constants, keys=keys, rows=rows, q_iterations=q_iterations,
+        q_prompts=q_prompts, durations=durations, images=images)
+    atomic_write(out, render(**page, **(here if parts is None else parts())))
     return out
+
+
+def page_parts(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run page's parts that read its folders one by one: the cards (written, then listed), the
+    lineage and the sample browser. A vector world's run computes them while the report process
+    draws the figures (:mod:`.report_process`)."""
+    from collapsebench.analysis.cards import write_cards
+
+    write_cards(run, config, rows)
+    return {"lineage": lineage(run, config), "samples": sample_rows(run, config),
+            "samples_limit": SAMPLES_PER_ITERATION,
+            "cards": [os.path.relpath(p, run.report_dir) for p in sorted(run.path.glob("iter_*/*/*/README.md"))]}
 
 
 # ------------------------------------------------------------------------------------ the sweep page

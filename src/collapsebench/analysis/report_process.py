@@ -4,8 +4,9 @@ A vector world computes ten iterations in a tenth of a second, while the librari
 (matplotlib, jinja2 and the page's template) take four times as long to import: that import was a
 third of a toy run's wall time (``benchmarks/toy_gaussian.py``). A process forked as the run
 starts imports them on another core while the run computes, and draws the report when the run
-hands its directory over; the run writes the cards (:mod:`.cards`) meanwhile, then waits for the
-report, so the report exists when ``run`` returns, as before.
+hands its directory over; meanwhile the run writes the cards (:mod:`.cards`) and reads the page's
+lineage and samples, which it sends over, then waits for the report, so the report exists when
+``run`` returns, as before.
 
 Only where ``fork`` exists (Linux) and only for runs the batched driver computes in this process
 (:func:`collapsebench.batch.applies`): a language-model run lasts minutes, and forking a process
@@ -24,9 +25,9 @@ import sys
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from collapsebench.analysis.report import warm, write_report
+from collapsebench.analysis.report import page_parts, warm, write_report
 from collapsebench.layout import RunLayout
 
 ReportWriter = Callable[[RunLayout], "Path | None"]
@@ -34,27 +35,31 @@ ReportWriter = Callable[[RunLayout], "Path | None"]
 
 def _serve(conn: Connection) -> None:
     """The forked process: import and compile what the report needs, then draw the report of the
-    run directory it is sent (nothing when sent None), whose cards the parent writes meanwhile:
-    the page, which lists them, waits for its word that they are written."""
+    run directory it is sent (nothing when sent None), with the page parts the parent sends
+    (:func:`~collapsebench.analysis.report.page_parts`: the parent writes the cards meanwhile)."""
     with contextlib.suppress(Exception):
         warm()
     path = conn.recv()
     if path is None:
         return
+
+    def parts() -> dict[str, Any]:
+        sent = conn.recv()
+        if sent is None:
+            raise RuntimeError("the run's process sent no page parts")
+        return cast(dict[str, Any], sent)
+
     try:
-        out = write_report(RunLayout(path), cards_written=conn.recv)
+        out = write_report(RunLayout(path), parts=parts)
         conn.send(("ok", None if out is None else str(out)))
     except BaseException as exc:  # reported to the parent, which writes the report itself
         conn.send(("failed", repr(exc)))
 
 
-def _write_cards(run: RunLayout) -> None:
-    """The cards of the run's committed folders (what :func:`write_report` writes first)."""
-    from collapsebench.analysis.cards import write_cards
-
+def _page_parts(run: RunLayout) -> dict[str, Any] | None:
+    """:func:`~collapsebench.analysis.report.page_parts` of the run (None: nothing evaluated, no page)."""
     rows = run.read_metrics()
-    if rows:
-        write_cards(run, run.load_config(), rows)
+    return page_parts(run, run.load_config(), rows) if rows else None
 
 
 class _Forked:
@@ -74,9 +79,12 @@ class _Forked:
         try:
             self.conn.send(str(run.path))
             try:
-                _write_cards(run)  # here, while the process draws the figures (a third of a report)
-            finally:
-                self.conn.send("cards written")
+                parts = _page_parts(run)  # here, while the process draws the figures
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    self.conn.send(None)
+                raise
+            self.conn.send(parts)
             while not self.conn.poll(0.05):
                 if not self.process.is_alive():
                     raise EOFError("the report process ended")
