@@ -57,3 +57,17 @@ def test_a_report_process_that_is_gone_leaves_the_report_to_the_run(tmp_path):
 def test_without_fork_it_is_the_report_function():
     with report_writer(forked=False) as write:
         assert write is write_report
+
+
+def test_the_process_forked_before_the_config_is_read_is_stopped_when_unused(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from collapsebench.cli import main
+
+    config = str(REPO / "configs" / "toy" / "gaussian_accumulate.yaml")
+    assert main(["run", config, "iterations=-1", f"output_dir={tmp_path / 'bad'}"]) == 2  # a bad config
+    assert not multiprocessing.active_children()
+    monkeypatch.setenv("COLLAPSEBENCH_BATCH", "0")  # the general driver: the report is drawn here
+    assert main(["run", config, "iterations=2", f"output_dir={tmp_path / 'run'}"]) == 0
+    assert not multiprocessing.active_children()
+    assert 'data-panels=' in page(RunLayout(tmp_path / "run"))
