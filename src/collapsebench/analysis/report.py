@@ -64,13 +64,9 @@ def render(**context: Any) -> str:
 
 
 def warm() -> None:
-    """Import what drawing a report needs and compile its page (see :mod:`.report_process`): also
-    pyarrow and the cards and statistics modules, which a run that computes in NumPy alone never
-    imported, so that only the drawing is left when the run ends."""
-    import pyarrow.compute  # noqa: F401 - the cards' text statistics
-    import pyarrow.ipc  # noqa: F401 - the saved datasets of the sample browser and the cards
-
-    from collapsebench.analysis import cards, stats  # noqa: F401
+    """Import what drawing a report's figures needs and compile its page (see
+    :mod:`.report_process`, whose parent reads the folders the rest of the page shows)."""
+    from collapsebench.analysis import stats  # noqa: F401 - the figures' lines
 
     F.warm()
     _template()
