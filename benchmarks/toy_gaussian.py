@@ -22,6 +22,8 @@
     git archive b325fd2 src | tar -x -C /tmp/before
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_gaussian.py --baseline-src /tmp/before/src
 
+   ``--startup-only`` measures this part alone and prints it (about a minute; no result file).
+
 Writes benchmarks/results/toy_gaussian.{json,md} with the date, machine and load averages.
 """
 
@@ -75,20 +77,23 @@ def cli_run(out: Path, iterations: int, env: dict[str, str]) -> dict[str, float]
 def startup(root: Path, env: dict[str, str], trees: dict[str, Path], repeats: int) -> dict[str, Any]:
     """The command at 10 and at 100 iterations, ``repeats`` alternating rounds over the source
     ``trees`` (this one, and a baseline given by ``--baseline-src``): median wall per tree and
-    length. Bytecode is written and reused as in a user's installation (``PYTHONDONTWRITEBYTECODE``
-    unset; one warm-up run per tree first)."""
+    length, and median CPU time (the report's process included). Bytecode is written and reused as
+    in a user's installation (``PYTHONDONTWRITEBYTECODE`` unset; one warm-up run per tree first)."""
     env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     tree_env = {name: {**env, "PYTHONPATH": str(src)} for name, src in trees.items()}
     for name in trees:
         cli_run(root / f"warm-{name}", 3, tree_env[name])
-    walls: dict[str, dict[int, list[float]]] = {name: {10: [], 100: []} for name in trees}
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {name: {10: [], 100: []} for name in trees}
     for iterations in (10, 100):
         for r in range(repeats):
             for name in trees:
-                walls[name][iterations].append(cli_run(root / f"start-{name}-{iterations}-{r}", iterations,
-                                                       tree_env[name])["wall_s"])
-    return {name: {f"{n}_iterations": {"walls_s": w, "median_wall_s": statistics.median(w)} for n, w in by_n.items()}
-            for name, by_n in walls.items()}
+                runs[name][iterations].append(cli_run(root / f"start-{name}-{iterations}-{r}", iterations,
+                                                      tree_env[name]))
+    return {name: {f"{n}_iterations": {"walls_s": [x["wall_s"] for x in w],
+                                       "median_wall_s": statistics.median(x["wall_s"] for x in w),
+                                       "median_cpu_s": statistics.median(x["cpu_s"] for x in w)}
+                   for n, w in by_n.items()}
+            for name, by_n in runs.items()}
 
 
 def per_iteration(run_dir: Path, around: int) -> dict[str, float]:
@@ -119,6 +124,29 @@ def slowest_imports(out: Path, env: dict[str, str], top: int = 8) -> list[tuple[
     return [(n, round(s, 3)) for n, s in sorted(found, key=lambda x: -x[1])[:top]]
 
 
+def startup_only(args: argparse.Namespace) -> None:
+    """Part 3 alone: the start-up table, with the load averages before and after (no result file
+    is written: the full benchmark's file keeps the numbers of all three parts together)."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    trees = {"this": ROOT / "src", **({"baseline": args.baseline_src.resolve()} if args.baseline_src else {})}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        found = startup(Path(tmp), env, trees, args.startup_repeats)
+    load_after = os.getloadavg()
+    print(f"Start-up, median wall of {args.startup_repeats} alternating rounds; load average "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after ({os.cpu_count()} cores)")
+    print("| source | 10 iterations (s) | 100 iterations (s) | CPU at 10 (s) | CPU at 100 (s) | walls at 10 "
+          "| walls at 100 |\n|---|---|---|---|---|---|---|")
+    for name, by_n in found.items():
+        ten, hundred = by_n["10_iterations"], by_n["100_iterations"]
+        print(f"| {trees[name]} | {ten['median_wall_s']:.3f} | {hundred['median_wall_s']:.3f} "
+              f"| {ten['median_cpu_s']:.3f} | {hundred['median_cpu_s']:.3f} | {ten['walls_s']} | {hundred['walls_s']} |")
+    if "baseline" in found:
+        print("this / baseline: " + ", ".join(
+            f"{n} iterations {found['this'][k]['median_wall_s'] / found['baseline'][k]['median_wall_s']:.2f}"
+            for n, k in ((10, "10_iterations"), (100, "100_iterations"))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -127,8 +155,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the general driver's CLI run (about 30 s)")
     parser.add_argument("--startup-repeats", type=int, default=5, help="rounds of the start-up measurement")
     parser.add_argument("--baseline-src", type=Path, help="another tree's src/ folder, measured in the same rounds")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only part 3 (start-up, side by side with --baseline-src), printed; no result file")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "toy_gaussian")
     args = parser.parse_args()
+    if args.startup_only:
+        startup_only(args)
+        return
     previous = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else None
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}

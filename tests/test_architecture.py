@@ -3,7 +3,7 @@
 
 * layers: cli -> driver (run, loop, batch, validate, prepare, status, analysis, sweep) -> phases -> plug-in packages ->
   contract (api, tasks, context, registry, plugins, data, layout, journal, failure) -> config -> core (errors, io, console,
-  templating, allocator). An import may go down or stay in its layer, never up;
+  templating, allocator, environment, arrow_numpy). An import may go down or stay in its layer, never up;
 * no import cycle between modules, nor between the packages of one layer;
 * ``analysis`` reads run directories through ``layout``, never through the driver;
 * no plug-in package imports a phase or the executors: a phase asks its context for tasks and
@@ -28,7 +28,7 @@ LAYERS = {
 }
 LAYER_OF = {
     "errors": "core", "io": "core", "console": "core", "templating": "core", "allocator": "core",
-    "environment": "core",
+    "environment": "core", "arrow_numpy": "core",
     "config": "config",
     "api": "contract", "tasks": "contract", "context": "contract",
     "registry": "contract", "plugins": "contract", "data": "contract", "layout": "contract",

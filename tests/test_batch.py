@@ -178,10 +178,10 @@ def test_a_batch_killed_before_its_commit_is_redone_by_either_driver(tmp_path, m
 # ----------------------------------------------------------------------------- what a vector run imports
 
 
-def test_a_vector_run_imports_neither_datasets_nor_scipy_stats(tmp_path):
+def test_a_vector_run_imports_neither_datasets_nor_pandas_nor_scipy_stats(tmp_path):
     script = (f"from collapsebench.cli import main\nimport sys\n"
               f"main(['run', {str(TOY / 'gaussian_accumulate.yaml')!r}, 'output_dir={tmp_path / 'run'}', 'iterations=3'])\n"
-              "print(sorted(m for m in ('datasets', 'scipy.stats', 'torch', 'sklearn') if m in sys.modules))")
+              "print(sorted(m for m in ('datasets', 'pandas', 'scipy.stats', 'torch', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
                          env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
     assert out.returncode == 0, out.stderr
@@ -222,6 +222,27 @@ def test_arrow_rows_do_what_datasets_do(tmp_path):
     assert read_saved(tmp_path / "by_datasets").table.to_pylist() == rows_.table.to_pylist()
     save(rows_.select([]), tmp_path / "empty")
     assert len(datasets.load_from_disk(str(tmp_path / "empty"))) == 0 == len(read_saved(tmp_path / "empty"))
+
+
+def test_arrays_through_buffers_are_pyarrows():
+    import pyarrow as pa
+
+    from collapsebench import arrow_numpy
+
+    for values in (np.arange(5, dtype=np.int64), np.linspace(0, 1, 4), np.arange(3, dtype=np.int32)[::-1],
+                   np.zeros(0), np.arange(6.0).reshape(2, 3)[:, 1]):
+        made = arrow_numpy.array(values)
+        assert made.equals(pa.array(values)) and made.type == pa.array(values).type
+        assert (arrow_numpy.to_numpy(made) == values).all() and arrow_numpy.to_numpy(made).dtype == values.dtype
+    texts = ["", "a", "déjà vu", "g001-0000003"]
+    assert arrow_numpy.strings(texts).equals(pa.array(texts, type=pa.string()))
+    assert arrow_numpy.strings([]).equals(pa.array([], type=pa.string()))
+    for value, n in (("synthetic", 3), ("", 4), ("x", 0)):
+        assert arrow_numpy.repeated(value, n).equals(pa.array([value] * n, type=pa.string()))
+    sliced = pa.chunked_array([pa.array([1, 2, 3]), pa.array([4, 5])]).slice(1, 3)
+    assert arrow_numpy.to_numpy(sliced).tolist() == [2, 3, 4]
+    with_null = pa.array([1.0, None])
+    assert np.isnan(arrow_numpy.to_numpy(with_null)[1])
 
 
 def test_logpdf_is_scipys():

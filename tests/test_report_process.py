@@ -30,12 +30,17 @@ def page(run):
 def test_the_forked_report_is_the_report(tmp_path):
     run = toy_run(tmp_path / "run")
     here = page(run)
+    cards = {p: p.read_text() for p in run.path.glob("iter_*/*/*/README.md")}
+    assert len(cards) == 9  # D(k), M(k), S(k) of 3 iterations, listed by the page
     (run.report_dir / "report.html").unlink()
+    for card in cards:  # written again by the run's process while the forked one draws the page
+        card.unlink()
     with report_writer(forked=True) as write:
         out = write(run)
     assert out == run.report_dir / "report.html"
     assert page(run) == here
-    assert 'data-panels=' in here
+    assert 'data-panels=' in here and all(f"{c.parent.name}/README.md" in here for c in cards)
+    assert {p: p.read_text() for p in run.path.glob("iter_*/*/*/README.md")} == cards
 
 
 def test_a_report_process_that_is_gone_leaves_the_report_to_the_run(tmp_path):
@@ -52,3 +57,17 @@ def test_a_report_process_that_is_gone_leaves_the_report_to_the_run(tmp_path):
 def test_without_fork_it_is_the_report_function():
     with report_writer(forked=False) as write:
         assert write is write_report
+
+
+def test_the_process_forked_before_the_config_is_read_is_stopped_when_unused(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from collapsebench.cli import main
+
+    config = str(REPO / "configs" / "toy" / "gaussian_accumulate.yaml")
+    assert main(["run", config, "iterations=-1", f"output_dir={tmp_path / 'bad'}"]) == 2  # a bad config
+    assert not multiprocessing.active_children()
+    monkeypatch.setenv("COLLAPSEBENCH_BATCH", "0")  # the general driver: the report is drawn here
+    assert main(["run", config, "iterations=2", f"output_dir={tmp_path / 'run'}"]) == 0
+    assert not multiprocessing.active_children()
+    assert 'data-panels=' in page(RunLayout(tmp_path / "run"))

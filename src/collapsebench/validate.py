@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,7 +138,10 @@ def backend_imports(module: str) -> set[str]:
     if found is None or not found.origin or not found.origin.endswith(".py"):
         return set()
     with open(found.origin, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read())
+        source = fh.read()
+    if not re.search(r"\b(?:" + "|".join(map(re.escape, EXTRAS)) + r")\b", source):
+        return set()  # no backend named anywhere: nothing to parse (a parse cost a toy run 5 ms a module)
+    tree = ast.parse(source)
     guarded = {id(node) for block in ast.walk(tree) if isinstance(block, ast.Try)
                and any(_catches_import_error(h) for h in block.handlers)
                for stmt in block.body for node in ast.walk(stmt)}

@@ -24,7 +24,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,10 @@ def render(**context: Any) -> str:
 
 
 def warm() -> None:
-    """Import what drawing a report needs and compile its page (see :mod:`.report_process`)."""
+    """Import what drawing a report's figures needs and compile its page (see
+    :mod:`.report_process`, whose parent reads the folders the rest of the page shows)."""
+    from collapsebench.analysis import stats  # noqa: F401 - the figures' lines
+
     F.warm()
     _template()
 
@@ -289,16 +292,16 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> t
     return out, groups.constants
 
 
-def write_report(run: RunLayout) -> Path | None:
-    """Write ``report/report.html`` (self-contained) and the cards; None if no iteration is evaluated."""
-    from collapsebench.analysis.cards import write_cards
-
+def write_report(run: RunLayout, *, parts: Callable[[], dict[str, Any]] | None = None) -> Path | None:
+    """Write ``report/report.html`` (self-contained) and the cards; None if no iteration is evaluated.
+    With ``parts``, another process computes :func:`page_parts` meanwhile (:mod:`.report_process`):
+    the page asks for them (calls ``parts``) once the rest is drawn."""
     rows = run.read_metrics()
     if not rows:
         return None
     config = run.load_config()
     state = run.read_state()
-    write_cards(run, config, rows)
+    here = page_parts(run, config, rows) if parts is None else {}  # the cards first, as ever
     durations = _durations(state)
     figures, constants = run_figures(run, config, rows)
     if durations:  # its numbers are the time table below it
@@ -311,17 +314,28 @@ def write_report(run: RunLayout) -> Path | None:
     failure = state.failure
     out = run.report_dir / "report.html"
     out.parent.mkdir(exist_ok=True)
-    atomic_write(out, render(
+    page = dict(
         kind="run", title=config.name, path=str(run.path), summary=config_summary(config),
         identity=identity(config), chain=fingerprints(config)[f"{config.iterations}.evaluate"],
         evaluated=max(r["iteration"] for r in rows), iterations=config.iterations,
         stopped_at=failure.stopped_at if failure else None, stopped_by=failure.stopped_by if failure else None,
         crossings=[c.as_dict() for c in time_to_failure(run, config)] if config.stop_when else [],
-        figures=figures, constants=constants, keys=keys, rows=rows, lineage=lineage(run, config),
-        samples=sample_rows(run, config), samples_limit=SAMPLES_PER_ITERATION,
-        q_iterations=q_iterations, q_prompts=q_prompts, durations=durations, images=images,
-        cards=[os.path.relpath(p, out.parent) for p in sorted(run.path.glob("iter_*/*/*/README.md"))]))
+        figures=figures, constants=constants, keys=keys, rows=rows, q_iterations=q_iterations,
+        q_prompts=q_prompts, durations=durations, images=images)
+    atomic_write(out, render(**page, **(here if parts is None else parts())))
     return out
+
+
+def page_parts(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run page's parts that read its folders one by one: the cards (written, then listed), the
+    lineage and the sample browser. A vector world's run computes them while the report process
+    draws the figures (:mod:`.report_process`)."""
+    from collapsebench.analysis.cards import write_cards
+
+    write_cards(run, config, rows)
+    return {"lineage": lineage(run, config), "samples": sample_rows(run, config),
+            "samples_limit": SAMPLES_PER_ITERATION,
+            "cards": [os.path.relpath(p, run.report_dir) for p in sorted(run.path.glob("iter_*/*/*/README.md"))]}
 
 
 # ------------------------------------------------------------------------------------ the sweep page

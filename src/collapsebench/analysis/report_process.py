@@ -4,55 +4,80 @@ A vector world computes ten iterations in a tenth of a second, while the librari
 (matplotlib, jinja2 and the page's template) take four times as long to import: that import was a
 third of a toy run's wall time (``benchmarks/toy_gaussian.py``). A process forked as the run
 starts imports them on another core while the run computes, and draws the report when the run
-hands its directory over; the run waits for it, so the report exists when ``run`` returns, as
-before.
+hands its directory over; meanwhile the run writes the cards (:mod:`.cards`) and reads the page's
+lineage and samples, which it sends over, then waits for the report, so the report exists when
+``run`` returns, as before.
 
+``collapsebench run`` forks it first of all (:func:`fork`), so that its imports also overlap the
+config's schema and checks, and stops it once the config shows a run that is not a vector world's.
 Only where ``fork`` exists (Linux) and only for runs the batched driver computes in this process
 (:func:`collapsebench.batch.applies`): a language-model run lasts minutes, and forking a process
-that holds torch's threads is not safe. The process is forked before the run takes its
-directory's lock, so it never holds that lock. Whenever the process is gone or fails, the report
-is written in the calling process, which raises the real error if there is one: the report is
-never lost to this shortcut.
+that holds torch's threads is not safe (the early fork comes before any import of torch). The
+process is forked before the run takes its directory's lock, so it never holds that lock. Whenever
+the process is gone or fails, the report is written in the calling process, which raises the real
+error if there is one: the report is never lost to this shortcut.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from collapsebench.analysis.report import warm, write_report
-from collapsebench.layout import RunLayout
+if TYPE_CHECKING:
+    from collapsebench.layout import RunLayout
 
-ReportWriter = Callable[[RunLayout], "Path | None"]
+ReportWriter = Callable[["RunLayout"], "Path | None"]
 
 
 def _serve(conn: Connection) -> None:
     """The forked process: import and compile what the report needs, then draw the report of the
-    run directory it is sent (nothing when sent None)."""
+    run directory it is sent (nothing when sent None), with the page parts the parent sends
+    (:func:`~collapsebench.analysis.report.page_parts`: the parent writes the cards meanwhile)."""
+    from collapsebench.analysis.report import warm, write_report
+    from collapsebench.layout import RunLayout
+
     with contextlib.suppress(Exception):
         warm()
     path = conn.recv()
     if path is None:
         return
+
+    def parts() -> dict[str, Any]:
+        sent = conn.recv()
+        if sent is None:
+            raise RuntimeError("the run's process sent no page parts")
+        return cast(dict[str, Any], sent)
+
     try:
-        out = write_report(RunLayout(path))
+        out = write_report(RunLayout(path), parts=parts)
         conn.send(("ok", None if out is None else str(out)))
     except BaseException as exc:  # reported to the parent, which writes the report itself
         conn.send(("failed", repr(exc)))
 
 
-class _Forked:
-    """The parent's end: :meth:`write` hands the run over and waits for its report."""
+def _page_parts(run: RunLayout) -> dict[str, Any] | None:
+    """:func:`~collapsebench.analysis.report.page_parts` of the run (None: nothing evaluated, no page)."""
+    from collapsebench.analysis.report import page_parts
+
+    rows = run.read_metrics()
+    return page_parts(run, run.load_config(), rows) if rows else None
+
+
+class ReportProcess:
+    """The parent's end: :meth:`write` hands the run over and waits for its report; :meth:`stop`
+    ends a process that will draw nothing (the run it was forked for is not a vector world's)."""
 
     def __init__(self) -> None:
         context: Any = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child,), daemon=True, name="collapsebench-report")
+        gc.freeze()  # before fork, as Python's gc docs advise: the run's full collections skip what is imported
         self.process.start()
         child.close()
         self.used = False
@@ -61,6 +86,13 @@ class _Forked:
         self.used = True
         try:
             self.conn.send(str(run.path))
+            try:
+                parts = _page_parts(run)  # here, while the process draws the figures
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    self.conn.send(None)
+                raise
+            self.conn.send(parts)
             while not self.conn.poll(0.05):
                 if not self.process.is_alive():
                     raise EOFError("the report process ended")
@@ -69,7 +101,14 @@ class _Forked:
             status, value = "failed", None
         if status == "ok":
             return None if value is None else Path(value)
+        from collapsebench.analysis.report import write_report
+
         return write_report(run)  # here, so that an error is raised with its own traceback
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.conn.close()
 
     def close(self) -> None:
         with contextlib.suppress(EOFError, OSError):
@@ -81,14 +120,26 @@ class _Forked:
         self.conn.close()
 
 
+def fork() -> ReportProcess | None:
+    """A report process forked now, before the caller imports what a run needs (the config's schema
+    alone is a tenth of a second), so that the report's imports overlap them; None where the
+    platform does not fork. :func:`report_writer` uses it, or stops it."""
+    return ReportProcess() if sys.platform == "linux" else None
+
+
 @contextlib.contextmanager
-def report_writer(forked: bool) -> Iterator[ReportWriter]:
+def report_writer(forked: bool, process: ReportProcess | None = None) -> Iterator[ReportWriter]:
     """The function that writes a run's report: one served by a forked process when ``forked``
-    (and the platform forks), else :func:`~collapsebench.analysis.report.write_report` itself."""
+    (and the platform forks): ``process``, forked earlier by :func:`fork`, or one forked now;
+    else :func:`~collapsebench.analysis.report.write_report` itself (and ``process`` is stopped)."""
+    from collapsebench.analysis.report import write_report
+
     if not forked or sys.platform != "linux":
+        if process is not None:
+            process.stop()
         yield write_report
         return
-    process = _Forked()
+    process = process or ReportProcess()
     try:
         yield process.write
     finally:

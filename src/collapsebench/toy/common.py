@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from collapsebench import arrow_numpy
 from collapsebench.api import PhaseContext
 from collapsebench.data import AnyDataset, ArrowRows, arrow_table, save
 from collapsebench.errors import UserError
@@ -50,12 +51,13 @@ def list_array_to_matrix(column: Any, *, what: str = "dataset") -> np.ndarray:
     n = len(column)
     if n == 0:
         return np.zeros((0, 0))
-    lengths = np.asarray(pc.list_value_length(column).fill_null(-1))
+    lengths = pc.list_value_length(column)
+    lengths = arrow_numpy.to_numpy(lengths.fill_null(-1) if lengths.null_count else lengths)
     if lengths.min() != lengths.max() or lengths.min() <= 0:
         bad = int(np.flatnonzero(lengths != lengths[0])[0]) if lengths.min() != lengths.max() else 0
         raise UserError(f"{what}: row {bad} of column '{VECTOR_FIELD}' has {lengths[bad]} values, "
                         f"row 0 has {lengths[0]}; all vectors must have the same positive length")
-    values = np.asarray(column.flatten(), dtype=np.float64)
+    values = arrow_numpy.to_numpy(column.flatten()).astype(np.float64, copy=False)
     return values.reshape(n, int(lengths[0]))
 
 
@@ -67,7 +69,7 @@ def vector_table(x: np.ndarray) -> Any:
     if x.ndim == 1:
         x = x[:, None]
     offsets = np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(x.ravel()))
+    return pa.ListArray.from_arrays(arrow_numpy.array(offsets), arrow_numpy.array(x.ravel()))
 
 
 def vector_dataset(x: np.ndarray) -> ArrowRows:
@@ -84,10 +86,10 @@ def samples_dataset(x: np.ndarray, iteration: int) -> ArrowRows:
     n = len(x)
     ids = np.char.add(f"g{iteration:03d}-", np.char.zfill(np.arange(n).astype(str), 7))
     table = pa.table({
-        "id": pa.array(ids.tolist() if n else [], type=pa.string()),
-        "origin": pa.array(np.full(n, "synthetic").tolist() if n else [], type=pa.string()),
-        "generation": pa.array(np.full(n, iteration, dtype=np.int64)),
-        "parent": pa.array([""] * n, type=pa.string()),
+        "id": arrow_numpy.strings(ids.tolist() if n else []),
+        "origin": arrow_numpy.repeated("synthetic", n),
+        "generation": arrow_numpy.array(np.full(n, iteration, dtype=np.int64)),
+        "parent": arrow_numpy.repeated("", n),
         VECTOR_FIELD: vector_table(x.reshape(n, -1) if n else np.zeros((0, 1))),
     })
     return ArrowRows(table)

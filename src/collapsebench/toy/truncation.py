@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from collapsebench import arrow_numpy
 from collapsebench.api import Dataset, PhaseContext
 from collapsebench.errors import UserError
 from collapsebench.toy.common import VECTOR_FIELD, list_array_to_matrix, log_likelihood, read_meta
@@ -22,8 +23,8 @@ COLUMNS = ["origin", "generation", VECTOR_FIELD]
 def _per_generation(batch: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     """``score(generation, x)`` for the synthetic rows of a batch; NaN for real rows. Also the synthetic mask."""
     origin, generation, x = (batch[c] for c in COLUMNS)
-    synthetic = np.asarray(origin.to_numpy(zero_copy_only=False) == "synthetic", dtype=bool)
-    gens = np.asarray(generation.to_numpy(zero_copy_only=False))
+    synthetic = np.asarray(np.array(origin.to_pylist(), dtype=object) == "synthetic", dtype=bool)
+    gens = arrow_numpy.to_numpy(generation)
     values = np.full(len(synthetic), np.nan)
     if synthetic.any():
         matrix = list_array_to_matrix(x, what="dataset to truncate")
@@ -71,7 +72,7 @@ def truncate_likely(ctx: PhaseContext, dataset: Dataset, *, keep_below_percentil
     for batch in dataset.select_columns(COLUMNS).with_format("arrow").iter(batch_size=batch_size):
         rows = slice(start, start + batch.num_rows)
         values[rows], synthetic[rows] = _per_generation(batch, score)
-        gens[rows] = np.asarray(batch["generation"])
+        gens[rows] = arrow_numpy.to_numpy(batch["generation"])
         start += batch.num_rows
     # then the rows to keep, selected by position (for either kind of dataset)
     if min_sigmas is not None:
