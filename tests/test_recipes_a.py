@@ -146,16 +146,26 @@ def test_sft_stage_placement_twin_verdicts_on_the_published_order(tmp_path):
 @pytest.mark.skipif(not (SHARED_DATA / "wikitext-2" / "valid.txt").exists(), reason="WikiText-2 not beside the repository")
 def test_opt_wikitext_twin_generations_repeat_and_lose_the_real_data(tmp_path):
     runs = sweep_metrics(RECIPES / "opt-wikitext-replication" / "cpu.yaml", tmp_path, "opt")
-    for seed in (0, 1):
+    opt_checks(runs, tmp_path / "opt")
+
+
+OPT_VERDICTS = {"perplexity_shifts_up": "inconclusive", "repetition_appears": "reproduced"}
+
+
+def opt_checks(runs: dict[tuple[str, int], list[dict[str, Any]]], sweep: Path) -> None:
+    """Every generation fine-tunes the stand-in base on the previous generation's beam-search text:
+    the model gets worse on real text and its text repeats more, in every seed; compare's verdicts
+    on the declared claims (recipes/opt-wikitext-replication/README.md)."""
+    for seed in (0, 1, 2):
         rows = next(r for (_, s), r in runs.items() if s == seed)
         assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
         assert last(rows, "holdout_cross_entropy") > 1.1 * first(rows, "holdout_cross_entropy")
-        # repetition (distinct-2 is None where fewer than 100 samples reach 32 words)
         later = [row["distinct_2"] for row in rows[1:] if row["distinct_2"] is not None]
-        assert later and later[0] < 0.8 * first(rows, "distinct_2")  # from generation 1 on
-        # a later generation's text is much less likely under generation 0's model (higher perplexity)
-        assert max(row["ref_logppl_mean"] for row in rows[1:]) > 2 * first(rows, "ref_logppl_mean")
+        assert later and later[0] < 0.8 * first(rows, "distinct_2")  # repetition from generation 1 on
         assert all(row["qualitative_prompts"] == 7 for row in rows)
+    compare([sweep], out=sweep.parent / "opt_compare", quiet=True)
+    claims = json.loads((sweep.parent / "opt_compare" / "contrasts.json").read_text())
+    assert {claim["name"]: claim["verdict"] for claim in claims} == OPT_VERDICTS
     check_recorded("opt_wikitext", headline(runs, ("holdout_cross_entropy", "ref_logppl_mean", "ref_logppl_median",
                                                    "distinct_2", "self_bleu")))
 
