@@ -3,8 +3,9 @@
 Every paper-scale config validates without network, its hub models and datasets reported as
 downloads, and every cell of its sweep is checked. Under ``slow``, each CPU twin runs end to end as
 its README says, its direction is asserted on the seeds fixed in its config (0 and 1, all reported
-in the README), and its headline numbers are compared with the values recorded in
-``tests/golden/recipes_a.json``; re-record them after an intended change with
+in the README; the Pythia twin: seeds 0-4 and compare's verdicts on its declared claims), and its
+headline numbers are compared with the values recorded in ``tests/golden/recipes_a.json``;
+re-record them after an intended change with
 ``COLLAPSEBENCH_RECORD_GOLDEN=1 python -m pytest tests/test_recipes_a.py -m slow`` and say why in
 the commit. The twins run on 2 local workers; the runs are deterministic on the CPU with one thread
 per process, and the tolerance (relative 1e-4) only absorbs float formatting.
@@ -170,30 +171,28 @@ def opt_checks(runs: dict[tuple[str, int], list[dict[str, Any]]], sweep: Path) -
                                                    "distinct_2", "self_bleu")))
 
 
+# compare's verdicts on the Pythia twin's declared claims (cpu.yaml's contrasts:, README.md's table)
+PYTHIA_VERDICTS = {"accuracy_falls_iteration1": "reproduced", "ece_rises_iteration1": "not shown",
+                   "overconfidence_rises_iteration1": "not shown", "accuracy_falls_iteration2": "reproduced",
+                   "ece_rises_iteration2": "not shown"}
+
+
 @pytest.mark.slow
-def test_pythia_calibration_twin_synthetic_data_costs_accuracy_and_raises_overconfidence(tmp_path):
-    path = RECIPES / "pythia-mixing-calibration" / "cpu.yaml"
-    clean = sweep_metrics(path, tmp_path, "alpha0", "curate.regime.alpha=0.0", "evaluate.evaluations.0.baseline=null")
-    mixed = sweep_metrics(path, tmp_path, "alpha50", f"evaluate.evaluations.0.baseline={tmp_path / 'alpha0'}")
-    drops = []
-    for seed in (0, 1):
-        c = next(rows for (_, s), rows in clean.items() if s == seed)
-        m = next(rows for (_, s), rows in mixed.items() if s == seed)
-        assert first(c, "calibration_accuracy") > 0.25 + 0.15  # learnt the task: above chance (4 choices)
-        assert first(m, "calibration_accuracy") == pytest.approx(first(c, "calibration_accuracy"))  # iteration 1: real only
-        # synthetic data costs accuracy at every later iteration (80 items: one item is 0.0125)
-        seed_drops = [cr["calibration_accuracy"] - mr["calibration_accuracy"] for cr, mr in zip(c[1:], m[1:])]
-        assert min(seed_drops) > 0
-        drops += seed_drops
-        assert last(m, "calibration_overconfidence") > last(c, "calibration_overconfidence")
-        # the warning rule compares with the 0% run of the same seed at the same iteration; the
-        # twin's ECE itself does not rise (its 0% models are underconfident: README.md)
-        assert last(m, "calibration_ece_baseline") == pytest.approx(last(c, "calibration_ece"))
-    assert sum(drops) / len(drops) > 0.05
-    keys = ("calibration_accuracy", "calibration_ece", "calibration_overconfidence", "calibration_ece_alert_level",
-            "self_bleu", "distinct_2")
-    check_recorded("pythia_calibration", {**{f"0% {k}": v for k, v in headline(clean, keys).items()},
-                                          **{f"50% {k}": v for k, v in headline(mixed, keys).items()}})
+def test_pythia_calibration_twin_verdicts_on_the_declared_claims(tmp_path):
+    from collapsebench.analysis.compare import compare
+
+    runs = sweep_metrics(RECIPES / "pythia-mixing-calibration" / "cpu.yaml", tmp_path, "pythia")
+    for seed in range(5):
+        clean, mixed = runs[("alpha=0", seed)], runs[("alpha=0.5", seed)]
+        assert len(clean) == len(mixed) == 3
+        # Phase 0 (real data only, shared by both arms) learnt the rule well above chance (4 choices)
+        assert first(mixed, "calibration_accuracy") == first(clean, "calibration_accuracy") > 0.5
+    compare([tmp_path / "pythia"], out=tmp_path / "compared", quiet=True)
+    rows = json.loads((tmp_path / "compared" / "contrasts.json").read_text())
+    assert {r["name"]: r["verdict"] for r in rows} == PYTHIA_VERDICTS
+    assert all(r["n_pairs"] == 5 for r in rows)
+    keys = ("calibration_accuracy", "calibration_ece", "calibration_overconfidence", "calibration_confidence")
+    check_recorded("pythia_calibration", headline(runs, keys))
 
 
 @pytest.mark.slow
