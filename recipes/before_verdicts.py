@@ -12,7 +12,8 @@ are the "before" column of the recipe READMEs, and ``<out>/<twin>/contrasts.csv`
 A claim whose arm the twin did not have yet, and a precondition on a metric the slow test did not
 record (the recorded rows hold only the metrics the test compares), are left out, and printed.
 The cpt, olmo and truncated-loss twins record only their last iteration's values
-(tests/golden/recipes_b.json), so their "before" verdicts come from their kept run folders instead (``collapsebench compare RUNS --contrasts CONFIG``, in their READMEs).
+(tests/golden/recipes_b.json), so their "before" verdicts come from their kept run folders instead
+(``collapsebench compare RUNS --contrasts CONFIG``, in their READMEs).
 """
 
 from __future__ import annotations
