@@ -137,15 +137,7 @@ def pickles_in(folder: Path) -> list[Path]:
 def write_evaluated_run(path: Path, raw_config: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
     """A run directory by hand, as the analysis reads it: its config, ``metrics.jsonl`` and each
     row's committed evaluate folder (for tests of compare, contrasts and reports)."""
+    from collapsebench.analysis.runs import write_recorded_run
     from collapsebench.config import config_from_dict
 
-    config = config_from_dict({**raw_config, "output_dir": str(path)})
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False))
-    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    for r in rows:
-        folder = path / f"iter_{r['iteration']:03d}" / "evaluate"
-        folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps(r))
-        (folder / "stats.json").write_text("{}")
-    return path
+    return write_recorded_run(path, config_from_dict({**raw_config, "output_dir": str(path)}), rows)

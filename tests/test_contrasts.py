@@ -13,7 +13,7 @@ from collapsebench.analysis import contrast_stats as S
 from collapsebench.analysis.compare import compare
 from collapsebench.cli import main
 from collapsebench.config import config_from_dict, identity
-from collapsebench.config.contrasts import Contrast, ContrastsConfig
+from collapsebench.config.contrasts import Contrast, ContrastsConfig, Precondition
 from collapsebench.errors import UserError
 from collapsebench.sweep.runner import create, run_sweep
 from conftest import REPO, write_evaluated_run
@@ -264,6 +264,9 @@ def test_compare_prints_and_writes_the_verdicts(runs, tmp_path, capsys):
     gsm = rows["gsm"]  # the same 0/1 values, read from lm-eval's samples of the strict-match filter only
     assert gsm["level"] == "item" and float(gsm["effect"]) == pytest.approx(item_effect(runs))
     assert gsm["cmh_statistic"] == items["cmh_statistic"] and gsm["ci_low"] == items["ci_low"]
+    table = (tmp_path / "out" / "contrasts.md").read_text().splitlines()
+    assert len(table) == 5 and table[2].startswith("| drop | m at iteration 2 | -2 [") and table[2].endswith(
+        "| 4 | reproduced |")
     js = json.loads((tmp_path / "out" / "contrasts.json").read_text())
     assert [r["name"] for r in js] == ["drop", "knowledge_same", "gsm"] and js[0]["verdict"] == "reproduced"
 
@@ -287,6 +290,51 @@ def test_too_few_seeds_is_not_shown(runs, tmp_path):
     compare(few, out=tmp_path / "o", quiet=True)
     rows = {r["name"]: r for r in read_csv(tmp_path / "o" / "contrasts.csv")}
     assert rows["drop"]["verdict"] == "not shown" and "fewer than 3 seeds" in rows["drop"]["why"]
+
+
+def test_an_arm_read_at_its_own_iteration_compares_runs_with_themselves(runs, tmp_path, capsys):
+    """alpha 0.5's m drops by 1, 2, 3, 2 from iteration 1 to 2: the change over rounds is a claim of
+    the same runs at two iterations, paired by seed; the same runs at one iteration are refused."""
+    half = {"curate.regime.alpha": 0.5}
+    over = {"claims": [{"name": "falls", "a": {"where": half, "iteration": 2}, "b": {"where": half, "iteration": 1},
+                        "metric": "m", "direction": "decrease"}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"contrasts": over}))
+    compare(runs, out=tmp_path / "o", contrasts=tmp_path / "c.yaml")
+    row = read_csv(tmp_path / "o" / "contrasts.csv")[0]
+    assert float(row["effect"]) == -2.0 and row["n_pairs"] == "4" and row["iteration"] == "2 vs 1"
+    assert row["a"] == "curate.regime.alpha=0.5 at iteration 2" and row["verdict"] == "reproduced"
+    assert "at iteration 2 vs 1" in capsys.readouterr().err
+    over["claims"][0]["a"]["iteration"] = 1
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"contrasts": over}))
+    with pytest.raises(UserError, match="a run is in both arms .* at the same iteration"):
+        compare(runs, out=tmp_path / "o", contrasts=tmp_path / "c.yaml", quiet=True)
+
+
+def test_a_failed_precondition_makes_its_claims_not_testable(runs, tmp_path, capsys):
+    """m is 5 + seed at iteration 1 in every run: 'at_least 6' fails seed 0 of both arms; restricted
+    by where to alpha 0.5, only that arm's run fails; a precondition that every run meets changes nothing."""
+    def verdicts(preconditions):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({"contrasts": {**CLAIMS, "preconditions": preconditions}}))
+        compare(runs, out=tmp_path / "o", contrasts=tmp_path / "c.yaml")
+        return {r["name"]: r for r in read_csv(tmp_path / "o" / "contrasts.csv")}, capsys.readouterr().err
+
+    met, err = verdicts([{"name": "started", "metric": "m", "at_least": 5}])
+    assert met["drop"]["verdict"] == "reproduced" and met["drop"]["preconditions"] == "started"
+    assert "started: m >= 5 at iteration 1: met by 8 of 8 runs" in err
+    failed, err = verdicts([{"name": "high_start", "metric": "m", "iteration": 1, "at_least": 6}])
+    assert all(r["verdict"] == "not testable" for r in failed.values())
+    assert failed["drop"]["effect"] == met["drop"]["effect"]  # the interval is still computed
+    assert "a precondition fails in 2 of 8 runs" in failed["drop"]["why"] and "high_start (5 < 6)" in failed["drop"]["why"]
+    assert "met by 6 of 8 runs; not by" in err and "NOT TESTABLE" in err
+    one_arm, err = verdicts([{"name": "top", "metric": "m", "iteration": "last", "at_most": 7.5,
+                              "where": {"curate.regime.alpha": 0.5}}])
+    assert "met by 4 of 4 runs" in err and one_arm["drop"]["verdict"] == "reproduced"
+    missing, _ = verdicts([{"name": "gone", "metric": "knowledge_accuracy", "iteration": 3, "at_least": 0}])
+    assert "no knowledge_accuracy at iteration 3" in missing["drop"]["why"]
+    with pytest.raises(UserError, match="precondition 'x': no compared run has seed=9"):
+        verdicts([{"name": "x", "metric": "m", "at_least": 0, "where": {"seed": 9}}])
+    with pytest.raises(ValueError, match="at_least or at_most"):
+        Precondition.model_validate({"name": "x", "metric": "m"})
 
 
 # ------------------------------------------------------------------------------------ the toy sweep
@@ -320,4 +368,8 @@ def test_a_claim_that_names_no_cell_is_refused_before_the_sweep_runs(tmp_path, m
     assert not (tmp_path / "runs" / "typo").exists()
     with pytest.raises(UserError, match="matches several runs of seed 0"):
         create(TOY, ["sweep.executor=inline", "contrasts.claims.0.a={curate.regime.name: replace}"], name="twice")
+    with pytest.raises(UserError, match="precondition 'p': no cell of the sweep has seed=7"):
+        create(TOY, ["sweep.executor=inline", "contrasts.preconditions=[{name: p, metric: fitted_var, at_least: 0, "
+                     "where: {seed: 7}}]"], name="typo2")
+    assert not (tmp_path / "runs" / "typo2").exists()
     assert create(TOY, ["sweep.executor=inline"], name="fine").exists()

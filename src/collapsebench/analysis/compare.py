@@ -177,7 +177,7 @@ def compare(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
             reference: str | None = None, correction: Correction = "holm", quiet: bool = False,
             contrasts: str | Path | None = None) -> Path | None:
     """Write ``figures/`` (PNG and SVG), ``stats.csv``, ``report.html`` and, when claims are declared,
-    ``contrasts.csv`` and ``contrasts.json`` (printed unless ``quiet``) to ``out``; the report's path
+    ``contrasts.csv``, ``contrasts.json`` and ``contrasts.md`` (printed unless ``quiet``) to ``out``; the report's path
     (None when no run has evaluated an iteration yet)."""
     from collapsebench.analysis.report import write_sweep_report
 
@@ -192,7 +192,8 @@ def compare(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
     if block is not None:
         C.write(claims, target)
         if not quiet:
-            for line in C.lines(claims, block.correction, block.confidence):
+            checks = C.preconditions(block, comparison.members, rows)[1]
+            for line in C.lines(claims, block.correction, block.confidence, checks):
                 console.print(line, highlight=False, markup=False)
     made = draw(comparison, rows, target / "figures")
     return write_sweep_report(comparison, made, target / "report.html")

@@ -169,3 +169,22 @@ def real_reference(rows: dict[Path, list[dict[str, Any]]], metric: str) -> dict[
     values = [float(r[f"real_{metric}"]) for rs in rows.values() for r in rs
               if isinstance(r.get(f"real_{metric}"), (int, float))]
     return {"real data": float(np.mean(values))} if values else {}
+
+
+def write_recorded_run(path: Path, config: Config, rows: Sequence[dict[str, Any]]) -> Path:
+    """A run directory holding only what ``compare`` reads of a run: its config, ``metrics.jsonl``
+    and each row's evaluate folder. For metric rows recorded elsewhere (a twin's recorded values
+    after its run folders are gone; hand-made runs in tests), so they are compared exactly as runs are."""
+    import json
+
+    import yaml
+
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False), encoding="utf-8")
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for r in rows:
+        folder = path / f"iter_{int(r['iteration']):03d}" / "evaluate"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(r), encoding="utf-8")
+        (folder / "stats.json").write_text("{}", encoding="utf-8")
+    return path

@@ -30,8 +30,9 @@ def _texts(ds: Dataset, field: str, where: str) -> Dataset:
     return ds
 
 
-def _load(ctx: PhaseContext, spec: Spec, key: str, prefix: str) -> tuple[Dataset, bool]:
-    """A real data source with lineage, blank rows dropped, ``data.preprocess`` applied; and whether it is text."""
+def load_real(ctx: PhaseContext, spec: Spec, key: str, prefix: str) -> tuple[Dataset, bool]:
+    """A real data source with lineage, blank rows dropped, ``data.preprocess`` applied; and whether it is text
+    (before any sampling: what a stand-in base must not have seen is all of it)."""
     ds = data_sources.call(spec.name, ctx, key=key, kwargs=spec.kwargs)
     where = f"{key} ({spec.name})"
     if len(ds) == 0:
@@ -53,12 +54,12 @@ def prepare(ctx: PhaseContext) -> dict[str, Any]:
     """Load the real data, add lineage, split off the held-out part (or load the evaluation source),
     train a tokenizer if needed."""
     cfg = ctx.config.data
-    ds, is_text = _load(ctx, cfg.source, "data.source", "real-")
+    ds, is_text = load_real(ctx, cfg.source, "data.source", "real-")
     ds = ds.shuffle(seed=ctx.seed % 2**32)
     if cfg.max_documents:
         ds = ds.select(range(min(cfg.max_documents, len(ds))))
     if cfg.evaluation is not None:  # evaluations read a source of their own; data.source is trained on whole
-        holdout, _ = _load(ctx, cfg.evaluation, "data.evaluation", "eval-")
+        holdout, _ = load_real(ctx, cfg.evaluation, "data.evaluation", "eval-")
         real = ds
     else:
         n_holdout = cfg.holdout_rows(len(ds))

@@ -1,0 +1,50 @@
+"""The twins' stand-in bases never saw the text their twin trains on or is evaluated on.
+
+A twin measures what training on generated text does to a model; if the stand-in "pretrained"
+base was pretrained on the twin's own documents, continued training adds nothing new and the
+effect cannot show (the CPT twin's base saw all 80 of its documents). Each pair below loads both
+configs' real data exactly as the curate phase does (source, blank rows dropped, data.preprocess;
+before any seed's sampling, so every seed is covered) and asserts that no text is shared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SHARED_DATA
+
+RECIPES = REPO / "recipes"
+
+# (twin config, its stand-in base's config)
+PAIRS = [("opt-wikitext-replication/cpu.yaml", "opt-wikitext-replication/base.yaml")]
+
+pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs the shared WikiText-2 copy")
+
+
+def texts(config_path: Path, tmp_path: Path) -> dict[str, set[str]]:
+    """The texts of data.source and data.evaluation (when set) of a config, as curate loads them."""
+    from collapsebench.api import PhaseContext
+    from collapsebench.config import load_config
+    from collapsebench.phases.curate import load_real
+
+    config = load_config(config_path)
+    out = tmp_path / config_path.stem
+    out.mkdir()
+    ctx = PhaseContext(config=config, run_dir=out, iteration=1, phase="curate", seed=0, out_dir=out)
+    found = {}
+    for key, spec in (("data.source", config.data.source), ("data.evaluation", config.data.evaluation)):
+        if spec is not None:
+            ds, _ = load_real(ctx, spec, key, "x-")
+            found[key] = {t.strip() for t in ds[ctx.text_field]}
+    return found
+
+
+@pytest.mark.parametrize("twin, base", PAIRS)
+def test_a_stand_in_base_never_saw_its_twins_text(twin, base, tmp_path):
+    twin_texts, base_texts = texts(RECIPES / twin, tmp_path), texts(RECIPES / base, tmp_path)
+    seen = set().union(*base_texts.values())
+    for key, mine in twin_texts.items():
+        shared = mine & seen
+        assert len(mine) > 100 and not shared, f"{twin} {key}: {len(shared)} texts the base saw, e.g. {sorted(shared)[:2]}"
