@@ -1,6 +1,6 @@
 """Recipes cpt-mixing-ratio, olmo-self-training and truncated-loss: the paper configs validate
 without network (hub names reported as ``needs download``), and each CPU twin (``slow``) runs end
-to end as a sweep, shows the published direction on the seeds fixed in its config (0 and 1), and
+to end as a sweep, shows the published direction on the seeds fixed in its config, and
 reproduces its recorded headline numbers (``tests/golden/recipes_b.json``; re-record with
 ``COLLAPSEBENCH_RECORD_GOLDEN=1``, like ``test_golden.py``). The twins need WikiText-2 in
 ``../shared/data`` and are skipped without it.
@@ -152,34 +152,44 @@ def take(headline: dict[str, float], prefix: str, rows: dict[int, dict[str, Any]
         headline[f"{prefix}/{name}"] = rows[iteration][metric]
 
 
-def time_to_failure(folder: Path) -> int | None:
-    crossings = json.loads((folder / "state.json").read_text())["failure"]["time_to_failure"]
-    return int(crossings[0]["iteration"]) if crossings and crossings[0]["iteration"] is not None else None
-
-
 twin = pytest.mark.skipif(not WIKITEXT.exists(), reason="needs ../shared/data/wikitext-2")
 
 
 def truncated_loss_headline(sweep: Path) -> dict[str, float]:
-    """CE vs TCE(0.9) through 4 fresh_real stages. What reproduces: the first slice is forgotten as
-    its regenerations replace it (retention at the last stage below stage 1's, every cell), TCE
-    masks tokens and CE does not, and the failure rule records a stage. What does not: TCE keeping
-    the first slice longer (README: the tiny model's retention starts near chance)."""
+    """CE vs TCE(0.9) through 3 fresh_real stages, seeds 0-4, and the claims cpu.yaml declares,
+    judged by ``compare`` (``report/contrasts.json``). What must hold whatever the verdicts: the
+    stage-1 model knows its first part (KR accuracy on part 0 well above the other parts'), TCE
+    masks tokens and CE does not, the failure rule was evaluated, and every claim gets a verdict
+    with its declared direction. The verdicts themselves are the README's (compared here)."""
     results = read_sweep(sweep)
-    headline = {}
-    for seed in (0, 1):
+    headline: dict[str, float] = {}
+    for seed in range(5):
         for name, words in (("ce", ("cross_entropy",)), ("tce", ("truncated_cross_entropy",))):
             rows = arm(results, seed, *words)
-            first, last = rows[1], rows[max(rows)]
-            assert max(rows) == 4 and last["knowledge_items"] >= 100
-            assert last["knowledge_accuracy_first_slice"] < first["knowledge_accuracy_first_slice"], (name, seed)
+            assert max(rows) == 3 and rows[3]["knowledge_items"] >= 200
+            first = rows[1]
+            others = [first[f"knowledge_accuracy/part{p}"] for p in (1, 2)]
+            assert first["knowledge_accuracy_first_slice"] > max(others) + 0.15, (name, seed)
             masked = [r.get("train/tce_masked_fraction") for r in rows.values()]
-            assert all(0 < m < 0.5 for m in masked) if name == "tce" else all(m is None for m in masked)
+            assert all(0 < m < 1 for m in masked) if name == "tce" else all(m is None for m in masked)
             take(headline, f"{name}/seed{seed}", rows, first_slice_stage1=(1, "knowledge_accuracy_first_slice"),
-                 first_slice_last=(4, "knowledge_accuracy_first_slice"), holdout_perplexity_last=(4, "holdout_perplexity"))
+                 first_slice_last=(3, "knowledge_accuracy_first_slice"), kr_total_last=(3, "knowledge_accuracy"),
+                 holdout_perplexity_last=(3, "holdout_perplexity"))
     cells = json.loads((sweep / "sweep.json").read_text())["cells"]
-    assert all(time_to_failure(sweep / c["dir"]) is not None for c in cells)
+    assert all(json.loads((sweep / c["dir"] / "state.json").read_text())["failure"]["time_to_failure"] for c in cells)
+    assert main(["compare", str(sweep)]) == 0
+    claims = {c["name"]: c for c in json.loads((sweep / "report" / "contrasts.json").read_text())}
+    assert claims.keys() == set(TCE_VERDICTS)
+    for name, claim in claims.items():
+        assert claim["n_pairs"] == 5 and claim["verdict"] == TCE_VERDICTS[name], (name, claim["verdict"], claim["why"])
+        headline[f"{name}/effect"] = claim["effect"]
     return headline
+
+
+# compare's verdicts on the recorded sweep (recipes/truncated-loss/README.md): the stage-1 models of
+# seeds 2 and 3 know 0.77-0.80 of their part-0 facts, below the declared 0.8 (facts_learned)
+TCE_VERDICTS = {"tce_retains_first_split": "not testable", "tce_higher_kr_total": "not testable",
+                "ce_forgets_first_split": "not testable"}
 
 
 @pytest.mark.slow

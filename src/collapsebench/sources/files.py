@@ -229,8 +229,12 @@ def checked_paths(config: Config, raw: str | list[str]) -> list[Path]:
 
 
 def preflight_local(config: Config, kwargs: dict[str, Any]) -> list[str]:
-    """The files exist, are of one readable kind, and hold the configured text column."""
-    paths = checked_paths(config, kwargs["path"])
+    """The files exist, are of one readable kind, and hold the configured text column; files a
+    ``prepare`` step makes are checked once it has made them (it runs after validation)."""
+    raw = kwargs["path"]
+    if all(config.prepared(p) and not config.resolve_path(p).exists() for p in ([raw] if isinstance(raw, str) else raw)):
+        return []
+    paths = checked_paths(config, raw)
     if paths[0].is_dir():
         return []
     field = config.data.text_field
