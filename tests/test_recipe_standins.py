@@ -18,7 +18,8 @@ from conftest import REPO, SHARED_DATA
 RECIPES = REPO / "recipes"
 
 # (twin config, its stand-in base's config)
-PAIRS = [("opt-wikitext-replication/cpu.yaml", "opt-wikitext-replication/base.yaml")]
+PAIRS = [("opt-wikitext-replication/cpu.yaml", "opt-wikitext-replication/base.yaml"),
+         ("pythia-mixing-calibration/cpu.yaml", "cpt-mixing-ratio/base.yaml")]
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs the shared WikiText-2 copy")
 
