@@ -54,13 +54,15 @@ def _drive(config: Config, args: argparse.Namespace, early: ReportProcess | None
     from collapsebench.analysis.report_process import report_writer
     from collapsebench.loop import run_experiment
 
-    if batch.applies(config):
+    vector = batch.applies(config)
+    if vector:
         # the run's full collections and the interpreter's at exit skip what is frozen (every
-        # object, at exit: those passes took 0.1-0.2 s of a toy run), and the OS frees it
+        # object, at exit: those passes took 0.1-0.2 s of a toy run), and the OS frees it;
+        # registered once however often main() runs in one process (the tests)
         gc.freeze()
         atexit.unregister(gc.freeze)
         atexit.register(gc.freeze)
-    with report_writer(forked=batch.applies(config), process=early) as report:
+    with report_writer(forked=vector, process=early) as report:
         run = run_experiment(config, redo_from=args.redo_from, yes=args.yes, ask=sys.stdin.isatty(),
                              allow_download=args.allow_download, report=report)
     _print_json(args, run.path)

@@ -185,14 +185,14 @@ def compare(paths: Sequence[str | Path], *, metrics: Sequence[str] | None = None
     block, base = C.declared(comparison.members, contrasts)
     if not any(rows.values()):
         return None
-    claims = C.evaluate(block, comparison.members, rows, base) if block is not None else []
+    failed, checks = C.preconditions(block, comparison.members, rows) if block is not None else ({}, [])
+    claims = C.evaluate(block, comparison.members, rows, base, failed) if block is not None else []
     target = Path(out) if out is not None else Path(paths[0]) / "report"
     target.mkdir(parents=True, exist_ok=True)
     write_stats(comparison.summary, comparison.tests, target / "stats.csv")
     if block is not None:
         C.write(claims, target)
         if not quiet:
-            checks = C.preconditions(block, comparison.members, rows)[1]
             for line in C.lines(claims, block.correction, block.confidence, checks):
                 console.print(line, highlight=False, markup=False)
     made = draw(comparison, rows, target / "figures")

@@ -282,9 +282,9 @@ def _item_estimate(a: list[Member], b: list[Member], items_a: dict[Path, dict[st
 
 
 def evaluate(block: ContrastsConfig, members: Sequence[Member], rows: dict[Path, list[dict[str, Any]]],
-             base: Path) -> list[dict[str, Any]]:
-    """One row per claim, in the declared order (columns: :data:`COLUMNS`)."""
-    failed, _ = preconditions(block, members, rows)
+             base: Path, failed: dict[Path, list[str]]) -> list[dict[str, Any]]:
+    """One row per claim, in the declared order (columns: :data:`COLUMNS`); ``failed``: the runs that
+    fail a precondition (:func:`preconditions`), whose claims are not testable."""
     done = []
     for claim in block.claims:
         a = arm_members(claim, "a", claim.a, members, base)
