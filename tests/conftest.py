@@ -40,6 +40,15 @@ def golden_entry(path: Path, name: str, values: Any) -> Any:
     return recorded[name]
 
 
+def declared_claims(sweep: Path) -> dict[str, dict[str, Any]]:
+    """``compare``'s rows on the claims a sweep's config declares (``report/contrasts.json`` in the
+    sweep folder), by claim name."""
+    from collapsebench.analysis.compare import compare
+
+    compare([sweep], out=sweep / "report", quiet=True)
+    return {row["name"]: row for row in json.loads((sweep / "report" / "contrasts.json").read_text())}
+
+
 def write_corpus(path: Path, n: int = 240, seed: int = 0) -> Path:
     """A small corpus of English-like lines from a fixed vocabulary (one document per line)."""
     rng = np.random.default_rng(seed)

@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 
-from collapsebench.analysis.compare import compare
 from collapsebench.config import load_config
 from collapsebench.layout import SweepLayout
 from collapsebench.sweep.runner import create, run_sweep
 from collapsebench.validate import check_backends, validate_config
-from conftest import REPO, SHARED_DATA, golden_entry
+from conftest import REPO, SHARED_DATA, declared_claims, golden_entry
 
 RECIPES = REPO / "recipes"
 GOLDEN = Path(__file__).parent / "golden" / "recipes_a.json"
@@ -104,9 +103,7 @@ def sft_twin(config: str, tmp_path: Path, name: str) -> tuple[dict[tuple[str, in
     """An SFT twin's sweep run as its README says, and its declared claims as ``compare`` writes them
     (contrasts.json), by name."""
     runs = sweep_metrics(RECIPES / "sft-regimes" / config, tmp_path, name)
-    compare([tmp_path / name], out=tmp_path / f"{name}_compare", quiet=True)
-    claims = json.loads((tmp_path / f"{name}_compare" / "contrasts.json").read_text())
-    return runs, {claim["name"]: claim for claim in claims}
+    return runs, declared_claims(tmp_path / name)
 
 
 @pytest.mark.slow
@@ -164,9 +161,7 @@ def opt_checks(runs: dict[tuple[str, int], list[dict[str, Any]]], sweep: Path) -
         later = [row["distinct_2"] for row in rows[1:] if row["distinct_2"] is not None]
         assert later and later[0] < 0.8 * first(rows, "distinct_2")  # repetition from generation 1 on
         assert all(row["qualitative_prompts"] == 7 for row in rows)
-    compare([sweep], out=sweep.parent / "opt_compare", quiet=True)
-    claims = json.loads((sweep.parent / "opt_compare" / "contrasts.json").read_text())
-    assert {claim["name"]: claim["verdict"] for claim in claims} == OPT_VERDICTS
+    assert {name: claim["verdict"] for name, claim in declared_claims(sweep).items()} == OPT_VERDICTS
     check_recorded("opt_wikitext", headline(runs, ("holdout_cross_entropy", "ref_logppl_mean", "ref_logppl_median",
                                                    "distinct_2", "self_bleu")))
 
@@ -179,18 +174,15 @@ PYTHIA_VERDICTS = {"accuracy_falls_iteration1": "reproduced", "ece_rises_iterati
 
 @pytest.mark.slow
 def test_pythia_calibration_twin_verdicts_on_the_declared_claims(tmp_path):
-    from collapsebench.analysis.compare import compare
-
     runs = sweep_metrics(RECIPES / "pythia-mixing-calibration" / "cpu.yaml", tmp_path, "pythia")
     for seed in range(5):
         clean, mixed = runs[("alpha=0", seed)], runs[("alpha=0.5", seed)]
         assert len(clean) == len(mixed) == 3
         # Phase 0 (real data only, shared by both arms) learnt the rule well above chance (4 choices)
         assert first(mixed, "calibration_accuracy") == first(clean, "calibration_accuracy") > 0.5
-    compare([tmp_path / "pythia"], out=tmp_path / "compared", quiet=True)
-    rows = json.loads((tmp_path / "compared" / "contrasts.json").read_text())
-    assert {r["name"]: r["verdict"] for r in rows} == PYTHIA_VERDICTS
-    assert all(r["n_pairs"] == 5 for r in rows)
+    claims = declared_claims(tmp_path / "pythia")
+    assert {name: r["verdict"] for name, r in claims.items()} == PYTHIA_VERDICTS
+    assert all(r["n_pairs"] == 5 for r in claims.values())
     keys = ("calibration_accuracy", "calibration_ece", "calibration_overconfidence", "calibration_confidence")
     check_recorded("pythia_calibration", headline(runs, keys))
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from collapsebench.cli import main
-from conftest import REPO, SHARED_DATA, golden_entry
+from conftest import REPO, SHARED_DATA, declared_claims, golden_entry
 
 RECIPES = REPO / "recipes"
 GOLDEN = Path(__file__).parent / "golden" / "recipes_b.json"
@@ -177,8 +177,7 @@ def truncated_loss_headline(sweep: Path) -> dict[str, float]:
                  holdout_perplexity_last=(3, "holdout_perplexity"))
     cells = json.loads((sweep / "sweep.json").read_text())["cells"]
     assert all(json.loads((sweep / c["dir"] / "state.json").read_text())["failure"]["time_to_failure"] for c in cells)
-    assert main(["compare", str(sweep)]) == 0
-    claims = {c["name"]: c for c in json.loads((sweep / "report" / "contrasts.json").read_text())}
+    claims = declared_claims(sweep)
     assert claims.keys() == set(TCE_VERDICTS)
     for name, claim in claims.items():
         assert claim["n_pairs"] == 5 and claim["verdict"] == TCE_VERDICTS[name], (name, claim["verdict"], claim["why"])
@@ -252,18 +251,10 @@ def olmo_headline(sweep: Path, tiers: Path) -> dict[str, float]:
             take(headline, f"tier_{tier}/seed{seed}", rows, holdout_perplexity_it2=(2, "holdout_perplexity"),
                  samples_it2=(2, "generate/samples"))
     for folder, claims in ((sweep, ("k0_perplexity_rises", "prefix_perplexity_rises")), (tiers, ())):
-        verdicts = declared_verdicts(folder)
+        verdicts = {name: claim["verdict"] for name, claim in declared_claims(folder).items()}
         assert all(verdicts[c] == "reproduced" for c in claims), verdicts
         headline.update({f"verdict/{c}": float(v == "reproduced") for c, v in verdicts.items()})
     return headline
-
-
-def declared_verdicts(sweep: Path) -> dict[str, str]:
-    """compare's verdict on each claim the sweep's config declares."""
-    from collapsebench.analysis.compare import compare
-
-    compare([sweep], out=sweep / "report", quiet=True)
-    return {r["name"]: r["verdict"] for r in json.loads((sweep / "report" / "contrasts.json").read_text())}
 
 
 @pytest.mark.slow
