@@ -124,11 +124,16 @@ def slowest_imports(out: Path, env: dict[str, str], top: int = 8) -> list[tuple[
     return [(n, round(s, 3)) for n, s in sorted(found, key=lambda x: -x[1])[:top]]
 
 
+def source_trees(args: argparse.Namespace) -> dict[str, Path]:
+    """The source trees the start-up is measured on: this one, and ``--baseline-src`` if given."""
+    return {"this": ROOT / "src", **({"baseline": args.baseline_src.resolve()} if args.baseline_src else {})}
+
+
 def startup_only(args: argparse.Namespace) -> None:
     """Part 3 alone: the start-up table, with the load averages before and after (no result file
     is written: the full benchmark's file keeps the numbers of all three parts together)."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    trees = {"this": ROOT / "src", **({"baseline": args.baseline_src.resolve()} if args.baseline_src else {})}
+    trees = source_trees(args)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         found = startup(Path(tmp), env, trees, args.startup_repeats)
@@ -184,7 +189,7 @@ def main() -> None:
                                                           per_iteration(root / "cli-general", args.iterations)]}
             same = (root / "cli-general" / "metrics.jsonl").read_text() == (root / "cli-0" / "metrics.jsonl").read_text()
             cli["general"]["metrics_identical_to_batched"] = same
-        trees = {"this": ROOT / "src", **({"baseline": args.baseline_src.resolve()} if args.baseline_src else {})}
+        trees = source_trees(args)
         cli["startup"] = startup(root, env, trees, args.startup_repeats)
         cli["slowest_imports_s"] = slowest_imports(root / "imports", env)
         print("cli", cli, file=sys.stderr, flush=True)
