@@ -2,9 +2,11 @@
 
 A twin measures what training on generated text does to a model; if the stand-in "pretrained"
 base was pretrained on the twin's own documents, continued training adds nothing new and the
-effect cannot show (the CPT twin's base saw all 80 of its documents). Each pair below loads both
-configs' real data exactly as the curate phase does (source, blank rows dropped, data.preprocess;
-before any seed's sampling, so every seed is covered) and asserts that no text is shared.
+effect cannot show (the CPT twin's base once saw all 80 of its documents). Each pair below loads
+both configs' real data exactly as the curate phase does (source, blank rows dropped,
+data.preprocess; before any seed's sampling, so every seed is covered) and asserts that no text is
+shared. The CPT twin's domain is the ground-truth language, drawn anew for every seed: its test
+loads each seed's documents and also checks that the language's words are new to the base.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ PAIRS = [("opt-wikitext-replication/cpu.yaml", "opt-wikitext-replication/base.ya
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs the shared WikiText-2 copy")
 
 
-def texts(config_path: Path, tmp_path: Path) -> dict[str, set[str]]:
-    """The texts of data.source and data.evaluation (when set) of a config, as curate loads them."""
+def texts(config_path: Path, tmp_path: Path, seed: int = 0) -> dict[str, set[str]]:
+    """The texts of data.source and data.evaluation (when set) of a config, as curate loads them
+    for ``seed`` (a seeded source such as the ground-truth language draws other texts per seed)."""
     from collapsebench.api import PhaseContext
     from collapsebench.config import load_config
     from collapsebench.phases.curate import load_real
 
     config = load_config(config_path)
-    out = tmp_path / config_path.stem
+    out = tmp_path / f"{config_path.stem}-{seed}"
     out.mkdir()
-    ctx = PhaseContext(config=config, run_dir=out, iteration=1, phase="curate", seed=0, out_dir=out)
+    ctx = PhaseContext(config=config, run_dir=out, iteration=1, phase="curate", seed=seed, out_dir=out)
     found = {}
     for key, spec in (("data.source", config.data.source), ("data.evaluation", config.data.evaluation)):
         if spec is not None:
@@ -49,3 +52,24 @@ def test_a_stand_in_base_never_saw_its_twins_text(twin, base, tmp_path):
     for key, mine in twin_texts.items():
         shared = mine & seen
         assert len(mine) > 100 and not shared, f"{twin} {key}: {len(shared)} texts the base saw, e.g. {sorted(shared)[:2]}"
+
+
+def test_the_cpt_base_never_read_the_language_its_twin_continues_on(tmp_path):
+    """The CPT twin continues its base on documents of the ground-truth language (every seed of its
+    sweep): none is among the base's WikiText paragraphs, and few of the language's words are words
+    of them (21 of its 300: "no", "so", "bare", "rosa" and the like)."""
+    import yaml
+
+    from collapsebench.sources.language import build_language, language_spec
+
+    twin = RECIPES / "cpt-mixing-ratio/cpu.yaml"
+    seen = set().union(*texts(RECIPES / "cpt-mixing-ratio/base.yaml", tmp_path).values())
+    for seed in yaml.safe_load(twin.read_text())["sweep"]["grid"]["seed"]:
+        docs = texts(twin, tmp_path, seed)["data.source"]
+        assert len(docs) > 1000 and not docs & seen, f"seed {seed}: {len(docs & seen)} documents the base saw"
+    knobs = {k: v for k, v in yaml.safe_load(twin.read_text())["data"]["source"].items()
+             if k not in ("name", "n_documents")}
+    vocabulary = {w.lower() for w in build_language(language_spec(knobs)).words}
+    base_words = {w.strip(".,;:").lower() for text in seen for w in text.split()}
+    known = vocabulary & base_words
+    assert len(known) < 0.1 * len(vocabulary), f"{len(known)} of {len(vocabulary)} words: {sorted(known)[:10]}"

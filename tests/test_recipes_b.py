@@ -199,28 +199,38 @@ def test_truncated_loss_twin(tmp_path, monkeypatch):
 
 
 def cpt_headline(sweep: Path) -> dict[str, float]:
-    """CPT from the base at every iteration. The published direction: 75% synthetic degrades
-    held-out perplexity more than 20%, and more with every iteration; the classifier filter
-    raises the classifier's own audit score of the samples well above the unfiltered run's."""
+    """CPT from the base at every iteration, on a domain the base never read, seeds 0-4. What must
+    hold whatever the verdicts: continued pretraining learns the domain (iteration 1 far below the
+    base's 233.5), the arms mix what they declare (about 20 % / 75 % synthetic tokens, none for the
+    clean baseline), the rater filter rejects samples and what it keeps rates higher than the
+    unfiltered arm's. compare's verdicts on the declared claims are the README's."""
     results = read_sweep(sweep)
-    headline = {}
-    for seed in (0, 1):
-        low = arm(results, seed, "replace", "alpha=0.2")
-        high = arm(results, seed, "replace", "alpha=0.75", "validators=[]")
-        clean = arm(results, seed, "clean_fraction", "alpha=0.75")
-        filtered = arm(results, seed, "replace", "alpha=0.75", "classifier")
-        ppl = {name: rows[3]["holdout_perplexity"] for name, rows in
-               (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered))}
-        base = low[1]["holdout_perplexity"]
-        assert ppl["0.75"] > ppl["0.2"] and ppl["0.75"] > 1.02 * base, (seed, ppl, base)
-        assert high[3]["holdout_perplexity"] > high[2]["holdout_perplexity"], seed
+    headline: dict[str, float] = {}
+    for seed in range(5):
+        arms = {"0.2": arm(results, seed, "replace", "alpha=0.2"),
+                "0.75": arm(results, seed, "replace", "alpha=0.75", "validators=[]"),
+                "clean": arm(results, seed, "clean_fraction", "alpha=0.75"),
+                "filter": arm(results, seed, "replace", "alpha=0.75", "classifier")}
+        assert arms["0.2"][1]["holdout_perplexity"] < 20, seed  # the base: 233.5
+        for name, share in (("0.2", 0.2), ("0.75", 0.75), ("clean", 0.0), ("filter", 0.75)):
+            assert arms[name][3]["curate/synthetic_fraction_tokens"] == pytest.approx(share, abs=0.02), (name, seed)
+        filtered, high = arms["filter"], arms["0.75"]
+        assert 0 < filtered[3]["generate/acceptance"] < 1 and high[3]["generate/acceptance"] == 1
         assert filtered[3]["classifier_mean_accepted"] > high[3]["classifier_mean_accepted"] + 0.3, seed
-        assert 0 < filtered[2]["generate/acceptance"] < 1 and high[2]["generate/acceptance"] == 1
-        assert 0.25 < low[1]["lm_eval/wikitext_cloze/acc"] < 1  # 4 choices: above chance
-        for name, rows in (("0.2", low), ("0.75", high), ("clean", clean), ("filter", filtered)):
+        for name, rows in arms.items():
             take(headline, f"{name}/seed{seed}", rows, holdout_perplexity_it3=(3, "holdout_perplexity"),
-                 cloze_acc_it3=(3, "lm_eval/wikitext_cloze/acc"), classifier_mean_it3=(3, "classifier_mean_accepted"))
+                 kl_truth_model_it3=(3, "lang_kl_truth_model_per_word"),
+                 rater_mean_it3=(3, "classifier_mean_accepted"))
+    claims = declared_claims(sweep)
+    assert {name: claim["verdict"] for name, claim in claims.items()} == CPT_VERDICTS
+    headline.update({f"{name}/effect": claim["effect"] for name, claim in claims.items()})
     return headline
+
+
+# compare's verdicts on the recorded sweep (recipes/cpt-mixing-ratio/README.md)
+CPT_VERDICTS = {"degradation_at_high_ratio": "reproduced", "twenty_percent_minimal": "equivalent",
+                "early_gain_over_clean_baseline": "reproduced", "filter_dampens_later": "inconclusive",
+                "filter_does_not_prevent": "reproduced"}
 
 
 @pytest.mark.slow
