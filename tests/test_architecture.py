@@ -40,7 +40,7 @@ LAYER_OF = {
     "run": "driver", "loop": "driver", "redo": "driver", "validate": "driver", "status": "driver", "listing": "driver",
     "analysis": "driver",
     "batch": "driver", "sweep": "driver", "prepare": "driver", "summary": "driver",
-    "cli": "cli", "__main__": "cli", "__init__": "core",
+    "cli": "cli", "__main__": "cli", "launch": "cli", "__init__": "core",
 }
 TORCH_FAMILY = {"torch", "transformers", "trl", "vllm", "accelerate", "deepspeed", "lm_eval", "tokenizers"}
 TORCH_ALLOWED = ("models.", "trainers.", "losses.", "generators.", "evaluations.lm_eval", "toy.vae")

@@ -121,10 +121,10 @@ def test_a_failed_batch_commits_its_finished_steps_and_resumes(tmp_path, monkeyp
 
     work = batch.work
 
-    def failing(ctx, fingerprint):
+    def failing(ctx, fingerprint, **kwargs):
         if (ctx.iteration, ctx.phase) == (3, "generate"):
             raise UserError("injected failure")
-        return work(ctx, fingerprint)
+        return work(ctx, fingerprint, **kwargs)
 
     monkeypatch.setattr(batch, "work", failing)
     out = tmp_path / "run"
@@ -152,8 +152,8 @@ def test_a_batch_killed_before_its_commit_is_redone_by_either_driver(tmp_path, m
     commit, work = batch._commit, batch.work
     monkeypatch.setattr(batch, "BATCH_S", 1e9)  # one batch: nothing committed before the kill
 
-    def stop_after(ctx, fingerprint):
-        stats = work(ctx, fingerprint)
+    def stop_after(ctx, fingerprint, **kwargs):
+        stats = work(ctx, fingerprint, **kwargs)
         if (ctx.iteration, ctx.phase) == (2, "train"):
             raise KeyboardInterrupt
         return stats

@@ -71,3 +71,47 @@ def test_the_process_forked_before_the_config_is_read_is_stopped_when_unused(tmp
     assert main(["run", config, "iterations=2", f"output_dir={tmp_path / 'run'}"]) == 0
     assert not multiprocessing.active_children()
     assert 'data-panels=' in page(RunLayout(tmp_path / "run"))
+
+
+def test_the_figures_are_split_between_the_process_and_a_copy_and_a_failed_copy_leaves_them_here():
+    import os
+
+    from collapsebench.analysis.report import draw_figures, figure
+
+    parent = os.getpid()
+
+    def drawn(name):
+        return lambda: f"{name} by {os.getpid()}"
+
+    figures = [figure("metrics", str(i), drawn(f"figure {i}")) for i in range(4)]
+    draw_figures(figures, split=True)
+    assert [f["uri"].split(" by ")[0] for f in figures] == [f"figure {i}" for i in range(4)]  # in order
+    drawers = {int(f["uri"].split(" by ")[1]) for f in figures}
+    assert parent in drawers and len(drawers) == 2  # half here, half by the copy
+
+    def fails_in_the_copy(name):
+        def draw():
+            if os.getpid() != parent:
+                raise RuntimeError("the copy fails")
+            return f"{name} here"
+        return draw
+
+    figures = [figure("metrics", str(i), fails_in_the_copy(f"figure {i}")) for i in range(3)]
+    draw_figures(figures, split=True)
+    assert [f["uri"] for f in figures] == [f"figure {i} here" for i in range(3)]
+
+
+def test_the_command_forks_the_report_process_first_and_stops_it_for_a_bad_config(tmp_path):
+    """``python -m collapsebench run`` (collapsebench.launch) forks the report process before the
+    command line is imported: a toy run gets its report, and a refused config leaves no process
+    behind (the command returns, status 2)."""
+    import subprocess
+
+    config = str(REPO / "configs" / "toy" / "gaussian_accumulate.yaml")
+    ok = subprocess.run([sys.executable, "-m", "collapsebench", "run", config, "iterations=2",
+                         f"output_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert page(RunLayout(tmp_path / "run")).count("IMAGE") >= 4
+    bad = subprocess.run([sys.executable, "-m", "collapsebench", "run", config, "iterations=-1",
+                          f"output_dir={tmp_path / 'bad'}"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "iterations" in bad.stderr + bad.stdout

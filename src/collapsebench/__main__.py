@@ -1,3 +1,3 @@
-from collapsebench.cli import main
+from collapsebench.launch import main
 
 raise SystemExit(main())

@@ -139,7 +139,7 @@ class Batched:
         ctx = BatchContext(config=self.config, run_dir=self.run.path, iteration=iteration, phase=phase,
                            seed=record.seed or 0, out_dir=self.run.tmp_dir(iteration, phase), staged=self.staged,
                            kept=self.kept)
-        return work(ctx, record.fingerprint or ""), True
+        return work(ctx, record.fingerprint or "", resumable=False), True
 
     def finished(self, step: Step, record: StepRecord, sealed: bool) -> None:
         if sealed:

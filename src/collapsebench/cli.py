@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 def _cmd_run(args: argparse.Namespace) -> int:
     from collapsebench.analysis import report_process
 
-    early = report_process.fork()  # its imports overlap the config's (stopped unless a vector world)
+    # its imports overlap the config's (stopped unless a vector world); forked as the command started
+    # where it is the command line's (collapsebench.launch)
+    early = report_process.take_early() or report_process.fork()
     try:
         from collapsebench.config import load_config
         from collapsebench.validate import check_installed

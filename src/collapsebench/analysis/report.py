@@ -234,13 +234,77 @@ def qualitative(run: RunLayout) -> tuple[list[int], list[dict[str, Any]]]:
     return iterations, [by_prompt[i] for i in sorted(by_prompt)]
 
 
-def figure(section: str, caption: str, uri: str, panels: Sequence[F.Panel] = (),
+Drawing = Callable[[], str]  # draws one figure and returns its data URI
+
+
+def figure(section: str, caption: str, uri: str | Drawing, panels: Sequence[F.Panel] = (),
            table: bool = True) -> dict[str, Any]:
-    """A figure of a page: where it goes, its caption and image, the metrics it draws (named in the
-    page as ``data-panels``) and, unless ``table`` is off, the numbers it draws."""
+    """A figure of a page: where it goes, its caption and image (or the function that draws it:
+    :func:`draw_figures`), the metrics it draws (named in the page as ``data-panels``) and, unless
+    ``table`` is off, the numbers it draws."""
     columns, rows = F.numbers_table(panels) if panels and table else ([], [])
     return {"section": section, "caption": caption, "uri": uri, "panels": [p.metric for p in panels],
             "columns": columns, "rows": rows}
+
+
+def drawing(make: Callable[..., Any], *args: Any, **kwargs: Any) -> Drawing:
+    """The figure ``make(*args, **kwargs)`` as a function that draws it when called (its data URI)."""
+    return lambda: F.data_uri(make(*args, **kwargs))
+
+
+def draw_figures(figures: list[dict[str, Any]], *, split: bool = False) -> None:
+    """Draw the figures still given as functions, in place. With ``split``, a copy of this process
+    forked now draws every other one meanwhile and sends its images back through a pipe: drawing is
+    a toy run's report's longest part once its imports are done, and the run's own process is idle
+    by then, so the two cores draw at once. Only for the report process
+    (:mod:`.report_process`), which is single-threaded and has matplotlib imported already; whatever
+    the copy does not deliver is drawn here."""
+    pending = [f for f in figures if callable(f["uri"])]
+    theirs: list[dict[str, Any]] = []
+    if split and len(pending) > 1 and hasattr(os, "fork"):  # halves of about equal panels (axes) each
+        mine_panels, their_panels = 0, 0
+        for f in sorted(pending, key=lambda f: -len(f["panels"])):
+            if their_panels < mine_panels:
+                theirs.append(f)
+                their_panels += max(len(f["panels"]), 1)
+            else:
+                mine_panels += max(len(f["panels"]), 1)
+    copy = _fork_drawing(theirs) if theirs else None
+    for f in pending:
+        if not any(f is g for g in theirs):
+            f["uri"] = f["uri"]()
+    if copy is not None:
+        for f, uri in zip(theirs, _collect(*copy)):
+            f["uri"] = uri
+    for f in pending:  # what the copy did not deliver
+        if callable(f["uri"]):
+            f["uri"] = f["uri"]()
+
+
+def _fork_drawing(figures: list[dict[str, Any]]) -> tuple[int, int]:
+    """Fork a copy that draws ``figures`` and writes their data URIs (JSON) to a pipe; (the pipe's
+    reading end, the copy's pid)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the copy: draw, send, and leave without running anything of the parent's
+        status = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as out:
+                out.write(json.dumps([f["uri"]() for f in figures]).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    return read, pid
+
+
+def _collect(read: int, pid: int) -> list[str]:
+    """The images the copy sent, once it has ended; none if it failed."""
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return list(json.loads(data)) if status == 0 and data else []
 
 
 def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
@@ -265,37 +329,39 @@ def run_figures(run: RunLayout, config: Config, rows: list[dict[str, Any]]) -> t
     out: list[dict[str, Any]] = []
     for metric in [m for m in groups.drawn if m in headline]:
         panel = F.Panel(metric, lines(metric))
-        fig = F.line_figure(panel.series, metric, title=f"{label}: {metric}")
         band = " (band: +- one standard error)" if metric in groups.errors else ""
-        out.append(figure("headline", f"{metric} vs iteration{band}", F.data_uri(fig), [panel]))
+        out.append(figure("headline", f"{metric} vs iteration{band}",
+                          drawing(F.line_figure, panel.series, metric, title=f"{label}: {metric}"), [panel]))
     panels, title, xlabel = histogram_data([Member(label, config.seed, run, config)])
     if panels:
-        out.append(figure("headline", title, F.data_uri(F.histogram_figure(panels, title=title, xlabel=xlabel))))
+        out.append(figure("headline", title, drawing(F.histogram_figure, panels, title=title, xlabel=xlabel)))
     for metric in [m for m in groups.drawn if m.endswith("_ece")]:
         alerts = {label: {int(r["iteration"]): int(r[f"{metric}_alert_level"]) for r in rows
                           if isinstance(r.get(f"{metric}_alert_level"), (int, float))}}
         panel = F.Panel(metric, lines(metric))
-        fig = F.ece_figure(panel.series, alerts, metric)
-        out.append(figure("calibration", f"{metric} with early-warning markers", F.data_uri(fig), [panel]))
+        out.append(figure("calibration", f"{metric} with early-warning markers",
+                          drawing(F.ece_figure, panel.series, alerts, metric), [panel]))
     diversity = [F.Panel(m, lines(m), real_reference({run.path: rows}, m)) for m in DIVERSITY if m in groups.drawn]
     if diversity:
         out.append(figure("diversity", "diversity vs iteration (dotted: the real data)",
-                          F.data_uri(F.panels_figure(diversity, title="diversity vs iteration")), diversity))
+                          drawing(F.panels_figure, diversity, title="diversity vs iteration"), diversity))
     rest = [F.Panel(m, lines(m)) for m in groups.drawn if m not in headline]
     for start in range(0, len(rest), 12):
         chunk = rest[start:start + 12]
         banded = [p.metric for p in chunk if p.metric in groups.errors]
         caption = "every metric vs iteration" + (f" (band: +- one standard error, for {', '.join(banded)})"
                                                  if banded else "")
-        out.append(figure("metrics", caption, F.data_uri(F.panels_figure(chunk, title="every metric vs iteration")),
+        out.append(figure("metrics", caption, drawing(F.panels_figure, chunk, title="every metric vs iteration"),
                           chunk))
     return out, groups.constants
 
 
-def write_report(run: RunLayout, *, parts: Callable[[], dict[str, Any]] | None = None) -> Path | None:
+def write_report(run: RunLayout, *, parts: Callable[[], dict[str, Any]] | None = None,
+                 split: bool = False) -> Path | None:
     """Write ``report/report.html`` (self-contained) and the cards; None if no iteration is evaluated.
     With ``parts``, another process computes :func:`page_parts` meanwhile (:mod:`.report_process`):
-    the page asks for them (calls ``parts``) once the rest is drawn."""
+    the page asks for them (calls ``parts``) once the rest is drawn. ``split``: the figures are
+    drawn by this process and a copy of it at once (:func:`draw_figures`; the report process only)."""
     rows = run.read_metrics()
     if not rows:
         return None
@@ -306,7 +372,8 @@ def write_report(run: RunLayout, *, parts: Callable[[], dict[str, Any]] | None =
     figures, constants = run_figures(run, config, rows)
     if durations:  # its numbers are the time table below it
         figures.append(figure("time", "seconds per phase and iteration",
-                              F.data_uri(F.phase_time_figure(durations, PHASES))))
+                              drawing(F.phase_time_figure, durations, PHASES)))
+    draw_figures(figures, split=split)
     keys = ["iteration"] + sorted({k for r in rows for k in r if k != "iteration"})
     q_iterations, q_prompts = qualitative(run)
     images = [(f"{p.parent.parent.name}: {p.name}", F.file_data_uri(p))

@@ -8,8 +8,11 @@ hands its directory over; meanwhile the run writes the cards (:mod:`.cards`) and
 lineage and samples, which it sends over, then waits for the report, so the report exists when
 ``run`` returns, as before.
 
-``collapsebench run`` forks it first of all (:func:`fork`), so that its imports also overlap the
-config's schema and checks, and stops it once the config shows a run that is not a vector world's.
+The ``collapsebench`` command forks it as it starts (:func:`fork_early`, from
+:mod:`collapsebench.launch`), so that its imports also overlap the command line's and the config's
+checks, and ``run`` stops it once the config shows a run that is not a vector world's; ``run``
+called otherwise (``cli.main`` in a test) forks it first of all. Once the run hands it over, the
+process draws half the figures and a copy of itself the other half (``draw_figures``).
 Only where ``fork`` exists (Linux) and only for runs the batched driver computes in this process
 (:func:`collapsebench.batch.applies`): a language-model run lasts minutes, and forking a process
 that holds torch's threads is not safe (the early fork comes before any import of torch). The
@@ -55,7 +58,7 @@ def _serve(conn: Connection) -> None:
         return cast(dict[str, Any], sent)
 
     try:
-        out = write_report(RunLayout(path), parts=parts)
+        out = write_report(RunLayout(path), parts=parts, split=True)
         conn.send(("ok", None if out is None else str(out)))
     except BaseException as exc:  # reported to the parent, which writes the report itself
         conn.send(("failed", repr(exc)))
@@ -118,6 +121,22 @@ class ReportProcess:
         if self.process.is_alive():
             self.process.kill()
         self.conn.close()
+
+
+_early: list[ReportProcess] = []  # forked by fork_early, taken by the run it was forked for
+
+
+def fork_early() -> None:
+    """Fork the report process as the ``collapsebench run`` command starts, before the command
+    line's own imports (:mod:`collapsebench.launch`); :func:`take_early` hands it to the run."""
+    process = fork()
+    if process is not None:
+        _early.append(process)
+
+
+def take_early() -> ReportProcess | None:
+    """The process :func:`fork_early` forked, once (None if none was)."""
+    return _early.pop() if _early else None
 
 
 def fork() -> ReportProcess | None:

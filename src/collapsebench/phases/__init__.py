@@ -53,23 +53,28 @@ def _execute(ctx: PhaseContext, iteration: int, phase: str, executor: Executor |
     return stats
 
 
-def work(ctx: PhaseContext, fingerprint: str) -> dict[str, Any]:
+def work(ctx: PhaseContext, fingerprint: str, resumable: bool = True) -> dict[str, Any]:
     """Run the phase of ``ctx`` in its work folder (``ctx.out_dir``) and seal it: its ``stats.json``
     written, ready for the rename that commits it. Work left there by an interrupted attempt under
-    the same ``fingerprint`` is kept; under another, it is removed first. Without an executor, the
-    phase's long-lived workers are child processes of this one."""
+    the same ``fingerprint`` (its ``.fingerprint`` marker, removed once the work is done) is kept;
+    under another, it is removed first. A step that is not ``resumable`` (the batched driver's:
+    milliseconds of work, redone whole) writes no marker and always starts from an empty folder:
+    a marker costs a toy run a file per step. Without an executor, the phase's long-lived workers are child processes of this
+    one."""
     if ctx.executor is None and ctx.worker_host is None:
         ctx = ctx.replace(worker_host=InlineExecutor())
     tmp = ctx.out_dir
     marker = tmp / FINGERPRINT_FILE
-    if tmp.exists() and (not marker.exists() or marker.read_text() != fingerprint):
+    if tmp.exists() and (not resumable or not marker.exists() or marker.read_text() != fingerprint):
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fingerprint)
+    if resumable:
+        marker.write_text(fingerprint)
     try:
         stats = dict(RUNS[ctx.phase](ctx) or {})
     finally:
         ctx.close()
     stats.update(iteration=ctx.iteration, phase=ctx.phase, seed=ctx.seed, fingerprint=fingerprint)
+    marker.unlink(missing_ok=True)  # finished: its stats.json names the fingerprint from now on
     seal_folder(tmp, stats)
     return stats
