@@ -60,16 +60,16 @@ def test_the_cpt_base_never_read_the_language_its_twin_continues_on(tmp_path):
     of them (21 of its 300: "no", "so", "bare", "rosa" and the like)."""
     import yaml
 
-    from collapsebench.sources.language import build_language, language_spec
+    from collapsebench.config import load_config
+    from collapsebench.evaluations.language import spec_from_config
+    from collapsebench.sources.language import build_language
 
     twin = RECIPES / "cpt-mixing-ratio/cpu.yaml"
     seen = set().union(*texts(RECIPES / "cpt-mixing-ratio/base.yaml", tmp_path).values())
     for seed in yaml.safe_load(twin.read_text())["sweep"]["grid"]["seed"]:
         docs = texts(twin, tmp_path, seed)["data.source"]
         assert len(docs) > 1000 and not docs & seen, f"seed {seed}: {len(docs & seen)} documents the base saw"
-    knobs = {k: v for k, v in yaml.safe_load(twin.read_text())["data"]["source"].items()
-             if k not in ("name", "n_documents")}
-    vocabulary = {w.lower() for w in build_language(language_spec(knobs)).words}
+    vocabulary = {w.lower() for w in build_language(spec_from_config(load_config(twin))).words}
     base_words = {w.strip(".,;:").lower() for text in seen for w in text.split()}
     known = vocabulary & base_words
     assert len(known) < 0.1 * len(vocabulary), f"{len(known)} of {len(vocabulary)} words: {sorted(known)[:10]}"

@@ -56,11 +56,11 @@ def build_rater(output: Path, config_dir: Path, base: str, language: dict[str, A
     import torch
     from transformers import AutoModelForSequenceClassification, GPT2Config
 
+    from collapsebench.evaluations.language import SOURCE_ONLY_KWARGS
     from collapsebench.models.loading import load_tokenizer
     from collapsebench.sources.language import build_language, language_spec, sample
 
-    knobs = {k: v for k, v in language.items() if k not in ("name", "n_documents")}
-    spec = language_spec(knobs)
+    spec = language_spec({k: v for k, v in language.items() if k != "name" and k not in SOURCE_ONLY_KWARGS})
     vocabulary = build_language(spec).words
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)

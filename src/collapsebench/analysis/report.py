@@ -270,8 +270,9 @@ def draw_figures(figures: list[dict[str, Any]], *, split: bool = False) -> None:
             else:
                 mine_panels += max(len(f["panels"]), 1)
     copy = _fork_drawing(theirs) if theirs else None
+    drawn_there = {id(f) for f in theirs}
     for f in pending:
-        if not any(f is g for g in theirs):
+        if id(f) not in drawn_there:
             f["uri"] = f["uri"]()
     if copy is not None:
         for f, uri in zip(theirs, _collect(*copy)):

@@ -59,8 +59,8 @@ def work(ctx: PhaseContext, fingerprint: str, resumable: bool = True) -> dict[st
     the same ``fingerprint`` (its ``.fingerprint`` marker, removed once the work is done) is kept;
     under another, it is removed first. A step that is not ``resumable`` (the batched driver's:
     milliseconds of work, redone whole) writes no marker and always starts from an empty folder:
-    a marker costs a toy run a file per step. Without an executor, the phase's long-lived workers are child processes of this
-    one."""
+    a marker costs a toy run a file per step. Without an executor, the phase's long-lived workers
+    are child processes of this one."""
     if ctx.executor is None and ctx.worker_host is None:
         ctx = ctx.replace(worker_host=InlineExecutor())
     tmp = ctx.out_dir
